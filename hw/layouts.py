@@ -1,0 +1,118 @@
+"""Stream payloads and port signatures shared by every block of the engine.
+
+Every link is an :class:`amaranth.lib.stream.Signature` over one of these layouts. A frame is
+closed by one beat with ``end_of_frame = 1`` whose other fields are zero; it is a beat of its
+own so that a frame without events still ends.
+
+Pipeline::
+
+    pixels --DeltaDetector--> events --FanoutAddressGenerator--> updates
+           --AccumulatorUnit--> touched --SparseMaxPool--> events (output, same form as input)
+                    ^                          |
+                    +---- accumulator read ----+   (pool reads while the accumulator holds)
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["bits_for_count", "pixel_layout", "event_layout", "update_layout", "window_layout",
+           "DELTA_SHAPE", "PixelStream", "EventStream", "UpdateStream", "WindowStream",
+           "AccumulatorReadSignature"]
+
+# A delta of two uint8 values, and of two pooled uint8 values: -255..255.
+DELTA_SHAPE = signed(9)
+
+
+def bits_for_count(count):
+    """Unsigned width that can index ``count`` items (at least 1 bit)."""
+    return max(1, (count - 1).bit_length())
+
+
+def pixel_layout(pixels_per_cycle):
+    """Input pixels: ``pixels_per_cycle`` consecutive uint8 samples in raster order.
+
+    Raster order is row by row, pixel by pixel, the channels of a pixel adjacent, so sample n
+    of a frame is ``frame[c, y, x]`` with ``n = (y * W + x) * Cin + c``. ``first`` marks the
+    first beat of a frame, ``last`` its last beat.
+    """
+    return data.StructLayout({
+        "data":  data.ArrayLayout(unsigned(8), pixels_per_cycle),
+        "first": unsigned(1),
+        "last":  unsigned(1),
+    })
+
+
+def event_layout(channels, height, width):
+    """An event ``(channel, y, x, delta)`` or, with ``end_of_frame``, the frame's end marker.
+
+    Input events (from the delta detector) and output events (from the pool, with ``channels``
+    = Cout and the pooled height and width) have this same form.
+    """
+    return data.StructLayout({
+        "channel":      unsigned(bits_for_count(channels)),
+        "y":            unsigned(bits_for_count(height)),
+        "x":            unsigned(bits_for_count(width)),
+        "delta":        DELTA_SHAPE,
+        "end_of_frame": unsigned(1),
+    })
+
+
+def update_layout(channels_in, channels_out, height, width, kernel_size, lanes):
+    """One fan-out beat: ``lanes`` accumulate ops at one output position.
+
+    Adds ``delta * w[group * lanes + j][channel][tap // K][tap % K]`` to accumulator
+    ``[group * lanes + j][y][x]`` for each lane j. ``end_of_frame`` beats carry no update.
+    """
+    return data.StructLayout({
+        "y":            unsigned(bits_for_count(height)),
+        "x":            unsigned(bits_for_count(width)),
+        "group":        unsigned(bits_for_count(channels_out // lanes)),
+        "channel":      unsigned(bits_for_count(channels_in)),
+        "tap":          unsigned(bits_for_count(kernel_size * kernel_size)),
+        "delta":        DELTA_SHAPE,
+        "end_of_frame": unsigned(1),
+    })
+
+
+def window_layout(height, width):
+    """A touched 2 x 2 pool window ``(y, x)`` in pooled coordinates, or the frame's end."""
+    return data.StructLayout({
+        "y":            unsigned(bits_for_count(height // 2)),
+        "x":            unsigned(bits_for_count(width // 2)),
+        "end_of_frame": unsigned(1),
+    })
+
+
+def PixelStream(pixels_per_cycle):
+    return stream.Signature(pixel_layout(pixels_per_cycle))
+
+
+def EventStream(channels, height, width):
+    return stream.Signature(event_layout(channels, height, width))
+
+
+def UpdateStream(channels_in, channels_out, height, width, kernel_size, lanes):
+    return stream.Signature(update_layout(channels_in, channels_out, height, width,
+                                          kernel_size, lanes))
+
+
+def WindowStream(height, width):
+    return stream.Signature(window_layout(height, width))
+
+
+class AccumulatorReadSignature(wiring.Signature):
+    """Read port into the accumulator memories, seen from the reader (the pool).
+
+    ``addr`` is ``(group * H + y) * W + x``; with ``en`` high, ``data`` holds the ``lanes``
+    accumulators ``[group * lanes + j][y][x]`` on the next cycle (latency 1). The accumulator
+    unit only honours reads while its ``hold`` input keeps updates out.
+    """
+
+    def __init__(self, *, address_width, accumulator_width, lanes):
+        super().__init__({
+            "addr": Out(unsigned(address_width)),
+            "en":   Out(1),
+            "data": In(data.ArrayLayout(signed(accumulator_width), lanes)),
+        })
+
