@@ -7,7 +7,8 @@
 Regenerate them (needs the Debian package and PyAV, ``pip install av``)::
 
     apt-get download opencv-doc
-    dpkg-deb --fsys-tarfile opencv-doc_*.deb | tar -x ./usr/share/doc/opencv-doc/examples/data/vtest.avi
+    dpkg-deb --fsys-tarfile opencv-doc_*.deb \
+        | tar -x ./usr/share/doc/opencv-doc/examples/data/vtest.avi
     python -m eventconv.clip ./usr/share/doc/opencv-doc/examples/data/vtest.avi
 """
 

@@ -35,7 +35,7 @@ class Events:
 
     def tuples(self):
         return list(zip(self.channel.tolist(), self.y.tolist(), self.x.tolist(),
-                        self.delta.tolist()))
+                        self.delta.tolist(), strict=True))
 
     @classmethod
     def from_tuples(cls, items):

