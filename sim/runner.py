@@ -84,7 +84,10 @@ def run_cocotb(*, verilog_text, toplevel, test_module, case, simulator="icarus",
     check_simulator(simulator)
     from cocotb_tools.runner import get_runner
 
-    build_dir = build_dir_for(build_root, toplevel, verilog_text, simulator).resolve()
+    # Parallel pytest workers each get their own folder: two builds of one design must not mix.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    build_dir = build_dir_for(Path(build_root) / worker, toplevel, verilog_text,
+                              simulator).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     if not source.exists() or source.read_text() != verilog_text:

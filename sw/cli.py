@@ -83,6 +83,7 @@ def summary_line(result):
 
 def cmd_export(args):
     config = Config.from_json(args.config)
+    check_out_path(args.output)
     export_engine = _feature("export", "export").export_engine
     for path in export_engine(config, args.output, name=args.name):
         print(path)

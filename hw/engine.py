@@ -1,0 +1,152 @@
+"""The whole layer: DeltaDetector -> FanoutAddressGenerator -> AccumulatorUnit -> SparseMaxPool."""
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import Config
+from .accumulator import AccumulatorUnit
+from .delta_detector import DeltaDetector
+from .fanout import FanoutAddressGenerator
+from .layouts import EventStream, PixelStream
+from .sparse_max_pool import SparseMaxPool
+
+__all__ = ["EventConvEngine", "CYCLE_COUNTER_WIDTH"]
+
+CYCLE_COUNTER_WIDTH = 32
+# Frames in flight between the pixel input and the event output. Frame t+1 may stream in while
+# frame t is pooled; the per-frame figures travel in FIFOs this deep, and a new frame's first
+# pixel waits while they are full.
+FRAMES_IN_FLIGHT = 4
+
+
+class EventConvEngine(wiring.Component):
+    """One event-driven layer (SPEC.md): conv K x K, requantize, 2 x 2 max pool, sparse output.
+
+    Parameters
+    ----------
+    config : :class:`eventconv.config.Config`
+        Frame size, channels, kernel, weights and bias are built in; ``threshold``, ``shift``
+        and ``mode`` of the configuration are only the suggested values of the runtime inputs.
+        ``pixels_per_cycle`` and ``lanes`` set the parallelism.
+
+    Members
+    -------
+    pixels : ``In(PixelStream(pixels_per_cycle))``
+        Samples in raster order, channels of a pixel adjacent; ``first``/``last`` on the first
+        and last beat of a frame.
+    events : ``Out(EventStream(Cout, H/2, W/2))``
+        Output events ``(o, py, px, delta)`` of the pooled map, then one ``end_of_frame`` beat.
+    threshold : ``In(8)``, shift : ``In(5)``, dense : ``In(1)``
+        Runtime knobs. ``shift`` is also sampled while the reset clear runs (it sets the pooled
+        map of the reset state). Change them only between frames.
+    frame_events_in, frame_macs, frame_events_out, frame_cycles : ``Out(...)``
+        Figures of the last completed frame, valid from the cycle after its end-of-frame beat is
+        transferred until the next one: delta events, accumulate ops (counted on the fan-out
+        link), output events, and cycles from its first pixel accepted to its end-of-frame beat
+        given (both transfer cycles included).
+
+    Frames overlap: the detector scans frame t+1 while frame t is pooled; the accumulators wait
+    for the pool to release them, so results never mix. Up to ``FRAMES_IN_FLIGHT`` frames may be
+    inside the engine.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
+        self.config = c = config
+        self.detector = DeltaDetector(height=c.height, width=c.width, channels=c.channels_in,
+                                      pixels_per_cycle=c.pixels_per_cycle)
+        self.fanout = FanoutAddressGenerator(
+            height=c.height, width=c.width, channels_in=c.channels_in,
+            channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
+        self.accumulator = AccumulatorUnit.from_config(c)
+        self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
+                                  accumulator_width=c.accumulator_width, bias=c.bias.tolist(),
+                                  lanes=c.lanes)
+        taps = c.kernel_size * c.kernel_size
+        self.events_in_width = (c.height * c.width * c.channels_in).bit_length()
+        self.macs_width = (c.height * c.width * c.channels_in * c.channels_out * taps
+                           ).bit_length()
+        self.events_out_width = (c.channels_out * (c.height // 2) * (c.width // 2)
+                                 ).bit_length()
+        super().__init__({
+            "pixels": In(PixelStream(c.pixels_per_cycle)),
+            "events": Out(EventStream(c.channels_out, c.height // 2, c.width // 2)),
+            "threshold": In(8, init=c.threshold),
+            "shift": In(5, init=c.shift),
+            "dense": In(1, init=int(c.mode == "dense")),
+            "frame_events_in": Out(self.events_in_width),
+            "frame_macs": Out(self.macs_width),
+            "frame_events_out": Out(self.events_out_width),
+            "frame_cycles": Out(CYCLE_COUNTER_WIDTH),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.detector = detector = self.detector
+        m.submodules.fanout = fanout = self.fanout
+        m.submodules.accumulator = accumulator = self.accumulator
+        m.submodules.pool = pool = self.pool
+
+        wiring.connect(m, detector.events, fanout.events)
+        wiring.connect(m, fanout.updates, accumulator.updates)
+        wiring.connect(m, accumulator.touched, pool.touched)
+        wiring.connect(m, pool.read, wiring.flipped(accumulator.read))
+        m.d.comb += [
+            accumulator.release.eq(pool.release),
+            detector.threshold.eq(self.threshold),
+            detector.dense.eq(self.dense),
+            pool.shift.eq(self.shift),
+        ]
+
+        # Per-frame figures, each counted where it happens and queued until the frame leaves.
+        now = Signal(CYCLE_COUNTER_WIDTH)
+        m.d.sync += now.eq(now + 1)
+        started = fifo.SyncFIFO(width=CYCLE_COUNTER_WIDTH, depth=FRAMES_IN_FLIGHT)
+        events_in = fifo.SyncFIFO(width=self.events_in_width, depth=FRAMES_IN_FLIGHT)
+        macs = fifo.SyncFIFO(width=self.macs_width, depth=FRAMES_IN_FLIGHT)
+        m.submodules.started, m.submodules.events_in, m.submodules.macs = started, events_in, macs
+
+        # The input: a frame's first beat also needs room for its start time.
+        first_blocked = self.pixels.payload.first & ~started.w_rdy
+        m.d.comb += [
+            detector.pixels.payload.eq(self.pixels.payload),
+            detector.pixels.valid.eq(self.pixels.valid & ~first_blocked),
+            self.pixels.ready.eq(detector.pixels.ready & ~first_blocked),
+            started.w_data.eq(now),
+            started.w_en.eq(self.pixels.valid & self.pixels.ready & self.pixels.payload.first),
+        ]
+
+        def frame_counter(stream, fifo_, width, weight):
+            count = Signal(width)
+            with m.If(stream.valid & stream.ready):
+                with m.If(stream.payload.end_of_frame):
+                    m.d.sync += count.eq(0)
+                with m.Else():
+                    m.d.sync += count.eq(count + weight)
+            m.d.comb += [
+                fifo_.w_data.eq(count),
+                fifo_.w_en.eq(stream.valid & stream.ready & stream.payload.end_of_frame),
+            ]
+
+        # The FIFOs cannot overflow: a frame enters `started` before it reaches the others.
+        frame_counter(detector.events, events_in, self.events_in_width, 1)
+        frame_counter(fanout.updates, macs, self.macs_width, self.config.lanes)
+
+        events_out = Signal(self.events_out_width)
+        wiring.connect(m, pool.events, wiring.flipped(self.events))
+        leaving = self.events.valid & self.events.ready
+        with m.If(leaving & self.events.payload.end_of_frame):
+            m.d.sync += [
+                self.frame_events_in.eq(events_in.r_data),
+                self.frame_macs.eq(macs.r_data),
+                self.frame_events_out.eq(events_out),
+                self.frame_cycles.eq(now - started.r_data + 1),
+                events_out.eq(0),
+            ]
+            m.d.comb += [started.r_en.eq(1), events_in.r_en.eq(1), macs.r_en.eq(1)]
+        with m.Elif(leaving):
+            m.d.sync += events_out.eq(events_out + 1)
+
+        return m

@@ -1,0 +1,117 @@
+"""``eventconv run --backend rtl``: the exported engine Verilog simulated under cocotb.
+
+The pooled maps come only from the simulated hardware: they start at the pooled map of the
+reset state (every accumulator at its bias) and integrate the output events the engine gave.
+The counts are the engine's own hardware counters.
+"""
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+
+__all__ = ["run_rtl", "reset_pooled_map", "default_build_root", "engine_verilog"]
+
+
+def default_build_root():
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(cache) / "eventconv" / "sim"
+
+
+def reset_pooled_map(config):
+    """Pooled map of the reset state: for each o, min(255, max(0, bias[o]) >> shift)."""
+    value = np.minimum(255, np.maximum(config.bias, 0) >> config.shift)
+    return np.broadcast_to(value[:, None, None], (config.channels_out, config.height // 2,
+                                                  config.width // 2)).astype(np.int64)
+
+
+def engine_verilog(config, name="eventconv_engine"):
+    from .hw.engine import EventConvEngine
+    from .sim.runner import export_verilog
+    return export_verilog(EventConvEngine(config), name)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, fed by the cocotb side through a file."""
+
+    def __init__(self, path, total, enabled):
+        self.path, self.total, self.enabled = path, total, enabled
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.enabled:
+            self.thread.join()
+            print(file=sys.stderr)
+
+    def _run(self):
+        start = time.monotonic()
+        while True:
+            done = 0
+            try:
+                done = int(Path(self.path).read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+            bar = "#" * (30 * done // self.total)
+            rate = done / max(time.monotonic() - start, 1e-9)
+            print(f"\rrtl: [{bar:<30}] {done}/{self.total} frames, {rate:.1f} frames/s",
+                  end="", file=sys.stderr, flush=True)
+            if self.stop.wait(0.5):
+                break
+
+
+def run_rtl(config: Config, frames, *, simulator="icarus", progress=False, idle=0.0,
+            stall=0.0, seed=0, build_root=None):
+    """Simulate the engine on ``frames`` (SPEC FRAMES.npy layout); returns OUT.npz's arrays.
+
+    ``idle``/``stall`` add random input idle cycles and output backpressure (tests); the SPEC's
+    ``cycles`` figure assumes neither, which is the default.
+    """
+    from .sim.runner import check_simulator, run_cocotb
+
+    frames = config.check_frames(frames)
+    check_simulator(simulator)
+    verilog = engine_verilog(config)
+    with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
+        frames_path = Path(tmp) / "frames.npy"
+        np.save(frames_path, frames)
+        progress_path = Path(tmp) / "progress"
+        case = {"config": config.to_dict(), "frames": str(frames_path), "idle": idle,
+                "stall": stall, "seed": seed, "progress": str(progress_path)}
+        with _Progress(progress_path, len(frames), progress):
+            result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
+                                test_module="eventconv.sim.engine_tb", case=case,
+                                simulator=simulator,
+                                build_root=build_root or default_build_root())
+    if result["extra"]:
+        raise RuntimeError(f"engine gave {len(result['extra'])} beats after the last frame")
+    pooled = reset_pooled_map(config).copy()
+    out = {"pooled": [], "events_in": [], "events_out": [], "macs": [], "cycles": []}
+    for t, frame in enumerate(result["frames"]):
+        if frame["frame_events_out"] != len(frame["events"]):
+            raise RuntimeError(f"frame {t}: engine counted {frame['frame_events_out']} output "
+                               f"events but gave {len(frame['events'])}")
+        for o, py, px, delta in frame["events"]:
+            pooled[o, py, px] += delta
+        if pooled.min() < 0 or pooled.max() > 255:
+            raise RuntimeError("engine output events integrate outside 0..255")
+        out["pooled"].append(pooled.astype(np.uint8))
+        out["events_in"].append(frame["frame_events_in"])
+        out["events_out"].append(frame["frame_events_out"])
+        out["macs"].append(frame["frame_macs"])
+        out["cycles"].append(frame["frame_cycles"])
+    arrays = {k: np.array(v, dtype=np.int64) for k, v in out.items() if k != "pooled"}
+    arrays["pooled"] = np.stack(out["pooled"])
+    return arrays
