@@ -92,7 +92,7 @@ class EventConvEngine(wiring.Component):
         wiring.connect(m, detector.events, fanout.events)
         wiring.connect(m, fanout.updates, accumulator.updates)
         wiring.connect(m, accumulator.touched, pool.touched)
-        wiring.connect(m, pool.read, wiring.flipped(accumulator.read))
+        wiring.connect(m, pool.read, accumulator.read)
         m.d.comb += [
             accumulator.release.eq(pool.release),
             detector.threshold.eq(self.threshold),

@@ -81,7 +81,7 @@ def run_rtl(config: Config, frames, *, simulator="icarus", progress=False, idle=
     """
     from .sim.runner import check_simulator, run_cocotb
 
-    frames = config.check_frames(frames)
+    config.check_frames(frames)
     check_simulator(simulator)
     verilog = engine_verilog(config)
     with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
