@@ -69,8 +69,15 @@ def check_simulator(simulator):
                                "apt-get install -y iverilog")
 
 
+# Icarus: cocotb asks for -g2012, under which Icarus does not run an `always @*` block before one
+# of its inputs changes, so Yosys-written combinational logic with constant inputs stays X.
+# Verilog-2005 mode evaluates those blocks at time 0.
+BUILD_ARGS = {"icarus": ["-g2005"], "verilator": ["-Wno-fatal", "-Wno-WIDTH", "-O2"]}
+
+
 def build_dir_for(root, name, verilog_text, simulator):
-    digest = hashlib.sha256(verilog_text.encode()).hexdigest()[:12]
+    key = verilog_text + repr(BUILD_ARGS[simulator])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(root) / f"{name}-{simulator}-{digest}"
 
 
@@ -93,7 +100,7 @@ def run_cocotb(*, verilog_text, toplevel, test_module, case, simulator="icarus",
     if not source.exists() or source.read_text() != verilog_text:
         source.write_text(verilog_text)
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O2"] if simulator == "verilator" else []
+    build_args = BUILD_ARGS[simulator]
     log = build_dir / "build.log"
     runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel, build_dir=build_dir,
                  timescale=("1ns", "1ps"), build_args=build_args,

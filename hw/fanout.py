@@ -1,0 +1,223 @@
+"""Fan-out: one input event becomes the accumulate ops of the kernel taps that land in the frame.
+
+SPEC step 2: an event ``(c, y, x, d)`` adds ``d * w[o][c][ky][kx]`` to the accumulator at
+``(o, y - ky + K//2, x - kx + K//2)`` for every output channel o and every tap whose output
+position lies inside the frame.
+"""
+
+import numbers
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import KERNEL_SIZES, MAX_CHANNELS, MAX_FRAME_SIDE
+from .layouts import DELTA_SHAPE, EventStream, UpdateStream
+
+__all__ = ["FanoutAddressGenerator", "check_geometry"]
+
+
+def _integer(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+
+
+def check_geometry(*, height, width, channels_in, channels_out, kernel_size, lanes):
+    """Validate the shape parameters shared by the fan-out and the accumulator unit.
+
+    Same ranges and messages as :class:`eventconv.config.Config`, without needing weights.
+
+    Raises
+    ------
+    TypeError
+        A parameter is not an integer.
+    ValueError
+        A parameter is out of range, a frame side is odd or smaller than the kernel, or
+        ``lanes`` does not divide ``channels_out``.
+    """
+    if isinstance(kernel_size, bool) or kernel_size not in KERNEL_SIZES:
+        raise ValueError(f"kernel_size must be one of 1, 3, 5, 7, not {kernel_size!r}")
+    side = max(kernel_size, 2)
+    for name, value in (("height", height), ("width", width)):
+        _integer(name, value, side, MAX_FRAME_SIDE)
+        if value % 2:
+            raise ValueError(f"{name} must be even (2 x 2 pooling) and in "
+                             f"{side}..{MAX_FRAME_SIDE}, not {value}")
+    _integer("channels_in", channels_in, 1, MAX_CHANNELS)
+    _integer("channels_out", channels_out, 1, MAX_CHANNELS)
+    _integer("lanes", lanes, 1, channels_out)
+    if channels_out % lanes:
+        raise ValueError(f"lanes must divide channels_out = {channels_out}, not {lanes}")
+
+
+class FanoutAddressGenerator(wiring.Component):
+    """Turns input events into accumulator update beats, one beat per clock.
+
+    For an event ``(c, y, x, d)`` the beats walk the kernel taps (ky, kx) in raster order,
+    skipping taps whose output position ``(y - ky + K//2, x - kx + K//2)`` is outside the frame,
+    and for each tap every channel group ``0 .. channels_out / lanes - 1`` (groups innermost):
+    the order of :func:`eventconv.model.fanout_updates`, each beat carrying ``lanes`` ops. The
+    in-frame tap ranges are computed when the event is taken, so a border event spends no cycle
+    on taps outside the frame. An ``end_of_frame`` event becomes one ``end_of_frame`` beat
+    (other fields 0), after every beat of the events before it.
+
+    Latency: the first beat of an event is valid the cycle after the event is taken.
+    Throughput: one beat per clock while ``updates`` is ready, including across events: the next
+    event is taken in the cycle the last beat of the current one is transferred (so
+    ``events.ready`` depends on ``updates.ready`` in that cycle). An event with n in-frame taps
+    costs ``n * channels_out / lanes`` cycles; an end of frame costs one.
+
+    Parameters
+    ----------
+    height, width : int
+        Frame size, even, at least ``kernel_size`` (at least 2).
+    channels_in, channels_out : int
+        Cin and Cout, 1..1024.
+    kernel_size : int
+        K, one of 1, 3, 5, 7.
+    lanes : int
+        Output channels per beat; divides ``channels_out``.
+
+    Members
+    -------
+    events : In(EventStream(channels_in, height, width))
+        Input events.
+    updates : Out(UpdateStream(channels_in, channels_out, height, width, kernel_size, lanes))
+        Update beats (see :func:`eventconv.hw.layouts.update_layout`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        See :func:`check_geometry`.
+    """
+
+    def __init__(self, *, height, width, channels_in, channels_out, kernel_size, lanes=1):
+        check_geometry(height=height, width=width, channels_in=channels_in,
+                       channels_out=channels_out, kernel_size=kernel_size, lanes=lanes)
+        height, width, channels_in, channels_out, kernel_size, lanes = map(
+            int, (height, width, channels_in, channels_out, kernel_size, lanes))
+        self._height, self._width = height, width
+        self._channels_in, self._channels_out = channels_in, channels_out
+        self._kernel_size, self._lanes = kernel_size, lanes
+        super().__init__({
+            "events":  In(EventStream(channels_in, height, width)),
+            "updates": Out(UpdateStream(channels_in, channels_out, height, width,
+                                        kernel_size, lanes)),
+        })
+
+    @property
+    def groups(self):
+        return self._channels_out // self._lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        h, w, k = self._height, self._width, self._kernel_size
+        pad = k // 2
+        event, update = self.events.payload, self.updates.payload
+
+        busy = Signal()
+        # The walk runs over output positions (descending as the tap index ascends) so that the
+        # beat's y and x are registers, not adders on the output path.
+        y = Signal.like(update.y)
+        x = Signal.like(update.x)
+        x_first = Signal.like(update.x)
+        x_last = Signal.like(update.x)
+        y_last = Signal.like(update.y)
+        tap = Signal.like(update.tap)
+        row_tap = Signal.like(update.tap)
+        group = Signal.like(update.group)
+        channel = Signal.like(update.channel)
+        delta = Signal(DELTA_SHAPE)
+        end_of_frame = Signal()
+
+        m.d.comb += [
+            self.updates.valid.eq(busy),
+            update.y.eq(y),
+            update.x.eq(x),
+            update.group.eq(group),
+            update.channel.eq(channel),
+            update.tap.eq(tap),
+            update.delta.eq(delta),
+            update.end_of_frame.eq(end_of_frame),
+        ]
+
+        # "At the end" flags kept as registers, updated with the counters, so that no comparator
+        # sits between the consumer's ready and the load enables.
+        group_at_end = Signal(init=int(self.groups == 1))
+        x_at_end = Signal()
+        y_at_end = Signal()
+        single_column = Signal()
+        last_beat = Signal()
+        m.d.comb += last_beat.eq(end_of_frame | (group_at_end & x_at_end & y_at_end))
+        transfer = self.updates.valid & self.updates.ready
+        m.d.comb += self.events.ready.eq(~busy | (transfer & last_beat))
+
+        # In-frame ranges of the event being taken: output rows y+pad down to y-pad, clipped.
+        first_y = Signal.like(update.y)
+        first_x = Signal.like(update.x)
+        first_ky = Signal(range(k))
+        first_kx = Signal(range(k))
+        m.d.comb += [
+            first_y.eq(Mux(event.y + pad > h - 1, h - 1, event.y + pad)),
+            first_x.eq(Mux(event.x + pad > w - 1, w - 1, event.x + pad)),
+            first_ky.eq(event.y + pad - first_y),
+            first_kx.eq(event.x + pad - first_x),
+        ]
+
+        last_y = Signal.like(update.y)
+        last_x = Signal.like(update.x)
+        m.d.comb += [
+            last_y.eq(Mux(event.y >= pad, event.y - pad, 0)),
+            last_x.eq(Mux(event.x >= pad, event.x - pad, 0)),
+        ]
+        group_wraps = int(self.groups == 1)
+
+        with m.If(self.events.valid & self.events.ready):
+            eof = event.end_of_frame
+            first_tap = first_ky * k + first_kx
+            m.d.sync += [
+                busy.eq(1),
+                end_of_frame.eq(eof),
+                group.eq(0),
+                group_at_end.eq(group_wraps),
+                channel.eq(Mux(eof, 0, event.channel)),
+                delta.eq(Mux(eof, 0, event.delta)),
+                y.eq(Mux(eof, 0, first_y)),
+                x.eq(Mux(eof, 0, first_x)),
+                x_first.eq(first_x),
+                y_last.eq(last_y),
+                x_last.eq(last_x),
+                x_at_end.eq(first_x == last_x),
+                y_at_end.eq(first_y == last_y),
+                single_column.eq(first_x == last_x),
+                tap.eq(Mux(eof, 0, first_tap)),
+                row_tap.eq(first_tap),
+            ]
+        with m.Elif(transfer):
+            with m.If(last_beat):
+                m.d.sync += busy.eq(0)
+            with m.Elif(~group_at_end):
+                m.d.sync += [group.eq(group + 1),
+                             group_at_end.eq(group == self.groups - 2)]
+            with m.Elif(~x_at_end):
+                m.d.sync += [
+                    group.eq(0),
+                    group_at_end.eq(group_wraps),
+                    x.eq(x - 1),
+                    x_at_end.eq(x == x_last + 1),
+                    tap.eq(tap + 1),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    group.eq(0),
+                    group_at_end.eq(group_wraps),
+                    x.eq(x_first),
+                    x_at_end.eq(single_column),
+                    y.eq(y - 1),
+                    y_at_end.eq(y == y_last + 1),
+                    tap.eq(row_tap + k),
+                    row_tap.eq(row_tap + k),
+                ]
+        return m

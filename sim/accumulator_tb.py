@@ -1,0 +1,71 @@
+"""cocotb bench for the fan-out + accumulator chain: events in, touched windows out, then the
+accumulators read back through the read port before the frame is released.
+
+The top level has the ports ``events`` (stream in), ``touched`` (stream out), ``read__addr``,
+``read__en``, ``read__data`` and ``read_done`` (the accumulator's release pulse). The case::
+
+    {"frames": [[packed event, ..., packed end of frame], ...],
+     "end_of_frame_mask": int,      # the end_of_frame bit of a packed touched beat
+     "depth": int,                  # accumulator addresses to read back per frame
+     "idle": 0.3, "stall": 0.3, "seed": 1, "quiet_cycles": 30, "timeout_cycles": 100000}
+
+The result: ``{"frames": [{"touched": [int, ...], "reads": [int, ...], "cycles": n}, ...],
+"extra": [int, ...]}``, where ``cycles`` counts from the frame's first event offered to its end
+of frame taken on ``touched`` and ``extra`` holds touched beats after the last frame.
+"""
+
+import random
+
+import cocotb
+from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+
+from .bench import CycleCounter, read_case, write_result
+from .streams import StreamDriver, StreamMonitor, reset, start_clock
+
+
+async def read_back(dut, depth):
+    """Read ``depth`` addresses, one per cycle: address before an edge, data after it."""
+    words = []
+    for address in range(depth):
+        await FallingEdge(dut.clk)
+        dut.read__addr.value = address
+        dut.read__en.value = 1
+        await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
+        dut.read__en.value = 0
+        words.append(int(dut.read__data.value))
+    return words
+
+
+@cocotb.test()
+async def accumulator_bench(dut):
+    case = read_case()
+    rng = random.Random(case.get("seed", 0))
+    start_clock(dut)
+    dut.read__addr.value = 0
+    dut.read__en.value = 0
+    dut.read_done.value = 0
+    dut.clear.value = 0
+    driver = StreamDriver(dut, "events", rng=random.Random(rng.random()),
+                          idle=case.get("idle", 0.0))
+    monitor = StreamMonitor(dut, "touched", rng=random.Random(rng.random()),
+                            stall=case.get("stall", 0.0))
+    mask = case["end_of_frame_mask"]
+    timeout = case.get("timeout_cycles", 100_000) * 10
+    await reset(dut)
+    counter = CycleCounter(dut.clk)
+    frames = []
+    for beats in case["frames"]:
+        start = counter.count
+        sender = cocotb.start_soon(driver.send_all(beats))
+        touched = await with_timeout(monitor.receive_until(lambda beat: beat & mask),
+                                     timeout, "ns")
+        cycles = counter.count - start
+        await with_timeout(sender, timeout, "ns")
+        reads = await read_back(dut, case["depth"])
+        dut.read_done.value = 1
+        await RisingEdge(dut.clk)
+        dut.read_done.value = 0
+        frames.append({"touched": touched, "reads": reads, "cycles": cycles})
+    extra = await monitor.quiet(case.get("quiet_cycles", 30))
+    write_result({"frames": frames, "extra": extra})
