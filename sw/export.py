@@ -6,7 +6,6 @@ from pathlib import Path
 from amaranth.hdl import Shape
 
 from .config import Config
-from .rtl_backend import engine_verilog
 
 __all__ = ["export_engine", "port_table"]
 
@@ -53,10 +52,11 @@ def export_engine(config: Config, output, name="eventconv_engine"):
     """
     from .hw.engine import EventConvEngine
     from .hw.layouts import event_layout, pixel_layout
+    from .sim.runner import export_verilog
 
     output = Path(output)
     engine = EventConvEngine(config)
-    output.write_text(engine_verilog(config, name))
+    output.write_text(export_verilog(engine, name))
     config_path = output.with_suffix(".json")
     config_path.write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     c = config
