@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import Config, ConfigError
 
-BACKENDS = ("model", "rtl")
+BACKENDS = ("model", "rtl", "board")
 BOARDS = ("icebreaker", "ulx3s-85f")
 
 
@@ -66,6 +66,17 @@ def cmd_run(args):
     elif args.backend == "rtl":
         run_rtl = _feature("rtl_backend", "--backend rtl").run_rtl
         result = run_rtl(config, frames, simulator=args.simulator, progress=not args.quiet)
+    elif args.backend == "board":
+        if not args.port:
+            raise UsageError("--backend board needs --port PORT (the board's serial port, "
+                             "e.g. /dev/ttyUSB1 for an iCEBreaker)")
+        driver = _feature("driver", "--backend board")
+        try:
+            result = driver.run_board(config, frames, port=args.port, baud_rate=args.baud,
+                                      progress=not args.quiet)
+        except driver.LinkError as e:
+            print(f"eventconv: error: {e}", file=sys.stderr)
+            return 1
     np.savez(args.out, **result)
     if not args.quiet:
         print(summary_line(result), file=sys.stderr)
@@ -121,9 +132,14 @@ def build_parser():
     run.add_argument("--frames", required=True, metavar="FRAMES.npy",
                      help="uint8 frames, (T, H, W) if channels_in == 1 else (T, Cin, H, W)")
     run.add_argument("--backend", required=True, choices=BACKENDS,
-                     help="model: the numpy golden model; rtl: the exported Verilog under cocotb")
+                     help="model: the numpy golden model; rtl: the exported Verilog under cocotb; "
+                          "board: a board running `make synth`'s bitstream, over its serial port")
     run.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"),
                      help="HDL simulator for --backend rtl (default icarus)")
+    run.add_argument("--port", metavar="PORT",
+                     help="serial port of the board for --backend board (device or pyserial URL)")
+    run.add_argument("--baud", type=int, default=1_000_000,
+                     help="UART rate the board was built with (default 1000000)")
     run.add_argument("--out", required=True, metavar="OUT.npz", help="results file to write")
     run.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     run.set_defaults(func=cmd_run)

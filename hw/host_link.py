@@ -1,0 +1,750 @@
+"""The host link: a packet protocol between the UART byte streams and the engine.
+
+Protocol, version 1
+===================
+
+Framing (both directions)
+-------------------------
+SLIP (RFC 1055). A packet is its body followed by ``END`` = 0xC0; inside a body 0xC0 is sent
+as 0xDB 0xDC and 0xDB as 0xDB 0xDD. Empty packets are ignored, so the host also sends END
+before each packet: noise before it then forms a packet of its own (answered with an error)
+instead of spoiling the packet. A body is a type byte, the fields (multi-byte fields
+little-endian), and the CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, MSB first, no final
+xor) of type and fields, sent high byte first, so that the CRC of a whole good body is 0.
+
+Host to board
+-------------
+======  =======  ==============================================  ===========================
+type    name     fields                                          answer
+======  =======  ==============================================  ===========================
+0x01    INFO     none                                            INFO
+0x02    CONFIG   threshold u8, shift u8 (0..31), dense u8 (0/1)  ACK(0x02), position (0, 0)
+0x03    PIXELS   frame u16, offset u24, count u16, count samples ACK(0x03) once in the engine
+0x04    SYNC     token u8                                        SYNC(token), position
+======  =======  ==============================================  ===========================
+
+Board to host
+-------------
+======  ============  ===============================================================
+type    name          fields
+======  ============  ===============================================================
+0x80    ACK           command u8, frame u16, offset u24
+0x81    EVENT         one output event: the engine's event payload (channel, y, x,
+                      delta, packed from bit 0 in that order, widths of
+                      :func:`~eventconv.hw.layouts.event_layout`) without end_of_frame,
+                      in ceil(bits / 8) bytes
+0x82    END_OF_FRAME  frame u16, events_in u32, macs u32, events_out u32, cycles u32
+0x83    ERROR         code u8, frame u16, offset u24 (the expected position)
+0x84    SYNC          token u8, frame u16, offset u24 (the expected position)
+0x85    INFO          version u8 (1), digest u32, height u16, width u16, channels_in u16,
+                      channels_out u16, kernel_size u8, pixels_per_cycle u8, chunk u16,
+                      window u8, clock_frequency u32 (Hz)
+======  ============  ===============================================================
+
+Frames
+------
+A frame is ``H * W * Cin`` samples in the engine's raster order (row by row, the channels of
+a pixel adjacent). It is sent as PIXELS packets of 1..``chunk`` samples, a multiple of
+``pixels_per_cycle``, in order: a packet is taken only at the *expected position* (frame,
+offset), which starts at (0, 0) after CONFIG, moves on by each packet taken and goes to
+(frame + 1, 0) at the end of a frame; frame numbers count modulo 2**16. A packet is checked
+whole (CRC, length, position) before any of its samples reach the engine, so a bad packet
+changes nothing. Its samples wait in one of ``window`` buffer slots; its ACK (command 0x03,
+the position after it) is sent once they have all gone into the engine. The host may have at
+most ``window`` PIXELS packets unacknowledged; one more is refused (BUSY).
+
+Each frame's output is its EVENT packets, then END_OF_FRAME with the frame's number (counted
+from 0 after CONFIG) and the engine's figures of that frame (SPEC.md; ``cycles`` counts
+engine cycles, including those spent waiting for the link). Frames pipeline: the host may send
+the next frame while the outputs of earlier ones arrive.
+
+CONFIG and SYNC are answered only after every PIXELS packet taken before them has gone into
+the engine and been acknowledged. CONFIG applies threshold, shift and dense, resets the
+engine (reference, accumulators and pooled map back to the reset state; frames inside it
+are dropped without output) and the expected position; its ACK comes after any output of the
+dropped frames. INFO's digest is :func:`eventconv.driver.config_digest` of the layer built in.
+
+Weights and bias
+----------------
+They are not uploaded: the engine builds them in (the accumulator unit's weight memories are
+initialised at elaboration, the bias is written by its reset clear sequence and sets the
+pool's reset pooled map). Uploading would need write ports on those memories and bias
+registers in the engine. Instead INFO gives the digest of the layer built in and the driver
+refuses a configuration that differs; ``eventconv synth --config`` builds a board for another.
+
+Errors
+------
+A bad packet is dropped, nothing else changes, and the board answers ERROR with a code and
+the expected position:
+
+====  ========  ===============================================================
+code  name      cause
+====  ========  ===============================================================
+1     CRC       checksum mismatch (damaged bytes, or a truncated packet ran into the next)
+2     COMMAND   unknown packet type
+3     LENGTH    length wrong for the type (PIXELS: count not equal to the samples sent, 0,
+                above ``chunk``, not a multiple of ``pixels_per_cycle``, or past the frame)
+4     POSITION  PIXELS (frame, offset) is not the expected position
+5     TIMEOUT   a packet started but no END came within ``timeout_cycles`` of its last byte
+6     FRAMING   a UART stop bit was low, or an invalid SLIP escape
+7     OVERRUN   received bytes were lost (the receive buffer was full)
+8     BUSY      PIXELS while all ``window`` slots are in use
+9     VALUE     CONFIG shift above 31 or dense above 1
+====  ========  ===============================================================
+
+Checks run in this order; the first failing one is reported. After an error the board is at
+once ready for the next packet (the next END delimits it); no reset is needed. The host's
+recovery from an ERROR or from silence is SYNC with a fresh token: the SYNC answer follows
+every answer to earlier packets and gives the position to resume at.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..config import Config
+from ..driver import (
+    CRC_INIT,
+    CRC_POLY,
+    END,
+    ESC,
+    ESC_END,
+    ESC_ESC,
+    INFO_BYTES,
+    PIXELS_HEADER_BYTES,
+    PROTOCOL_VERSION,
+    Command,
+    ErrorCode,
+    Reply,
+    config_digest,
+)
+from .layouts import EventStream, PixelStream, event_layout
+from .uart import received_layout
+
+__all__ = ["HostLink", "crc16_step", "PacketEncoder"]
+
+FIGURE_WIDTH = 32
+FRAME_WIDTH, OFFSET_WIDTH, COUNT_WIDTH = 16, 24, 16
+MAX_CHUNK = 4096
+
+
+def crc16_step(crc, byte):
+    """The CRC-16/CCITT-FALSE register after one more byte (an Amaranth expression)."""
+    for i in reversed(range(8)):
+        feedback = byte[i] ^ crc[15]
+        crc = Cat(Const(0, 1), crc[:15]) ^ Mux(feedback, CRC_POLY, 0)
+    return crc
+
+
+def _bytes_of(value, count):
+    return [value[8 * i:8 * i + 8] for i in range(count)]
+
+
+class PacketEncoder(wiring.Component):
+    """Packet bodies to wire bytes: appends the CRC (high byte first), SLIP-escapes, ends
+    each packet with END.
+
+    Members
+    -------
+    body : ``In(stream.Signature(StructLayout({"data": 8, "last": 1})))``
+        Body bytes; ``last`` on a packet's last byte.
+    send : ``Out(stream.Signature(8))``
+        Wire bytes (registered), one per two cycles at most.
+    """
+
+    body: In(stream.Signature(data.StructLayout({"data": 8, "last": 1})))
+    send: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        crc = Signal(16, init=CRC_INIT)
+        escape_pending = Signal()
+        escape_byte = Signal(8)
+        stage = Signal(range(4))    # 0 body, 1 CRC high, 2 CRC low, 3 END
+        # Not "or ready": the UART takes a byte per 10 bits, and this keeps the transmitter's
+        # handshake out of the paths that load and shift packets.
+        free = ~self.send.valid
+        with m.If(self.send.ready):
+            m.d.sync += self.send.valid.eq(0)
+
+        def emit(byte, escape=True):
+            if not escape:
+                m.d.sync += [self.send.payload.eq(byte), self.send.valid.eq(1)]
+                return
+            special = (byte == END) | (byte == ESC)
+            m.d.sync += [self.send.payload.eq(Mux(special, ESC, byte)), self.send.valid.eq(1),
+                         escape_pending.eq(special),
+                         escape_byte.eq(Mux(byte == END, ESC_END, ESC_ESC))]
+
+        with m.If(free):
+            with m.If(escape_pending):
+                emit(escape_byte, escape=False)
+                m.d.sync += escape_pending.eq(0)
+            with m.Elif(stage == 0):
+                m.d.comb += self.body.ready.eq(1)
+                with m.If(self.body.valid):
+                    emit(self.body.payload.data)
+                    m.d.sync += crc.eq(crc16_step(crc, self.body.payload.data))
+                    with m.If(self.body.payload.last):
+                        m.d.sync += stage.eq(1)
+            with m.Elif(stage == 1):
+                emit(crc[8:])
+                m.d.sync += stage.eq(2)
+            with m.Elif(stage == 2):
+                emit(crc[:8])
+                m.d.sync += stage.eq(3)
+            with m.Else():
+                emit(Const(END, 8), escape=False)
+                m.d.sync += [stage.eq(0), crc.eq(CRC_INIT)]
+        return m
+
+
+class HostLink(wiring.Component):
+    """The protocol above (module docstring) between UART bytes and one engine.
+
+    Parameters
+    ----------
+    config : :class:`eventconv.config.Config`
+        The engine's layer; its threshold, shift and mode are the knobs' values after reset.
+    chunk : int
+        Most samples in one PIXELS packet: a power of two in 8..4096, at least
+        ``pixels_per_cycle``. The buffer is ``window * chunk`` bytes of block RAM.
+    window : int
+        Buffer slots: 1, 2 or 4.
+    timeout_cycles : int
+        Cycles without a byte after which an unfinished packet is dropped (TIMEOUT), >= 16.
+    clock_frequency : int
+        Reported in INFO (Hz), 0..2**32-1.
+
+    Members
+    -------
+    received : ``In(stream.Signature(received_layout()))``
+        Bytes from the UART receiver (through a FIFO: the link stops taking bytes for a few
+        cycles at each packet end, and for a packet's time when answers queue up).
+    send : ``Out(stream.Signature(8))``
+        Bytes for the UART transmitter.
+    pixels : ``Out(PixelStream(pixels_per_cycle))``
+        To the engine: two cycles per sample plus one per beat.
+    events : ``In(EventStream(Cout, H/2, W/2))``
+        From the engine.
+    threshold : ``Out(8)``, shift : ``Out(5)``, dense : ``Out(1)``
+        The engine's runtime knobs, set by CONFIG.
+    engine_reset : ``Out(1)``
+        One-cycle pulse (registered) on CONFIG: reset the engine (its clear sequence
+        follows).
+    frame_events_in, frame_macs, frame_events_out, frame_cycles : ``In(32)``
+        The engine's figures (zero-extended).
+    error : ``Out(1)``
+        One-cycle pulse per ERROR answer (for a LED).
+
+    Latency and throughput: a packet is checked in 6 cycles after its END; samples go to the
+    engine at two cycles each plus one per beat; answers leave at one byte per two cycles at
+    most (the UART is the bottleneck by far: 10 bit times per byte).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A parameter out of range, or a frame of 2**24 samples or more.
+    """
+
+    def __init__(self, *, config, chunk=256, window=2, timeout_cycles=1_000_000,
+                 clock_frequency=0):
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
+        for name, value in (("chunk", chunk), ("window", window),
+                            ("timeout_cycles", timeout_cycles),
+                            ("clock_frequency", clock_frequency)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+        if chunk not in [1 << i for i in range(3, 13)] or chunk < config.pixels_per_cycle:
+            raise ValueError(f"chunk must be a power of two in 8..{MAX_CHUNK}, not {chunk!r}")
+        if window not in (1, 2, 4):
+            raise ValueError(f"window must be 1, 2 or 4, not {window!r}")
+        if not 16 <= timeout_cycles < 2**32:
+            raise ValueError(f"timeout_cycles must be an integer in 16..{2**32 - 1}, "
+                             f"not {timeout_cycles!r}")
+        if not 0 <= clock_frequency < 2**32:
+            raise ValueError(f"clock_frequency must be an integer in 0..{2**32 - 1}, "
+                             f"not {clock_frequency!r}")
+        self.frame_size = config.height * config.width * config.channels_in
+        if self.frame_size >= 2**OFFSET_WIDTH:
+            raise ValueError(f"frame size H * W * Cin must be below 2**24, "
+                             f"not {self.frame_size}")
+        self.config = config
+        self.chunk, self.window = chunk, window
+        self.timeout_cycles, self.clock_frequency = timeout_cycles, clock_frequency
+        self.event_layout = event_layout(config.channels_out, config.height // 2,
+                                         config.width // 2)
+        self.event_bytes = (self.event_layout["end_of_frame"].offset + 7) // 8
+        super().__init__({
+            "received": In(stream.Signature(received_layout())),
+            "send": Out(stream.Signature(8)),
+            "pixels": Out(PixelStream(config.pixels_per_cycle)),
+            "events": In(EventStream(config.channels_out, config.height // 2,
+                                     config.width // 2)),
+            "threshold": Out(8, init=config.threshold),
+            "shift": Out(5, init=config.shift),
+            "dense": Out(1, init=int(config.mode == "dense")),
+            "engine_reset": Out(1),
+            "frame_events_in": In(FIGURE_WIDTH),
+            "frame_macs": In(FIGURE_WIDTH),
+            "frame_events_out": In(FIGURE_WIDTH),
+            "frame_cycles": In(FIGURE_WIDTH),
+            "error": Out(1),
+        })
+
+    def _info_bytes(self):
+        c = self.config
+        fields = [(PROTOCOL_VERSION, 1), (config_digest(c), 4), (c.height, 2), (c.width, 2),
+                  (c.channels_in, 2), (c.channels_out, 2), (c.kernel_size, 1),
+                  (c.pixels_per_cycle, 1), (self.chunk, 2), (self.window, 1),
+                  (self.clock_frequency, 4)]
+        out = [Reply.INFO]
+        for value, size in fields:
+            out += list(value.to_bytes(size, "little"))
+        assert len(out) == INFO_BYTES
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        ppc, chunk, window = c.pixels_per_cycle, self.chunk, self.window
+        chunk_bits = (chunk - 1).bit_length()
+        slot_bits = max(1, (window - 1).bit_length())
+
+        m.submodules.encoder = encoder = PacketEncoder()
+        wiring.connect(m, encoder.send, wiring.flipped(self.send))
+
+        m.submodules.buffer = buffer = Memory(shape=8, depth=window * chunk, init=[])
+        write_port = buffer.write_port()
+        read_port = buffer.read_port()
+
+        # Expected position of the next PIXELS packet.
+        expected_frame = Signal(FRAME_WIDTH)
+        expected_offset = Signal(OFFSET_WIDTH)
+
+        # Buffer slots: written by the parser, drained by the feeder.
+        slot_full = Signal(window)
+        slot_count = Array(Signal(COUNT_WIDTH, name=f"slot_count_{i}") for i in range(window))
+        slot_end_frame = Array(Signal(FRAME_WIDTH, name=f"slot_end_frame_{i}")
+                               for i in range(window))
+        slot_end_offset = Array(Signal(OFFSET_WIDTH, name=f"slot_end_offset_{i}")
+                                for i in range(window))
+        write_slot = Signal(slot_bits)
+        read_slot = Signal(slot_bits)
+
+        # Answers waiting for the transmitter: the parser's and the feeder's ACK.
+        status_layout = data.StructLayout({"kind": 8, "byte": 8, "frame": FRAME_WIDTH,
+                                           "offset": OFFSET_WIDTH})
+        reply_pending = Signal()
+        reply_is_info = Signal()
+        reply = Signal(status_layout)
+        ack_pending = Signal()
+        ack = Signal(status_layout)
+
+        feeder_idle = Signal()
+        # Registered: while the parser waits for it, it can only turn from 0 to 1 (nothing
+        # new enters the slots then), so one cycle late is safe.
+        quiet = Signal()
+        m.d.sync += quiet.eq(~slot_full.any() & feeder_idle & ~ack_pending)
+        configure = Signal()     # CONFIG taken this cycle
+        commit = Signal()        # a checked PIXELS packet's slot goes to the feeder
+
+        # ---- parser ---------------------------------------------------------------------
+        max_index = PIXELS_HEADER_BYTES + chunk + 2 + 1
+        index = Signal(range(max_index + 1))
+        crc = Signal(16, init=CRC_INIT)
+        escape = Signal()
+        kind = Signal(8)
+        header = Array(Signal(8, name=f"header_{i}") for i in range(PIXELS_HEADER_BYTES - 1))
+        bad_framing = Signal()
+        bad_overrun = Signal()
+        slot_was_free = Signal()
+        idle_count = Signal(range(self.timeout_cycles + 1))
+        code = Signal(8)
+        end_offset = Signal(OFFSET_WIDTH + 1)
+        samples_sent = Signal(COUNT_WIDTH)
+        frame_done = Signal()
+        next_frame = Signal(FRAME_WIDTH)
+        next_offset = Signal(OFFSET_WIDTH)
+        (flag_short, flag_crc, flag_command, flag_length, flag_count, flag_past_end,
+         flag_position, flag_busy, flag_value) = (
+            Signal(name=f"flag_{n}") for n in ("short", "crc", "command", "length", "count",
+                                               "past_end", "position", "busy", "value"))
+        position_bytes = Signal(5)
+        expected = Cat(expected_frame, expected_offset)
+        act_error, act_info, act_sync, act_config, act_commit = (
+            Signal(name=f"act_{n}") for n in ("error", "info", "sync", "config", "commit"))
+
+        offset_field = Cat(header[2], header[3], header[4])
+        count_field = Cat(header[5], header[6])
+        threshold_field, shift_field, dense_field = header[0], header[1], header[2]
+
+        # SLIP decoding, one registered stage ahead of the parser: a received byte becomes
+        # at most one item (a body byte, or a packet end); flags of an ESC byte ride along
+        # with the item that follows it.
+        item_valid, item_end, item_framing, item_overrun = (
+            Signal(name=f"item_{n}") for n in ("valid", "end", "framing", "overrun"))
+        item_data = Signal(8)
+        item_take = Signal()
+        escape_framing, escape_overrun = Signal(), Signal()
+        timed_out = Signal()
+        byte = self.received.payload.data
+        m.d.comb += self.received.ready.eq(~item_valid | item_take)
+        with m.If(item_take):
+            m.d.sync += item_valid.eq(0)
+        with m.If(self.received.valid & self.received.ready):
+            framing = self.received.payload.framing_error | escape_framing
+            overrun = self.received.payload.overrun | escape_overrun
+            m.d.sync += [item_data.eq(byte), item_end.eq(0), item_overrun.eq(overrun),
+                         item_framing.eq(framing), escape_framing.eq(0), escape_overrun.eq(0)]
+            with m.If(escape):
+                m.d.sync += [escape.eq(0), item_valid.eq(1)]
+                with m.If(byte == ESC_END):
+                    m.d.sync += item_data.eq(END)
+                with m.Elif(byte == ESC_ESC):
+                    m.d.sync += item_data.eq(ESC)
+                with m.Else():
+                    m.d.sync += [item_framing.eq(1), item_end.eq(byte == END)]
+            with m.Elif(byte == END):
+                m.d.sync += [item_valid.eq(1), item_end.eq(1)]
+            with m.Elif(byte == ESC):
+                m.d.sync += [escape.eq(1), escape_framing.eq(framing),
+                             escape_overrun.eq(overrun)]
+            with m.Else():
+                m.d.sync += item_valid.eq(1)
+        with m.If(timed_out):
+            m.d.sync += escape.eq(0)
+
+        value = Signal(8)
+        is_data = Signal()
+        m.d.comb += value.eq(item_data)
+        # The timeout needs no precision: its compares are registered.
+        packet_open = Signal()
+        expired = Signal()
+        m.d.sync += [packet_open.eq((index != 0) | escape),
+                     expired.eq(idle_count >= self.timeout_cycles - 2)]
+
+        where = Signal(PIXELS_HEADER_BYTES + 1, init=1)   # bit i: next byte is byte i
+        sample_position = Signal(range(chunk + 1))
+        may_write = Signal()
+        m.d.sync += may_write.eq((kind == Command.PIXELS) & slot_was_free)
+
+        # Decodes kept registered all the time: by the time a packet is checked (two cycles
+        # after its last byte at the earliest) they describe it.
+        kind_is = {c: Signal(name=f"kind_is_{c.name.lower()}") for c in Command}
+        index_fits = {c: Signal(name=f"index_fits_{c.name.lower()}") for c in Command}
+        index_is_short = Signal()
+        sizes = {Command.INFO: 3, Command.CONFIG: 6, Command.SYNC: 4}
+        m.d.sync += [kind_is[c].eq(kind == c) for c in Command]
+        m.d.sync += [index_fits[c].eq(index == size) for c, size in sizes.items()]
+        m.d.sync += [index_fits[Command.PIXELS].eq(index >= PIXELS_HEADER_BYTES + 2),
+                     index_is_short.eq(index < 3)]
+
+        def restart():
+            m.d.sync += [where.eq(1), sample_position.eq(0)]
+            m.d.sync += [index.eq(0), crc.eq(CRC_INIT), bad_framing.eq(0),
+                         bad_overrun.eq(0), idle_count.eq(0), packet_open.eq(0), expired.eq(0)]
+
+        def answer(kind_, byte_, frame, offset):
+            m.d.sync += [reply_pending.eq(1), reply_is_info.eq(0), reply.kind.eq(kind_),
+                         reply.byte.eq(byte_), reply.frame.eq(frame), reply.offset.eq(offset)]
+
+        m.d.sync += self.error.eq(0)
+        with m.FSM(name="parser"):
+            with m.State("receive"):
+                m.d.comb += item_take.eq(item_valid)
+                with m.If(item_valid):
+                    m.d.sync += idle_count.eq(0)
+                    with m.If(item_framing):
+                        m.d.sync += bad_framing.eq(1)
+                    with m.If(item_overrun):
+                        m.d.sync += bad_overrun.eq(1)
+                    with m.If(item_end):
+                        empty = ((index == 0) & ~bad_framing & ~bad_overrun & ~item_framing &
+                                 ~item_overrun)
+                        with m.If(~empty):
+                            m.next = "sum"
+                    with m.Else():
+                        m.d.comb += is_data.eq(1)
+                with m.Elif(packet_open):
+                    m.d.sync += idle_count.eq(idle_count + 1)
+                    with m.If(expired):
+                        m.d.comb += timed_out.eq(1)
+                        m.d.sync += code.eq(ErrorCode.TIMEOUT)
+                        m.next = "decide"
+
+                with m.If(is_data):
+                    m.d.sync += crc.eq(crc16_step(crc, value))
+                    with m.If(index != max_index):
+                        m.d.sync += index.eq(index + 1)
+                    # One-hot byte position: no wide compares on the capture enables.
+                    m.d.sync += where.eq(Cat(Const(0, 1), where[:-1]) |
+                                         (where[-1] << (len(where) - 1)))
+                    with m.If(where[0]):
+                        m.d.sync += [kind.eq(value),
+                                     slot_was_free.eq(~slot_full.bit_select(write_slot, 1))]
+                    for i in range(PIXELS_HEADER_BYTES - 1):
+                        with m.If(where[i + 1]):
+                            m.d.sync += header[i].eq(value)
+                    with m.If(where[-1] & (sample_position != chunk)):
+                        m.d.sync += sample_position.eq(sample_position + 1)
+                m.d.comb += [
+                    write_port.addr.eq(Cat(sample_position[:chunk_bits], write_slot)),
+                    write_port.data.eq(value),
+                    write_port.en.eq(is_data & where[-1] & may_write &
+                                     (sample_position != chunk)),
+                ]
+
+            with m.State("sum"):
+                # The checks in three registered steps: first the sums and the plain compares.
+                is_pixels = kind_is[Command.PIXELS]
+                count_bad = (count_field == 0) | (count_field > chunk)
+                if ppc > 1:
+                    count_bad |= count_field[:(ppc - 1).bit_length()] != 0
+                m.d.sync += [
+                    end_offset.eq(offset_field + count_field),
+                    samples_sent.eq(index - (PIXELS_HEADER_BYTES + 2)),
+                    flag_short.eq(index_is_short),
+                    flag_crc.eq(crc != 0),
+                    flag_command.eq(~kind_is[Command.INFO] & ~kind_is[Command.CONFIG] &
+                                    ~kind_is[Command.PIXELS] & ~kind_is[Command.SYNC]),
+                    flag_length.eq((kind_is[Command.INFO] & ~index_fits[Command.INFO]) |
+                                   (kind_is[Command.CONFIG] & ~index_fits[Command.CONFIG]) |
+                                   (kind_is[Command.SYNC] & ~index_fits[Command.SYNC]) |
+                                   (is_pixels & (~index_fits[Command.PIXELS] | count_bad))),
+                    # Byte by byte: one wide compare is too deep for one cycle.
+                    position_bytes.eq(Cat(
+                        header[i] != expected[8 * i:8 * i + 8] for i in range(5))),
+                    flag_busy.eq(is_pixels & ~slot_was_free),
+                    flag_value.eq((kind == Command.CONFIG) &
+                                  ((shift_field > 31) | (dense_field > 1))),
+                ]
+                m.next = "compare"
+
+            with m.State("compare"):
+                # Then the compares of the sums.
+                m.d.sync += [
+                    flag_position.eq(position_bytes.any()),
+                    flag_count.eq(samples_sent != count_field),
+                    flag_past_end.eq(end_offset > self.frame_size),
+                    frame_done.eq(end_offset == self.frame_size),
+                ]
+                m.next = "check"
+
+            with m.State("check"):
+                # Last, the error code by priority.
+                length_bad = flag_length | (kind_is[Command.PIXELS] &
+                                            (flag_count | flag_past_end))
+                with m.If(bad_overrun):
+                    m.d.sync += code.eq(ErrorCode.OVERRUN)
+                with m.Elif(bad_framing):
+                    m.d.sync += code.eq(ErrorCode.FRAMING)
+                with m.Elif(flag_short):
+                    m.d.sync += code.eq(ErrorCode.LENGTH)
+                with m.Elif(flag_crc):
+                    m.d.sync += code.eq(ErrorCode.CRC)
+                with m.Elif(flag_command):
+                    m.d.sync += code.eq(ErrorCode.COMMAND)
+                with m.Elif(length_bad):
+                    m.d.sync += code.eq(ErrorCode.LENGTH)
+                with m.Elif(kind_is[Command.PIXELS] & flag_position):
+                    m.d.sync += code.eq(ErrorCode.POSITION)
+                with m.Elif(flag_busy):
+                    m.d.sync += code.eq(ErrorCode.BUSY)
+                with m.Elif(flag_value):
+                    m.d.sync += code.eq(ErrorCode.VALUE)
+                with m.Else():
+                    m.d.sync += code.eq(0)
+                m.next = "decide"
+
+            with m.State("decide"):
+                # Registered one-hot decisions keep the checks out of the acting cycle.
+                m.d.sync += [
+                    act_error.eq(code != 0),
+                    act_info.eq((code == 0) & (kind == Command.INFO)),
+                    act_sync.eq((code == 0) & (kind == Command.SYNC)),
+                    act_config.eq((code == 0) & (kind == Command.CONFIG)),
+                    act_commit.eq((code == 0) & (kind == Command.PIXELS)),
+                    next_frame.eq(expected_frame + frame_done),
+                    next_offset.eq(Mux(frame_done, 0, end_offset)),
+                ]
+                m.next = "act"
+
+            with m.State("act"):
+                with m.If(act_error):
+                    with m.If(~reply_pending):
+                        answer(Reply.ERROR, code, expected_frame, expected_offset)
+                        m.d.sync += self.error.eq(1)
+                        m.next = "restart"
+                with m.If(act_info):
+                    with m.If(~reply_pending):
+                        m.d.sync += [reply_pending.eq(1), reply_is_info.eq(1)]
+                        m.next = "restart"
+                with m.If(act_sync):
+                    with m.If(~reply_pending & quiet):
+                        answer(Reply.SYNC, header[0], expected_frame, expected_offset)
+                        m.next = "restart"
+                with m.If(act_config):
+                    with m.If(~reply_pending & quiet):
+                        answer(Reply.ACK, Command.CONFIG, 0, 0)
+                        m.d.comb += configure.eq(1)
+                        m.d.sync += [self.threshold.eq(threshold_field),
+                                     self.shift.eq(shift_field), self.dense.eq(dense_field),
+                                     expected_frame.eq(0), expected_offset.eq(0)]
+                        m.next = "restart"
+                with m.If(act_commit):
+                    # PIXELS, checked: hand the slot to the feeder.
+                    m.d.comb += commit.eq(1)
+                    m.d.sync += [
+                        slot_count[write_slot].eq(count_field),
+                        slot_end_frame[write_slot].eq(next_frame),
+                        slot_end_offset[write_slot].eq(next_offset),
+                        write_slot.eq(write_slot + 1 if window > 1 else 0),
+                        expected_offset.eq(next_offset),
+                        expected_frame.eq(next_frame),
+                    ]
+                    m.next = "restart"
+
+            with m.State("restart"):
+                restart()
+                m.next = "receive"
+
+        # ---- feeder: slots to engine pixel beats ------------------------------------------
+        sample_index = Signal(chunk_bits)
+        remaining = Signal(COUNT_WIDTH)
+        slot_last = Signal()
+        lane = Signal(range(max(ppc, 2)))
+        beat = Signal(data.ArrayLayout(8, ppc))
+        feed_position = Signal(OFFSET_WIDTH)
+        slot_done = Signal()
+
+        with m.FSM(name="feeder"):
+            with m.State("idle"):
+                m.d.comb += feeder_idle.eq(1)
+                with m.If(slot_full.bit_select(read_slot, 1)):
+                    m.d.sync += [sample_index.eq(0), lane.eq(0),
+                                 remaining.eq(slot_count[read_slot])]
+                    m.next = "read"
+            with m.State("read"):
+                m.d.comb += [read_port.addr.eq(Cat(sample_index, read_slot)),
+                             read_port.en.eq(1)]
+                m.next = "latch"
+            with m.State("latch"):
+                m.d.sync += [beat[i].eq(Mux(lane == i, read_port.data, beat[i]))
+                             for i in range(ppc)]
+                m.d.sync += [sample_index.eq(sample_index + 1), lane.eq(lane + 1),
+                             remaining.eq(remaining - 1), slot_last.eq(remaining == 1)]
+                with m.If(lane == ppc - 1):
+                    m.d.sync += [
+                        self.pixels.valid.eq(1),
+                        self.pixels.payload.first.eq(feed_position == 0),
+                        self.pixels.payload.last.eq(feed_position == self.frame_size - ppc),
+                        lane.eq(0),
+                    ]
+                    m.next = "offer"
+                with m.Else():
+                    m.next = "read"
+            with m.State("offer"):
+                with m.If(self.pixels.ready):
+                    m.d.sync += [
+                        self.pixels.valid.eq(0),
+                        feed_position.eq(Mux(self.pixels.payload.last, 0,
+                                             feed_position + ppc)),
+                    ]
+                    with m.If(slot_last):
+                        m.next = "done"
+                    with m.Else():
+                        m.next = "read"
+            with m.State("done"):
+                with m.If(~ack_pending):
+                    m.d.comb += slot_done.eq(1)
+                    m.d.sync += [
+                        ack_pending.eq(1), ack.kind.eq(Reply.ACK),
+                        ack.byte.eq(Command.PIXELS), ack.frame.eq(slot_end_frame[read_slot]),
+                        ack.offset.eq(slot_end_offset[read_slot]),
+                        read_slot.eq(read_slot + 1 if window > 1 else 0),
+                    ]
+                    m.next = "idle"
+        m.d.comb += self.pixels.payload.data.eq(beat)
+        with m.If(configure):
+            m.d.sync += feed_position.eq(0)
+        # Registered: the reset fans out to the whole engine.
+        m.d.sync += self.engine_reset.eq(configure)
+
+        # Slot ownership: set when the parser commits a packet, cleared when it is fed.
+        m.d.sync += slot_full.eq((slot_full | (commit << write_slot)) &
+                                 ~(slot_done << read_slot))
+
+        # ---- engine output: one event (or end of frame with its figures) at a time --------
+        event_pending = Signal()
+        event_is_end = Signal()
+        event_value = Signal(self.event_layout)
+        figures_wait = Signal()
+        figures = Signal(4 * FIGURE_WIDTH)
+        frame_number = Signal(FRAME_WIDTH)
+        # Not while the engine resets: an event given then belongs to a dropped frame.
+        m.d.comb += self.events.ready.eq(~event_pending & ~figures_wait & ~self.engine_reset)
+        with m.If(self.events.valid & self.events.ready):
+            m.d.sync += event_value.eq(self.events.payload)
+            with m.If(self.events.payload.end_of_frame):
+                m.d.sync += figures_wait.eq(1)
+            with m.Else():
+                m.d.sync += [event_pending.eq(1), event_is_end.eq(0)]
+        with m.If(figures_wait):
+            # The engine's figures are valid from the cycle after the end-of-frame beat.
+            m.d.sync += [figures.eq(Cat(self.frame_events_in, self.frame_macs,
+                                        self.frame_events_out, self.frame_cycles)),
+                         figures_wait.eq(0), event_pending.eq(1), event_is_end.eq(1)]
+
+        # ---- transmitter: load one whole packet body, shift it out ------------------------
+        # Half rate on purpose (a byte per two cycles at most, the UART needs 10 * divisor):
+        # every enable here is a register or two, not a handshake from downstream.
+        packet = [Signal(8, name=f"packet_{i}") for i in range(INFO_BYTES)]
+        left = Signal(range(INFO_BYTES + 1))
+        busy = Signal()
+        final = Signal()
+        body_valid, body_last = Signal(), Signal()
+        body_data = Signal(8)
+        m.d.comb += [encoder.body.valid.eq(body_valid),
+                     encoder.body.payload.data.eq(body_data),
+                     encoder.body.payload.last.eq(body_last)]
+        with m.If(encoder.body.ready):
+            m.d.sync += body_valid.eq(0)
+
+        def load(body):
+            m.d.sync += [left.eq(len(body)), busy.eq(1), final.eq(len(body) == 1)]
+            m.d.sync += [packet[i].eq(b) for i, b in enumerate(body)]
+
+        def status_body(status):
+            return [status.kind, status.byte, *_bytes_of(status.frame, 2),
+                    *_bytes_of(status.offset, 3)]
+
+        with m.If(busy):
+            with m.If(~body_valid):
+                m.d.sync += [body_valid.eq(1), body_data.eq(packet[0]), body_last.eq(final),
+                             left.eq(left - 1), final.eq(left == 2), busy.eq(~final)]
+                m.d.sync += [packet[i].eq(packet[i + 1]) for i in range(INFO_BYTES - 1)]
+        with m.Else():
+            with m.If(reply_pending & reply_is_info):
+                load(self._info_bytes())
+                m.d.sync += reply_pending.eq(0)
+            with m.Elif(reply_pending):
+                load(status_body(reply))
+                m.d.sync += reply_pending.eq(0)
+            with m.Elif(ack_pending):
+                load(status_body(ack))
+                m.d.sync += ack_pending.eq(0)
+            with m.Elif(event_pending & event_is_end):
+                load([Reply.END_OF_FRAME, *_bytes_of(frame_number, 2),
+                      *_bytes_of(figures, 4 * FIGURE_WIDTH // 8)])
+                m.d.sync += [event_pending.eq(0), frame_number.eq(frame_number + 1)]
+            with m.Elif(event_pending):
+                load([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)])
+                m.d.sync += event_pending.eq(0)
+
+        # CONFIG drops the engine's output not yet loaded for sending (its frames are gone).
+        with m.If(configure):
+            m.d.sync += [event_pending.eq(0), figures_wait.eq(0), frame_number.eq(0)]
+        return m

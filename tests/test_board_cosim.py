@@ -1,0 +1,149 @@
+"""The board (UART, host link, engine) under cocotb, driven by the host driver's own protocol
+code through the byte-level bridge: pooled maps equal the model's, and bad bytes on the link
+are answered with error codes and recovered from without a reset."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eventconv.config import Config
+from eventconv.driver import (
+    END,
+    BoardLink,
+    Command,
+    ErrorCode,
+    Reply,
+    crc16,
+    encode_packet,
+    integrate,
+    pixels_packet,
+    run_board,
+    slip_escape,
+)
+from eventconv.model import run_model
+from eventconv.sim.board_tb import BoardSimulation
+
+BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
+TIMEOUT = 300e-6          # simulated seconds of silence before the driver resynchronises
+LINK_TIMEOUT_CYCLES = 3000
+
+
+def layer(seed=3, **changes):
+    rng = np.random.default_rng(seed)
+    return Config.from_dict({
+        "height": 8, "width": 8, "channels_in": 1, "channels_out": 3, "kernel_size": 3,
+        "weights": rng.integers(-128, 128, (3, 1, 3, 3)).tolist(),
+        "bias": rng.integers(-3000, 3000, 3).tolist(), "threshold": 12, "shift": 6,
+        **changes})
+
+
+def video(seed, count, config):
+    rng = np.random.default_rng(seed)
+    shape = (config.height, config.width)
+    out = [rng.integers(0, 256, shape)]
+    for _ in range(count - 1):
+        step = np.where(rng.random(shape) < 0.2, rng.integers(-90, 91, shape), 0)
+        out.append(np.clip(out[-1] + step, 0, 255))
+    return np.array(out, dtype=np.uint8)
+
+
+def assert_equals_model(config, frames, results):
+    board = integrate(config, results)
+    model = run_model(config, frames)
+    for key in ("pooled", "events_in", "events_out", "macs"):
+        np.testing.assert_array_equal(board[key], model[key], err_msg=key)
+
+
+class FaultyTransport:
+    """Passes bytes through, but damages chosen writes: the n-th write of PIXELS packets
+    gets one byte flipped, or is cut short (the rest never sent)."""
+
+    def __init__(self, transport, *, flip=(), cut=()):
+        self.transport, self.flip, self.cut = transport, set(flip), set(cut)
+        self.pixels_writes = 0
+
+    def write(self, data):
+        if len(data) > 2 and data[1] == Command.PIXELS:
+            n = self.pixels_writes
+            self.pixels_writes += 1
+            if n in self.flip:
+                data = bytearray(data)
+                data[len(data) // 2] ^= 0x21
+                data = bytes(data)
+            if n in self.cut:
+                data = data[:len(data) // 2]
+        self.transport.write(data)
+
+    def read(self, timeout):
+        return self.transport.read(timeout)
+
+
+def test_board_frames_equal_model_and_link_recovers_from_bad_bytes():
+    config = layer()
+    frames = video(1, 4, config)
+    with BoardSimulation(config, chunk=32, timeout_cycles=LINK_TIMEOUT_CYCLES,
+                         build_root=BUILD) as board:
+        # 1. A clean run through the CLI's function: OUT.npz arrays equal the model's.
+        out = run_board(config, frames, transport=board, timeout=TIMEOUT)
+        model = run_model(config, frames)
+        assert sorted(out) == ["events_in", "events_out", "macs", "pooled"]
+        for key, value in out.items():
+            np.testing.assert_array_equal(value, model[key], err_msg=key)
+            assert value.dtype == model[key].dtype
+        link = BoardLink(board, config, timeout=TIMEOUT)
+        info = link.query_info()
+        assert (info.height, info.width, info.channels_out, info.chunk) == (8, 8, 3, 32)
+        assert_equals_model(config, frames, link.run(frames))   # again, after a CONFIG
+        assert link.errors == []
+
+        # 2. Bad bytes, each answered with its error code; no reset in between.
+        def answer_to(data):
+            board.write(data)
+            while True:
+                packet = link.receive()
+                assert packet is not None, "no answer"
+                if packet[0] == Reply.ERROR:
+                    return ErrorCode(packet[1]["byte"])
+
+        link.configure(threshold=0, shift=0, dense=False)
+        garbage = bytes((END, 0x13, 0x37, 0x00, 0xFF, 0x42, END))
+        assert answer_to(garbage) == ErrorCode.CRC
+        good = pixels_packet(0, 0, bytes(range(32)))
+        assert answer_to(good[:20]) == ErrorCode.TIMEOUT            # truncated, then silence
+        wrong_length = bytearray(good)
+        wrong_length[7] += 1                                         # count field 33
+        body = bytes(wrong_length[1:-3])                             # type .. samples
+        resealed = bytes((END,)) + slip_escape(body + crc16(body).to_bytes(2, "big")) + \
+            bytes((END,))
+        assert answer_to(resealed) == ErrorCode.LENGTH
+        assert answer_to(pixels_packet(0, 32, bytes(32))) == ErrorCode.POSITION
+        # A low stop bit: the receiver then waits for the line to go high (the idle time
+        # here; a character right behind it would be misread and the packet time out).
+        board.write_bad_stop_bit(encode_packet(Command.INFO)[:-1], 2)
+        assert board.read(5 * board.byte_seconds) == b""
+        assert answer_to(bytes((END,))) == ErrorCode.FRAMING
+        assert answer_to(encode_packet(0x7E)) == ErrorCode.COMMAND
+        assert link.sync() == (0, 0)          # nothing reached the engine
+
+        # 3. Faults in the middle of a run: a damaged packet, a cut packet. The driver's
+        # recovery (SYNC, resend) still gives the model's results.
+        faulty = BoardLink(FaultyTransport(board, flip={1}, cut={4}), config, timeout=TIMEOUT)
+        assert_equals_model(config, frames, faulty.run(frames))
+        # Each damaged packet is refused (CRC), and so is the one behind it (POSITION).
+        assert [code for code, _, _ in faulty.errors] == [
+            ErrorCode.CRC, ErrorCode.POSITION, ErrorCode.CRC, ErrorCode.POSITION]
+    assert board.result["framing_errors"] == 0
+
+
+@pytest.mark.parametrize("changes", [{"mode": "dense", "channels_out": 2, "lanes": 2,
+                                      "weights": [[[[1, -2, 3], [0, 5, 0], [-7, 8, 9]]],
+                                                  [[[9, 9, 9], [9, 9, 9], [9, 9, 9]]]],
+                                      "bias": [100, -5000], "pixels_per_cycle": 2}])
+def test_board_dense_mode_two_pixels_per_cycle(changes):
+    config = layer(**changes)
+    frames = video(2, 3, config)
+    with BoardSimulation(config, chunk=16, timeout_cycles=LINK_TIMEOUT_CYCLES,
+                         build_root=BUILD) as board:
+        link = BoardLink(board, config, timeout=TIMEOUT)
+        assert_equals_model(config, frames, link.run(frames))
