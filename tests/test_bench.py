@@ -1,0 +1,205 @@
+"""Benchmark accounting: energy counts, bounds, errors, and a tiny bench run on the model.
+
+The real RTL benchmark (``make bench``) is not part of the tests; the RTL path's check against
+the model is tested here with a fake simulator result.
+"""
+
+import numpy as np
+import pytest
+
+from eventconv import bench, rtl_backend
+from eventconv.clip import load_clip
+from eventconv.energy import (
+    CATEGORIES,
+    ENERGY_PJ,
+    OperationCounts,
+    count_operations,
+    energy_per_frame,
+    touched_windows,
+)
+from eventconv.kernels import filter_bank_config
+from eventconv.model import Events, run_model, taps_in_frame
+
+
+def events_at(*points):
+    return Events.from_tuples([(0, y, x, 10) for y, x in points])
+
+
+@pytest.mark.parametrize("points, windows", [
+    ([], 0),
+    ([(0, 0)], 1),             # outputs (0..1, 0..1): one window
+    ([(2, 2)], 4),             # outputs (1..3, 1..3): windows (0..1, 0..1)
+    ([(2, 2), (2, 3)], 6),     # outputs (1..3, 1..4): windows (0..1, 0..2)
+    ([(7, 7), (0, 7)], 2),     # two corners
+])
+def test_touched_windows_counts_windows_of_the_updated_accumulators(points, windows):
+    config = filter_bank_config(8, 8, channels_out=2)
+    assert touched_windows(config, events_at(*points)) == windows
+
+
+def test_touched_windows_of_every_pixel_is_every_window():
+    config = filter_bank_config(8, 12, channels_out=2)
+    points = [(y, x) for y in range(8) for x in range(12)]
+    assert touched_windows(config, events_at(*points)) == 4 * 6
+
+
+def test_count_operations_dense_and_static_frames():
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    frames = np.stack([frame, frame, frame])
+    dense = filter_bank_config(12, 16, channels_out=4, mode="dense")
+    counts, pooled = count_operations(dense, frames)
+    taps = taps_in_frame(dense).sum()
+    np.testing.assert_array_equal(counts.samples, [192] * 3)
+    np.testing.assert_array_equal(counts.events_in, [192] * 3)
+    np.testing.assert_array_equal(counts.taps, [taps] * 3)
+    np.testing.assert_array_equal(counts.macs, [taps * 4] * 3)
+    np.testing.assert_array_equal(counts.windows, [6 * 8] * 3)
+    np.testing.assert_array_equal(pooled, run_model(dense, frames)["pooled"])
+    event, _ = count_operations(dense.replace(mode="event", threshold=0), frames)
+    # A frame equal to the last one costs nothing beyond the detector scan.
+    for name in ("events_in", "macs", "taps", "windows", "events_out"):
+        assert getattr(event, name)[1] == getattr(event, name)[2] == 0, name
+    model = run_model(dense.replace(mode="event", threshold=0), frames)
+    np.testing.assert_array_equal(event.events_out, model["events_out"])
+
+
+def one(**counts):
+    names = ("samples", "events_in", "macs", "taps", "windows", "events_out")
+    return OperationCounts(**{n: np.array([counts.get(n, 0)]) for n in names},
+                           channels_out=8, accumulator_width=17)
+
+
+BIT = 10 / 64
+
+
+@pytest.mark.parametrize("counts, expected", [
+    # N samples: subtract + compare (8-bit adds), an 8-bit reference read.
+    (dict(samples=1), {"detector arithmetic": 0.06, "detector memory": 8 * BIT}),
+    # An event writes the 8-bit reference.
+    (dict(events_in=1), {"detector memory": 8 * BIT}),
+    # A mac: multiply, 32-bit add, 8-bit weight read, 17-bit accumulator read and write.
+    (dict(macs=1), {"accumulate arithmetic": 0.3, "accumulate memory": (8 + 34) * BIT}),
+    # A tap: its output address, two 8-bit adds.
+    (dict(taps=1), {"accumulate arithmetic": 0.06}),
+    # A window, 8 channels: 3 accumulator-wide max compares, a requantize clamp and a change
+    # subtract; 4 accumulator reads and one pooled read per channel.
+    (dict(windows=1), {"pool arithmetic": 8 * (3 * 0.1 + 2 * 0.03),
+                       "pool memory": 8 * (4 * 17 + 8) * BIT}),
+    # A changed pooled value is written.
+    (dict(events_out=1), {"pool memory": 8 * BIT}),
+])
+def test_energy_per_frame_charges_each_count_as_documented(counts, expected):
+    energy = energy_per_frame(one(**counts))
+    for category in CATEGORIES:
+        assert energy[category][0] == pytest.approx(expected.get(category, 0.0)), category
+    assert energy["total"][0] == pytest.approx(sum(expected.values()))
+
+
+def test_energy_table_is_horowitz_and_can_be_overridden():
+    assert ENERGY_PJ == {"add8": 0.03, "add32": 0.1, "mult8": 0.2, "sram_bit": 10 / 64}
+    energy = energy_per_frame(one(macs=2), table={"mult8": 1.0})
+    assert energy["accumulate arithmetic"][0] == pytest.approx(2 * 1.1)
+
+
+def test_event_mode_spends_a_small_fraction_of_dense_energy_on_the_clip():
+    frames = load_clip("vtest_32x32")[:6]
+    energy = {}
+    for mode in ("event", "dense"):
+        counts, _ = count_operations(filter_bank_config(32, 32, mode=mode), frames)
+        energy[mode] = energy_per_frame(counts)["total"]
+    assert energy["event"][0] == pytest.approx(energy["dense"][0], rel=0.05)
+    assert (energy["event"][1:] < 0.25 * energy["dense"][1:]).all()
+
+
+def test_utilisation_bound_and_pooled_error():
+    config = filter_bank_config(8, 8, channels_out=4, lanes=2, pixels_per_cycle=4)
+    np.testing.assert_array_equal(bench.utilisation_bound(config, [0, 32, 40]), [16, 16, 20])
+    a = np.array([[10, 20], [30, 40]], np.uint8)
+    b = np.array([[10, 25], [30, 37]], np.uint8)
+    assert bench.pooled_error(a, b) == (2.0, 5, 0.5)
+    assert bench.pooled_error(a, a) == (0.0, 0, 0.0)
+
+
+def test_ebr_blocks_takes_the_best_aspect_ratio():
+    assert bench.ebr_blocks(256, 16) == 1
+    assert bench.ebr_blocks(3072, 17) == 15        # 1024 x 4 mode: 5 wide, 3 deep
+    assert bench.ebr_blocks(512, 8) == 1
+
+
+def test_rtl_result_that_differs_from_the_model_is_refused(monkeypatch):
+    config = filter_bank_config(16, 16, channels_out=2)
+    frames = load_clip("vtest_32x32")[:2, ::2, ::2].copy()
+
+    def fake_rtl(config, frames, **kwargs):
+        out = run_model(config, frames)
+        out["macs"] = out["macs"] + np.array([0, 1])
+        return {**out, "cycles": np.array([100, 100])}
+
+    monkeypatch.setattr(rtl_backend, "run_rtl", fake_rtl)
+    settings = bench.Settings(log=None)
+    with pytest.raises(RuntimeError, match="RTL differs from the golden model in 'macs'"):
+        bench.run_layer(settings, config, frames)
+
+
+def test_bench_on_the_model_writes_report_and_plots(tmp_path):
+    settings = bench.Settings(clip="vtest_32x32", frames=4, backend="model", out=tmp_path,
+                              knob_sweep=((2, 2),), sweep_dense_frames=1, log=None)
+    results = bench.run_bench(settings)
+    path = bench.write_report(results, tmp_path)
+    report = path.read_text()
+    frames = load_clip("vtest_32x32")[:4]
+    event = run_model(filter_bank_config(32, 32, lanes=8, pixels_per_cycle=4), frames)
+    dense = run_model(filter_bank_config(32, 32, mode="dense"), frames)
+    assert f"| 1 | {event['events_in'][1]} | {event['macs'][1]} | {dense['macs'][1]} |" in report
+    # Steady state: frames 2.. (frame 0 fires every pixel, frame 1 waits behind it).
+    share = event["macs"][2:].sum() / dense["macs"][2:].sum()
+    assert f"| accumulate ops / frame | {event['macs'][2:].mean():.0f} | " in report
+    assert f"{100 * share:.1f} %" in report
+    # Threshold 0 reproduces the dense layer exactly.
+    assert "| 0 | " in report and "| 0.000 | 0 | 0.0 % |" in report
+    assert "Horowitz" in report and "## Reproduce" in report
+    for name in ("per_frame.png", "threshold.png", "energy.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not (tmp_path / "utilisation.png").exists()   # no cycles without RTL
+
+
+def test_main_quick_on_the_model(tmp_path, capsys):
+    assert bench.main(["--quick", "--backend", "model", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.md").exists()
+    assert "--quick --backend model" in (tmp_path / "report.md").read_text()
+
+
+def test_command_line_settings():
+    quick = bench.settings_from_args(["--quick", "--simulator", "icarus"])
+    assert (quick.frames, quick.simulator, quick.repeats) == (12, "icarus", 1)
+    assert bench.settings_from_args([]).repeats == 3
+    assert bench.settings_from_args(["--frames", "30"]).frames == 30
+    for bad in (["--frames", "1"], ["--repeats", "0"], ["--simulator", "xsim"]):
+        with pytest.raises(SystemExit) as info:
+            bench.settings_from_args(bad)
+        assert info.value.code == 2
+
+
+def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
+    """The RTL sections (cycles, utilisation, fixed overhead) on cycles made up as bound + 10."""
+    def fake_rtl(config, frames, **kwargs):
+        out = run_model(config, frames)
+        bound = bench.utilisation_bound(config, out["macs"])
+        return {**out, "cycles": (bound + 10).astype(np.int64)}
+
+    monkeypatch.setattr(rtl_backend, "run_rtl", fake_rtl)
+    settings = bench.Settings(clip="vtest_32x32", frames=5, backend="rtl", out=tmp_path,
+                              knob_sweep=((2, 2),), sweep_dense_frames=3, speed_runs={},
+                              log=None)
+    results = bench.run_bench(settings)
+    report = bench.write_report(results, tmp_path).read_text()
+    rows = {row["knobs"]: row for row in bench.utilisation_rows(results)}
+    assert set(rows) == {(8, 4), (2, 2)}
+    for row in rows.values():
+        assert row["fixed"] == 10                      # the still scene: scan + 10
+        assert row["event"]["overhead_median"] == 10
+        assert 1 < row["dense"]["ratio_median"] < 1.01
+    assert "| 8 x 4 (default) |" in report and "| 2 x 2 |" in report
+    assert "## RTL simulation speed" not in report
+    assert (tmp_path / "utilisation.png").read_bytes()[:4] == b"\x89PNG"
