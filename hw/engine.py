@@ -94,7 +94,6 @@ class EventConvEngine(wiring.Component):
         wiring.connect(m, accumulator.touched, pool.touched)
         wiring.connect(m, pool.read, accumulator.read)
         m.d.comb += [
-            accumulator.release.eq(pool.release),
             detector.threshold.eq(self.threshold),
             detector.dense.eq(self.dense),
             pool.shift.eq(self.shift),

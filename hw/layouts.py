@@ -9,7 +9,8 @@ Pipeline::
     pixels --DeltaDetector--> events --FanoutAddressGenerator--> updates
            --AccumulatorUnit--> touched --SparseMaxPool--> events (output, same form as input)
                     ^                          |
-                    +---- accumulator read ----+   (pool reads while the accumulator holds)
+                    +---- accumulator read ----+   (pool reads while the accumulator holds,
+                                                    then pulses ``done``)
 """
 
 from amaranth.hdl import signed, unsigned
@@ -104,15 +105,23 @@ def WindowStream(height, width):
 class AccumulatorReadSignature(wiring.Signature):
     """Read port into the accumulator memories, seen from the reader (the pool).
 
-    ``addr`` is ``(group * H + y) * W + x``; with ``en`` high, ``data`` holds the ``lanes``
-    accumulators ``[group * lanes + j][y][x]`` on the next cycle (latency 1). The accumulator
-    unit only honours reads while its ``hold`` input keeps updates out.
+    The accumulators of output channel ``o = group * lanes + j`` at ``(y, x)`` live in bank
+    ``(y % 2) * 2 + x % 2`` of lane j, at bank address ``(group * H/2 + y // 2) * W/2 + x // 2``:
+    the four pixels of a 2 x 2 pool window share one address, one per bank.
+
+    ``addr`` is a window address ``(group * H/2 + py) * W/2 + px``; with ``en`` high, ``data``
+    holds on the next cycle (latency 1) all ``4 x lanes`` accumulators of that window and group:
+    ``data[q][j]`` is ``acc[group * lanes + j][2 py + q // 2][2 px + q % 2]``. ``data`` keeps
+    its value while ``en`` is low. ``done`` is a one-cycle pulse from the reader, once per frame:
+    it has taken the data of its last read (it may be that read's data cycle), and the
+    accumulators may change again. The accumulator unit only honours reads between a frame's
+    end and ``done``.
     """
 
     def __init__(self, *, address_width, accumulator_width, lanes):
         super().__init__({
             "addr": Out(unsigned(address_width)),
             "en":   Out(1),
-            "data": In(data.ArrayLayout(signed(accumulator_width), lanes)),
+            "data": In(data.ArrayLayout(data.ArrayLayout(signed(accumulator_width), lanes), 4)),
+            "done": Out(1),
         })
-

@@ -38,8 +38,8 @@ class _State(enum.Enum, shape=3):
     CLEAR = 0     # writing the reset contents
     COLLECT = 1   # taking touched windows
     START = 2     # the end of frame arrived; fetch the first listed window
-    ISSUE = 3     # reading the listed windows' accumulators
-    FINISH = 4    # release, last events, end of frame
+    ISSUE = 3     # one accumulator read per listed (window, group)
+    LAST = 4      # every read issued; the last one's data not yet taken
 
 
 def _requantize(value, shift):
@@ -57,32 +57,44 @@ class SparseMaxPool(wiring.Component):
     in order of first arrival. One ``touched`` beat is taken per clock; a window repeated on
     the next cycle, whose bitmap bit is still being written, is recognised by forwarding.
 
-    After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``.
-    For each listed window and each channel group g (lanes j, output channels
-    ``o = g * lanes + j``) the four accumulators of the window are read, one per cycle, and
-    max-pooled as raw signed values (requantization is monotonic, so the max commutes with it),
-    then requantized, ``a = min(255, max(0, acc) >> shift)``, and compared with the stored last
-    pooled value ``P[o][py][px]`` (one memory per lane, uint8, address
-    ``(g * H/2 + py) * W/2 + px``). Every lane whose value changed gives the output event
-    ``(o, py, px, new - old)``, one per clock; the new value is written back and the window's
-    bitmap bit is cleared. Then ``release`` is pulsed once and one ``end_of_frame`` beat (other
-    fields 0) follows the frame's last event. Events come in list order, then group, then
-    lane: deterministic for a given ``touched`` sequence.
+    After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``,
+    one read per listed window and channel group g (lanes j, output channels
+    ``o = g * lanes + j``): the accumulator banks give the four accumulators of every lane of
+    the window at once. A pipeline, one (window, group) per clock, max-pools them as raw signed
+    values (requantization is monotonic, so the max commutes with it), then requantizes,
+    ``a = min(255, max(0, acc) >> shift)``, and compares with the stored last pooled value
+    ``P[o][py][px]`` (one memory per lane, uint8, address ``(g * H/2 + py) * W/2 + px``, the
+    same as the read's). The new values are written back and the window's bitmap bit is
+    cleared. A (window, group) with changed lanes goes to one of two result slots; the lanes
+    that changed give the output events ``(o, py, px, new - old)``, one per clock. The reads
+    stop while both slots are full. After the last read's data is taken, ``read.done`` is
+    pulsed once and one ``end_of_frame`` beat (other fields 0) follows the frame's last event.
+    Events come in list order, then group, then lane: deterministic for a given ``touched``
+    sequence.
+
+    Pipeline::
+
+        issue       read (window, group) from the accumulators
+        fetch       accumulators out; the max of each lane's four registered
+        requantize  requantized maxima registered; the stored values read
+        compare     compare, write back; into a result slot if a lane changed
+        result      the slot's changed lanes to ``events``, one per clock (lowest lane first)
 
     Throughput: ``touched`` takes one beat per clock while collecting. The end-of-frame work
-    takes 4 cycles per listed (window, group), the four reads of the single read port, while
-    ``events`` is ready and a group changes at most 3 lanes; a group with n > 3 changed lanes
-    takes n + 1. Exactly, with ``events`` always ready, from the ``end_of_frame`` transfer on
-    ``touched`` to the ``end_of_frame`` transfer on ``events``::
-
-        4 * groups * windows_listed + 5 + n_last + sum over the other groups of max(0, n - 3)
-
-    cycles, where n_last is the changed lanes of the last (window, group): 5 cycles for a
-    frame without touched windows, whatever the frame size. The first read is issued 3
-    cycles after the ``end_of_frame`` transfer; ``release`` is pulsed in the cycle the last
-    read's data arrives; ``touched`` is ready again n_last + 2 cycles after ``release`` (later if
-    ``events`` is not ready: the frame's last events and ``end_of_frame`` go out first). From
-    a frame's ``end_of_frame`` beat on ``touched`` until then ``touched`` is not ready.
+    takes one cycle per listed (window, group) and one per output event, overlapped. With
+    ``events`` always ready, from the ``end_of_frame`` transfer on ``touched`` to the
+    ``end_of_frame`` transfer on ``events``, a frame of G listed (window, group) giving E
+    events takes between ``max(G + 7 + n_last, E + 8)`` and ``G + E + 8`` cycles, where n_last
+    is the changed lanes of the last (window, group); exactly ``G + 7 + n_last`` when no
+    (window, group) changes more than one lane, and ``E + 8`` when every one changes the same
+    number n >= 1 of lanes. A frame without touched windows takes 4 cycles, whatever the frame
+    size. The first read is issued 3 cycles after the ``end_of_frame`` transfer; ``read.done``
+    is pulsed in the cycle the last read's data is taken (G + 3 cycles after that transfer
+    when the result slots do not stop the reads, 2 for a frame without touched windows), and
+    ``touched`` is ready again from the next cycle, while the frame's last events still go
+    out; from a frame's ``end_of_frame`` beat on ``touched`` until then ``touched`` is not
+    ready. A frame's first read waits until the previous frame's ``end_of_frame`` beat is
+    loaded on ``events``.
 
     After reset a clear sequence writes the reset pooled map, ``min(255, max(0, bias[o]) >>
     shift)`` with ``shift`` sampled every cycle of the clear, into every stored value, and
@@ -115,7 +127,7 @@ class SparseMaxPool(wiring.Component):
     clear_cycles : int
         Cycles of the clear sequence after reset.
     cycles_per_group : int
-        Cycles per (window, group) at full rate (4).
+        Reads per (window, group) at full rate (1).
 
     Members
     -------
@@ -123,10 +135,10 @@ class SparseMaxPool(wiring.Component):
         Pool windows ``(py, px)`` touched in the frame, duplicates allowed, then an
         ``end_of_frame`` beat given once every accumulator of the frame is written.
     read : Out(AccumulatorReadSignature(address_width, accumulator_width, lanes))
-        Reads of the accumulators, address ``(g * H + y) * W + x``, data one cycle after
-        ``en``; used only between the ``end_of_frame`` transfer on ``touched`` and ``release``.
-    release : Out(1)
-        One-cycle pulse, once per frame: done reading this frame's accumulators.
+        Reads of the accumulators, window address ``(g * H/2 + py) * W/2 + px``, the
+        window's ``4 x lanes`` accumulators one cycle after ``en`` (held while ``en`` is low);
+        used only between the ``end_of_frame`` transfer on ``touched`` and ``done``, pulsed
+        once per frame.
     events : Out(EventStream(Cout, H/2, W/2))
         Output events ``(o, py, px, delta)``, delta in -255..255, then one ``end_of_frame``
         beat per frame.
@@ -146,7 +158,7 @@ class SparseMaxPool(wiring.Component):
         accumulator.
     """
 
-    cycles_per_group = 4
+    cycles_per_group = 1
 
     def __init__(self, *, height, width, channels_out, accumulator_width, bias, lanes=1):
         for name, value in (("height", height), ("width", width)):
@@ -167,14 +179,13 @@ class SparseMaxPool(wiring.Component):
         self.accumulator_width = accumulator_width
         self.groups = channels_out // lanes
         self.windows = (self.height // 2) * (self.width // 2)
-        self.address_width = bits_for_count(self.groups * self.height * self.width)
+        self.address_width = bits_for_count(self.groups * self.windows)
         self.clear_cycles = self.groups * self.windows
         super().__init__({
             "touched": In(WindowStream(self.height, self.width)),
             "read": Out(AccumulatorReadSignature(address_width=self.address_width,
                                                  accumulator_width=accumulator_width,
                                                  lanes=lanes)),
-            "release": Out(1),
             "events": Out(EventStream(channels_out, self.height // 2, self.width // 2)),
             "shift": In(5),
         })
@@ -215,6 +226,8 @@ class SparseMaxPool(wiring.Component):
         pooled_height, pooled_width = h // 2, w // 2
         windows = self.windows
         accumulator_shape = signed(self.accumulator_width)
+        lane_accumulators = data.ArrayLayout(accumulator_shape, lanes)
+        lane_deltas = data.ArrayLayout(DELTA_SHAPE, lanes)
         window_shape = data.StructLayout({"y": unsigned(bits_for_count(pooled_height)),
                                           "x": unsigned(bits_for_count(pooled_width))})
 
@@ -233,13 +246,9 @@ class SparseMaxPool(wiring.Component):
         def window_address(window):
             return window.y * pooled_width + window.x
 
+        state = Signal(_State, init=_State.CLEAR)
         clearing = Signal()
-        issue = Signal()
-        requantize_input = Signal(data.ArrayLayout(accumulator_shape, lanes))
-        requantized = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
-        for j in range(lanes):
-            m.d.comb += requantized[j].eq(_requantize(requantize_input[j], self.shift))
-
+        m.d.comb += clearing.eq(state == _State.CLEAR)
         clear_address = Signal(range(groups * windows))
         clear_group = Signal(range(groups))
         clear_position = Signal(range(windows))
@@ -278,59 +287,129 @@ class SparseMaxPool(wiring.Component):
         with m.If(new_window):
             m.d.sync += count.eq(count + 1)
 
-        # Read issue: the four reads of window `current`, group `group`; read `quarter` is
-        # pixel (2 py + quarter[1], 2 px + quarter[0]). The list read port always looks one
-        # window ahead, at `next_index`.
+        # The frame's end_of_frame beat is owed: it goes out once the pipeline is empty.
+        end_pending = Signal()
+
+        # Result slots: ``result`` gives its changed lanes to ``events``; ``waiting`` holds
+        # the next (window, group) with changes while ``result`` is busy. The pipeline moves
+        # while ``waiting`` is empty: a register, so ``events.ready`` reaches no memory enable.
+        result_mask, waiting_mask = Signal(lanes), Signal(lanes)
+        result_delta, waiting_delta = Signal(lane_deltas), Signal(lane_deltas)
+        result_group, waiting_group = Signal(range(groups)), Signal(range(groups))
+        result_window, waiting_window = Signal(window_shape), Signal(window_shape)
+        advance = Signal()
+        m.d.comb += advance.eq(waiting_mask == 0)
+
+        # Issue: the read of (window `current`, group `group`). The list read port looks one
+        # window ahead: its address is the value `next_index` has on the next cycle.
         next_index = Signal(range(windows + 1))
         current = Signal(window_shape)
         group = Signal(range(groups))
-        quarter = Signal(2)
-        m.d.comb += [list_read.addr.eq(next_index), list_read.en.eq(1)]
-        pooled_address = (group * pooled_height + current.y) * pooled_width + current.x
+        issue = Signal()
+        last_group = group == groups - 1
+        last_issue = issue & last_group & (next_index == count)
+        start_list = (state == _State.START) & ~end_pending
+        # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
+        # window's address and stepped by one group's windows, so no multiply feeds the RAM.
+        address = Signal(range(groups * windows))
+        listed_address = window_address(list_read.data)
         m.d.comb += [
-            self.read.addr.eq((group * h + current.y * 2 + quarter[1]) * w
-                              + current.x * 2 + quarter[0]),
+            issue.eq((state == _State.ISSUE) & advance),
+            list_read.addr.eq(Mux(start_list, 1,
+                                  Mux(issue & last_group, next_index + 1, next_index))),
+            list_read.en.eq(1),
+            self.read.addr.eq(address),
             self.read.en.eq(issue),
         ]
-        for port in pooled_reads:
-            m.d.comb += [port.addr.eq(pooled_address), port.en.eq(issue & (quarter == 3))]
 
-        # Fold: data of read `data_quarter` arrives the cycle after its issue.
-        data_valid = Signal()
-        data_quarter = Signal(2)
-        data_group = Signal(range(groups))
-        data_window = Signal(window_shape)
-        data_pooled_address = Signal(range(groups * windows))
-        m.d.sync += [
-            data_valid.eq(issue),
-            data_quarter.eq(quarter),
-            data_group.eq(group),
-            data_window.eq(current),
-            data_pooled_address.eq(pooled_address),
-        ]
-        running_max = Signal(data.ArrayLayout(accumulator_shape, lanes))
-        window_max = Signal(data.ArrayLayout(accumulator_shape, lanes))
+        # Fetch: the read's data is out; each lane's max of four is registered.
+        fetched_valid, fetched_last = Signal(), Signal()
+        fetched_group = Signal(range(groups))
+        fetched_window = Signal(window_shape)
+        fetched_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                fetched_valid.eq(issue),
+                fetched_last.eq(last_issue),
+                fetched_group.eq(group),
+                fetched_window.eq(current),
+                fetched_address.eq(address),
+            ]
+
+        def larger(a, b):
+            return Mux(a > b, a, b)
+
+        largest = Signal(lane_accumulators)
         for j in range(lanes):
-            value = self.read.data[j]
-            keep = (data_quarter != 0) & (running_max[j] > value)
-            m.d.comb += window_max[j].eq(Mux(keep, running_max[j], value))
-            with m.If(data_valid):
-                m.d.sync += running_max[j].eq(window_max[j])
-        group_done = data_valid & (data_quarter == 3)
+            quarter = [self.read.data[q][j] for q in range(4)]
+            m.d.comb += largest[j].eq(larger(larger(quarter[0], quarter[1]),
+                                             larger(quarter[2], quarter[3])))
+        # The accumulators are free once the last read's data is taken.
+        done = Signal()
+        m.d.comb += [
+            done.eq((advance & fetched_valid & fetched_last) | (start_list & (count == 0))),
+            self.read.done.eq(done),
+        ]
 
-        # Result: the changed lanes of one (window, group), given one per cycle.
-        result_mask = Signal(lanes)
-        result_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
-        result_group = Signal(range(groups))
-        result_window = Signal(window_shape)
+        maximum_valid = Signal()
+        maximum = Signal(lane_accumulators)
+        maximum_group = Signal(range(groups))
+        maximum_window = Signal(window_shape)
+        maximum_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                maximum_valid.eq(fetched_valid),
+                maximum.eq(largest),
+                maximum_group.eq(fetched_group),
+                maximum_window.eq(fetched_window),
+                maximum_address.eq(fetched_address),
+            ]
+
+        # Requantize, registered (a variable shift: its own stage); the stored values of the
+        # same address are read meanwhile.
+        scaled_valid = Signal()
+        scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        scaled_group = Signal(range(groups))
+        scaled_window = Signal(window_shape)
+        scaled_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                scaled_valid.eq(maximum_valid),
+                scaled_group.eq(maximum_group),
+                scaled_window.eq(maximum_window),
+                scaled_address.eq(maximum_address),
+            ]
+            for j in range(lanes):
+                m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
+        for port in pooled_reads:
+            m.d.comb += [port.addr.eq(maximum_address), port.en.eq(advance & maximum_valid)]
+
+        # Compare and write back. The clear writes the requantized bias.
+        changed = Signal(lanes)
+        delta = Signal(lane_deltas)
+        compared = advance & scaled_valid
+        gives = compared & (changed != 0)
+        for j in range(lanes):
+            bias = Const(self._bias[j], accumulator_shape)
+            for g in range(1, groups):
+                bias = Mux(clear_group == g, Const(self._bias[g * lanes + j], accumulator_shape),
+                           bias)
+            old = pooled_reads[j].data
+            m.d.comb += [
+                changed[j].eq(scaled[j] != old),
+                delta[j].eq(scaled[j] - old),
+                pooled_writes[j].addr.eq(Mux(clearing, clear_address, scaled_address)),
+                pooled_writes[j].data.eq(Mux(clearing, _requantize(bias, self.shift), scaled[j])),
+                pooled_writes[j].en.eq(clearing | compared),
+            ]
+
+        # Result: the changed lanes, lowest first, one per cycle. Plain expressions rather than
+        # processes here: Icarus never runs an `always @*` whose inputs do not change after
+        # time 0.
         out_free = ~self.events.valid | self.events.ready
         single = (result_mask & (result_mask - 1)) == 0
-        # The result register is empty in the cycle after this one: a group's last read may
-        # be issued (its result lands then).
-        result_free_next = (result_mask == 0) | (single & out_free)
-
-        # Lowest changed lane first. Plain expressions rather than processes here and below:
-        # Icarus (-g2012) never runs an `always @*` whose inputs do not change after time 0.
+        # ``result`` is empty after this cycle (the slots move then).
+        result_free_after = (result_mask == 0) | (single & out_free)
         lowest = Const(0, range(lanes))
         for j in reversed(range(lanes)):
             lowest = Mux(result_mask[j], j, lowest)
@@ -338,19 +417,11 @@ class SparseMaxPool(wiring.Component):
         m.d.comb += lane.eq(lowest)
         clear_lane = Signal(lanes)
         m.d.comb += clear_lane.eq(1 << lane)
-
-        state = Signal(_State, init=_State.CLEAR)
-        released = Signal()
+        # ``waiting`` is filled only while ``result`` stays busy and moves up as soon as it
+        # frees, so an empty ``result`` means both slots are empty.
         end_of_frame_load = Signal()
-        m.d.comb += [
-            clearing.eq(state == _State.CLEAR),
-            self.touched.ready.eq((state == _State.COLLECT) & ~(second_valid & second_end)),
-            issue.eq((state == _State.ISSUE) & ((quarter != 3) | result_free_next)),
-            # First cycle of FINISH: the last read's data is being folded.
-            self.release.eq((state == _State.FINISH) & ~released),
-            end_of_frame_load.eq((state == _State.FINISH) & released & (result_mask == 0)
-                                 & out_free),
-        ]
+        m.d.comb += end_of_frame_load.eq(end_pending & ~fetched_valid & ~maximum_valid
+                                         & ~scaled_valid & (result_mask == 0) & out_free)
 
         with m.If((result_mask != 0) & out_free):
             m.d.sync += [
@@ -367,39 +438,44 @@ class SparseMaxPool(wiring.Component):
                 self.events.valid.eq(1),
                 self.events.payload.eq(0),
                 self.events.payload.end_of_frame.eq(1),
+                end_pending.eq(0),
             ]
         with m.Elif(self.events.ready):
             m.d.sync += self.events.valid.eq(0)
 
-        with m.If(group_done):
-            for j in range(lanes):
-                old = pooled_reads[j].data
+        with m.If(result_free_after):
+            with m.If(waiting_mask != 0):
                 m.d.sync += [
-                    result_mask[j].eq(requantized[j] != old),
-                    result_delta[j].eq(requantized[j] - old),
+                    result_mask.eq(waiting_mask),
+                    result_delta.eq(waiting_delta),
+                    result_group.eq(waiting_group),
+                    result_window.eq(waiting_window),
+                    waiting_mask.eq(0),
                 ]
-            m.d.sync += [result_group.eq(data_group), result_window.eq(data_window)]
-
-        for j in range(lanes):
-            bias = Const(self._bias[j], accumulator_shape)
-            for g in range(1, groups):
-                bias = Mux(clear_group == g, Const(self._bias[g * lanes + j], accumulator_shape),
-                           bias)
-            m.d.comb += [
-                requantize_input[j].eq(Mux(clearing, bias, window_max[j])),
-                pooled_writes[j].addr.eq(Mux(clearing, clear_address, data_pooled_address)),
-                pooled_writes[j].data.eq(requantized[j]),
-                pooled_writes[j].en.eq(clearing | group_done),
+            with m.Elif(gives):
+                m.d.sync += [
+                    result_mask.eq(changed),
+                    result_delta.eq(delta),
+                    result_group.eq(scaled_group),
+                    result_window.eq(scaled_window),
+                ]
+        with m.Elif(gives):
+            m.d.sync += [
+                waiting_mask.eq(changed),
+                waiting_delta.eq(delta),
+                waiting_group.eq(scaled_group),
+                waiting_window.eq(scaled_window),
             ]
 
         # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
         # window when its first read is issued. The three never coincide.
-        first_issue = issue & (group == 0) & (quarter == 0)
+        first_issue = issue & (group == 0)
         m.d.comb += [
             bitmap_write.addr.eq(Mux(clearing, clear_position,
-                                     Mux(new_window, second_address, window_address(current)))),
+                                     Mux(new_window, second_address, address))),
             bitmap_write.data.eq(new_window),
             bitmap_write.en.eq(clearing | new_window | first_issue),
+            self.touched.ready.eq((state == _State.COLLECT) & ~(second_valid & second_end)),
         ]
 
         with m.Switch(state):
@@ -417,30 +493,28 @@ class SparseMaxPool(wiring.Component):
                     m.d.sync += state.eq(_State.START)
 
             with m.Case(_State.START):
-                # The list write of the frame's last window is visible to this read.
-                with m.If(count == 0):
-                    m.d.sync += state.eq(_State.FINISH)
-                with m.Else():
-                    m.d.sync += [current.eq(list_read.data), next_index.eq(1),
-                                 group.eq(0), quarter.eq(0), state.eq(_State.ISSUE)]
+                # Waits for the previous frame's end_of_frame beat. The list write of the
+                # frame's last window is visible to the read that feeds this cycle.
+                with m.If(start_list):
+                    with m.If(count == 0):
+                        m.d.sync += [end_pending.eq(1), state.eq(_State.COLLECT)]
+                    with m.Else():
+                        m.d.sync += [current.eq(list_read.data), address.eq(listed_address),
+                                     next_index.eq(1), group.eq(0), state.eq(_State.ISSUE)]
 
             with m.Case(_State.ISSUE):
                 with m.If(issue):
-                    m.d.sync += quarter.eq(quarter + 1)
-                    with m.If(quarter == 3):
-                        with m.If(group == groups - 1):
-                            m.d.sync += group.eq(0)
-                            with m.If(next_index == count):
-                                m.d.sync += state.eq(_State.FINISH)
-                            with m.Else():
-                                m.d.sync += [current.eq(list_read.data),
-                                             next_index.eq(next_index + 1)]
+                    with m.If(last_group):
+                        m.d.sync += group.eq(0)
+                        with m.If(next_index == count):
+                            m.d.sync += [end_pending.eq(1), state.eq(_State.LAST)]
                         with m.Else():
-                            m.d.sync += group.eq(group + 1)
+                            m.d.sync += [current.eq(list_read.data), address.eq(listed_address),
+                                         next_index.eq(next_index + 1)]
+                    with m.Else():
+                        m.d.sync += [group.eq(group + 1), address.eq(address + windows)]
 
-            with m.Case(_State.FINISH):
-                m.d.sync += released.eq(1)
-                with m.If(end_of_frame_load):
-                    m.d.sync += [released.eq(0), count.eq(0), next_index.eq(0),
-                                 state.eq(_State.COLLECT)]
+            with m.Case(_State.LAST):
+                with m.If(done):
+                    m.d.sync += [count.eq(0), next_index.eq(0), state.eq(_State.COLLECT)]
         return m

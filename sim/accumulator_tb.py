@@ -1,12 +1,13 @@
 """cocotb bench for the fan-out + accumulator chain: events in, touched windows out, then the
-accumulators read back through the read port before the frame is released.
+accumulators read back through the read port before the reader pulses ``done``.
 
 The top level has the ports ``events`` (stream in), ``touched`` (stream out), ``read__addr``,
-``read__en``, ``read__data`` and ``read_done`` (the accumulator's release pulse). The case::
+``read__en``, ``read__data`` (a window's 4 x lanes accumulators) and ``read__done`` (the
+reader's pulse that lets the accumulators change again). The case::
 
     {"frames": [[packed event, ..., packed end of frame], ...],
      "end_of_frame_mask": int,      # the end_of_frame bit of a packed touched beat
-     "depth": int,                  # accumulator addresses to read back per frame
+     "depth": int,                  # window addresses to read back per frame (bank depth)
      "idle": 0.3, "stall": 0.3, "seed": 1, "quiet_cycles": 30, "timeout_cycles": 100000}
 
 The result: ``{"frames": [{"touched": [int, ...], "reads": [int, ...], "cycles": n}, ...],
@@ -24,7 +25,7 @@ from .streams import StreamDriver, StreamMonitor, reset, start_clock
 
 
 async def read_back(dut, depth):
-    """Read ``depth`` addresses, one per cycle: address before an edge, data after it."""
+    """Read ``depth`` window addresses, one per cycle: address before an edge, data after it."""
     words = []
     for address in range(depth):
         await FallingEdge(dut.clk)
@@ -44,7 +45,7 @@ async def accumulator_bench(dut):
     start_clock(dut)
     dut.read__addr.value = 0
     dut.read__en.value = 0
-    dut.read_done.value = 0
+    dut.read__done.value = 0
     dut.clear.value = 0
     driver = StreamDriver(dut, "events", rng=random.Random(rng.random()),
                           idle=case.get("idle", 0.0))
@@ -63,9 +64,9 @@ async def accumulator_bench(dut):
         cycles = counter.count - start
         await with_timeout(sender, timeout, "ns")
         reads = await read_back(dut, case["depth"])
-        dut.read_done.value = 1
+        dut.read__done.value = 1
         await RisingEdge(dut.clk)
-        dut.read_done.value = 0
+        dut.read__done.value = 0
         frames.append({"touched": touched, "reads": reads, "cycles": cycles})
     extra = await monitor.quiet(case.get("quiet_cycles", 30))
     write_result({"frames": frames, "extra": extra})

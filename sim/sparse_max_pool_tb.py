@@ -2,11 +2,12 @@
 ``PoolBench``): load the accumulators, give the touched windows, collect the output events.
 
 The top level has the ports ``touched`` (stream in), ``events`` (stream out), ``shift``,
-``load_address``, ``load_data``, ``load_enable`` (one accumulator word of all lanes per cycle),
-``releases`` and ``protocol_errors`` (counters). The case::
+``load_bank``, ``load_address``, ``load_data``, ``load_enable`` (the accumulators of all lanes
+at one position per cycle), ``releases`` (``read.done`` pulses) and ``protocol_errors``
+(counters). The case::
 
     {"shift": int,
-     "frames": [{"writes": [[address, packed lanes], ...],
+     "frames": [{"writes": [[bank, bank address, packed lanes], ...],
                  "touched": [packed window, ..., packed end of frame]}, ...],
      "end_of_frame_mask": int,      # the end_of_frame bit of a packed output event
      "idle": 0.3, "stall": 0.3, "seed": 1, "quiet_cycles": 30, "timeout_cycles": 100000}
@@ -14,8 +15,9 @@ The top level has the ports ``touched`` (stream in), ``events`` (stream out), ``
 A frame's writes wait until the pool released the frame before (the accumulators may only
 change then). The result: ``{"frames": [{"events": [int, ...], "cycles": n}, ...],
 "extra": [int, ...], "releases": n, "protocol_errors": n}``, where ``cycles`` counts from the
-frame's end of frame taken on ``touched`` to its end of frame taken on ``events`` and ``extra``
-holds output beats after the last frame.
+frame's end of frame taken on ``touched`` (or, if later, from 2 cycles before the previous
+frame's end of frame was taken on ``events``: a frame's reads wait for that) to its end of
+frame taken on ``events``, and ``extra`` holds output beats after the last frame.
 """
 
 import random
@@ -28,9 +30,10 @@ from .streams import StreamDriver, StreamMonitor, reset, start_clock
 
 
 async def load(dut, writes):
-    """Write accumulator words, one per cycle: inputs set between edges."""
-    for address, word in writes:
+    """Write accumulators, one position per cycle: inputs set between edges."""
+    for bank, address, word in writes:
         await FallingEdge(dut.clk)
+        dut.load_bank.value = bank
         dut.load_address.value = address
         dut.load_data.value = word
         dut.load_enable.value = 1
@@ -52,6 +55,7 @@ async def sparse_max_pool_bench(dut):
     rng = random.Random(case.get("seed", 0))
     start_clock(dut)
     dut.shift.value = case["shift"]
+    dut.load_bank.value = 0
     dut.load_address.value = 0
     dut.load_data.value = 0
     dut.load_enable.value = 0
@@ -76,10 +80,13 @@ async def sparse_max_pool_bench(dut):
 
     sender = cocotb.start_soon(source())
     frames = []
+    out = None
     for index in range(len(case["frames"])):
         events = await with_timeout(monitor.receive_until(lambda beat: beat & mask),
                                     timeout, "ns")
-        frames.append({"events": events, "cycles": counter.count - ends[index]})
+        start = ends[index] if out is None else max(ends[index], out - 2)
+        out = counter.count
+        frames.append({"events": events, "cycles": out - start})
     await with_timeout(sender, timeout, "ns")
     extra = await monitor.quiet(case.get("quiet_cycles", 30))
     await ReadOnly()

@@ -33,10 +33,8 @@ CYCLE_LIMIT = 100_000
 
 
 class FanoutAccumulator(wiring.Component):
-    """Fan-out and accumulator chained, with the accumulator's read port and release outside.
-
-    ``read_done`` is the accumulator's ``release`` (a Verilog keyword, so renamed here).
-    ``clear`` is an extra synchronous reset, so a test can reset in the middle of a run.
+    """Fan-out and accumulator chained, with the accumulator's read port (and its ``done``)
+    outside. ``clear`` is an extra synchronous reset, so a test can reset in the middle of a run.
     """
 
     def __init__(self, config):
@@ -51,7 +49,6 @@ class FanoutAccumulator(wiring.Component):
             "read": In(AccumulatorReadSignature(
                 address_width=self.accumulator.address_width,
                 accumulator_width=self.accumulator.accumulator_width, lanes=c.lanes)),
-            "read_done": In(1),
             "clear": In(1),
         })
 
@@ -63,7 +60,6 @@ class FanoutAccumulator(wiring.Component):
         wiring.connect(m, self.fanout.updates, self.accumulator.updates)
         wiring.connect(m, self.accumulator.touched, wiring.flipped(self.touched))
         wiring.connect(m, wiring.flipped(self.read), self.accumulator.read)
-        m.d.comb += self.accumulator.release.eq(self.read_done)
         return ResetInserter(self.clear)(m)
 
 
@@ -114,11 +110,13 @@ def expected_frames(config, frames):
 
 
 def memory_image(config, words):
-    """Accumulators (Cout, H, W) from per-lane memory words at (group * H + y) * W + x."""
+    """Accumulators (Cout, H, W) from the bank words ``words[j][q][address]`` of lane j, bank
+    q = (y % 2) * 2 + x % 2, address (group * H/2 + y // 2) * W/2 + x // 2."""
     lanes, h, w = config.lanes, config.height, config.width
     groups = config.channels_out // lanes
-    arr = np.array(words, dtype=np.int64).reshape(lanes, groups, h, w)
-    return arr.transpose(1, 0, 2, 3).reshape(config.channels_out, h, w)
+    # [j][dy][dx][group][py][px] -> [group][j][py][dy][px][dx]
+    arr = np.array(words, dtype=np.int64).reshape(lanes, 2, 2, groups, h // 2, w // 2)
+    return arr.transpose(3, 0, 4, 1, 5, 2).reshape(config.channels_out, h, w)
 
 
 def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
@@ -156,11 +154,11 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                 ctx.set(dut.read.en, noise_rng.random() < 0.5)
 
     def peek(ctx):
-        return memory_image(config, [[ctx.get(data[i]) for i in range(unit.depth)]
-                                     for data in unit.accumulators])
+        return memory_image(config, [[[ctx.get(bank[i]) for i in range(unit.depth)]
+                                      for bank in banks] for banks in unit.accumulators])
 
     async def sink(ctx):
-        ctx.set(dut.read_done, int(release_always))
+        ctx.set(dut.read.done, int(release_always))
         cycle = 0
         for index in range(len(frames)):
             result = {"windows": set(), "beats": 0, "peeked": None, "read_back": None}
@@ -192,7 +190,7 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                     await ctx.tick()
                     assert not ctx.get(dut.touched.valid)
                     cycle += 1
-                words = [[] for _ in range(config.lanes)]
+                words = [[[] for _ in range(4)] for _ in range(config.lanes)]
                 reading[0] = True
                 for address in range(unit.depth):
                     ctx.set(dut.read.addr, address)
@@ -201,10 +199,11 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                     ctx.set(dut.read.en, 0)
                     data = ctx.get(dut.read.data)
                     for j in range(config.lanes):
-                        words[j].append(data[j])
+                        for q in range(4):
+                            words[j][q].append(data[q][j])
                 reading[0] = False
                 result["read_back"] = memory_image(config, words)
-                done = dut.clear if clear_after == index else dut.read_done
+                done = dut.clear if clear_after == index else dut.read.done
                 ctx.set(done, 1)
                 await ctx.tick()
                 ctx.set(done, 0)
@@ -323,6 +322,7 @@ def test_release_with_the_end_of_frame_skips_the_hold():
 
 
 def test_reset_restores_bias_and_the_clear_takes_depth_cycles():
+    """The clear writes one address of all four banks of every lane per cycle."""
     rng = np.random.default_rng(7)
     config = make_config(rng, 3, 4, 4, 1, 4, 2)
     frames = video_frames(rng, config, 2, change=0.5)
@@ -332,7 +332,7 @@ def test_reset_restores_bias_and_the_clear_takes_depth_cycles():
     check_chain(config, frames[1:] + [[]], results[1:])
 
     dut = AccumulatorUnit.from_config(config)
-    assert dut.clear_cycles == (4 // 2) * 4 * 4
+    assert dut.clear_cycles == dut.depth == (4 // 2) * 4 * 4 // 4
     ready_at = []
 
     async def watch(ctx):
@@ -446,7 +446,7 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall):
             not any(beat["end_of_frame"] for beat in touched[:-1])
         assert {(beat["y"], beat["x"]) for beat in touched[:-1]} == expected_windows
         words = [data.Const(data_layout, word) for word in got["reads"]]
-        image = memory_image(config, [[word[j] for word in words]
+        image = memory_image(config, [[[word[q][j] for word in words] for q in range(4)]
                                       for j in range(config.lanes)])
         np.testing.assert_array_equal(image, acc, err_msg=f"frame {index}")
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frames[index])

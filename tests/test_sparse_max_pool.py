@@ -1,11 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """SparseMaxPool against the model's pool_stage, reading real accumulator memories.
 
-The pool sits in :class:`PoolBench` next to one :class:`~amaranth.lib.memory.Memory` per lane
-holding the accumulators, served the way the accumulator unit serves them: the pool's reads
-reach the memory only between the ``end_of_frame`` transfer on ``touched`` and ``release``
-(outside that the address comes from elsewhere, so a read at the wrong time gets wrong data
-and is counted as a protocol error). Between frames the testbench writes the model's new
+The pool sits in :class:`PoolBench` next to four :class:`~amaranth.lib.memory.Memory` banks per
+lane holding the accumulators, banked and served the way the accumulator unit serves them: the
+pool's reads reach the memories only between the ``end_of_frame`` transfer on ``touched`` and
+``read.done`` (outside that the address comes from elsewhere, so a read at the wrong time gets
+wrong data and is counted as a protocol error). Between frames the testbench writes the model's new
 accumulator values through a load port, then gives the touched windows (with duplicates,
 repeats on consecutive cycles and shuffled) and the end of frame.
 """
@@ -38,23 +38,26 @@ CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
 class PoolBench(wiring.Component):
     """The pool with real accumulator memories behind its read port.
 
-    ``load_address``/``load_data``/``load_enable`` write one accumulator word (all lanes) per
-    cycle. ``holding`` is high while the pool may read (as in the accumulator unit),
-    ``releases`` counts release pulses, ``protocol_errors`` counts reads or releases outside
-    the hold, and loads or ``touched`` ready during it. ``now`` counts cycles. ``clear`` resets
-    the pool and the bench registers (not the memories) in the middle of a run.
+    ``load_bank``/``load_address``/``load_data``/``load_enable`` write the accumulators of all
+    lanes at one position per cycle (bank ``(y % 2) * 2 + x % 2``, bank address
+    ``(g * H/2 + y // 2) * W/2 + x // 2``). ``holding`` is high while the pool may read (as in
+    the accumulator unit), ``releases`` counts ``read.done`` pulses, ``protocol_errors`` counts
+    reads or ``done`` outside the hold, and loads or ``touched`` ready during it. ``now`` counts
+    cycles. ``clear`` resets the pool and the bench registers (not the memories) in the middle
+    of a run.
     """
 
     def __init__(self, config):
         self.config = c = config
         self.pool = SparseMaxPool.from_config(c)
         self.groups = c.channels_out // c.lanes
-        self.depth = self.groups * c.height * c.width
+        self.depth = self.groups * c.height * c.width // 4     # words per bank
         width = self.pool.accumulator_width
         super().__init__({
             "touched": In(WindowStream(c.height, c.width)),
             "events": Out(EventStream(c.channels_out, c.height // 2, c.width // 2)),
             "shift": In(5),
+            "load_bank": In(2),
             "load_address": In(self.pool.address_width),
             "load_data": In(data.ArrayLayout(signed(width), c.lanes)),
             "load_enable": In(1),
@@ -75,13 +78,14 @@ class PoolBench(wiring.Component):
         m.d.sync += self.now.eq(self.now + 1)
 
         end_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
-        with m.If((self.holding | end_given) & pool.release):
+        done = pool.read.done
+        with m.If((self.holding | end_given) & done):
             m.d.sync += self.holding.eq(0)
         with m.Elif(end_given):
             m.d.sync += self.holding.eq(1)
-        with m.If(pool.release):
+        with m.If(done):
             m.d.sync += self.releases.eq(self.releases + 1)
-        misuse = ((pool.read.en & ~self.holding) | (pool.release & ~self.holding & ~end_given)
+        misuse = ((pool.read.en & ~self.holding) | (done & ~self.holding & ~end_given)
                   | (self.load_enable & self.holding) | (pool.touched.ready & self.holding))
         with m.If(misuse):
             m.d.sync += self.protocol_errors.eq(self.protocol_errors + 1)
@@ -91,20 +95,21 @@ class PoolBench(wiring.Component):
         m.d.sync += elsewhere.eq(elsewhere + 7)
         for j in range(c.lanes):
             init = [int(c.bias[g * c.lanes + j]) for g in range(self.groups)
-                    for _ in range(c.height * c.width)]
-            m.submodules[f"accumulators_{j}"] = memory = Memory(
-                shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
-            read, write = memory.read_port(), memory.write_port()
-            m.d.comb += [
-                read.addr.eq(pool.read.addr),
-                read.en.eq(pool.read.en),
-                pool.read.data[j].eq(read.data),
-                write.addr.eq(self.load_address),
-                write.data.eq(self.load_data[j]),
-                write.en.eq(self.load_enable),
-            ]
-            with m.If(~self.holding):
-                m.d.comb += [read.addr.eq(elsewhere), read.en.eq(1)]
+                    for _ in range(c.height * c.width // 4)]
+            for q in range(4):
+                m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
+                    shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
+                read, write = memory.read_port(), memory.write_port()
+                m.d.comb += [
+                    read.addr.eq(pool.read.addr),
+                    read.en.eq(pool.read.en),
+                    pool.read.data[q][j].eq(read.data),
+                    write.addr.eq(self.load_address),
+                    write.data.eq(self.load_data[j]),
+                    write.en.eq(self.load_enable & (self.load_bank == q)),
+                ]
+                with m.If(~self.holding):
+                    m.d.comb += [read.addr.eq(elsewhere), read.en.eq(1)]
         return ResetInserter(self.clear)(m)
 
 
@@ -155,13 +160,15 @@ def touched_sequence(rng, windows):
 
 
 def writes_between(config, old, new):
-    """Load-port writes turning accumulators ``old`` into ``new``: (address, lane values)."""
+    """Load-port writes turning accumulators ``old`` into ``new``: (bank, bank address, lane
+    values)."""
     lanes, h, w = config.lanes, config.height, config.width
     groups = config.channels_out // lanes
     old = old.reshape(groups, lanes, h, w)
     new = new.reshape(groups, lanes, h, w)
     g, y, x = np.nonzero((old != new).any(axis=1))
-    return [(int((gi * h + yi) * w + xi), [int(v) for v in new[gi, :, yi, xi]])
+    return [(int(yi % 2 * 2 + xi % 2), int((gi * h // 2 + yi // 2) * w // 2 + xi // 2),
+             [int(v) for v in new[gi, :, yi, xi]])
             for gi, yi, xi in zip(g, y, x, strict=True)]
 
 
@@ -216,7 +223,11 @@ async def take_beat(ctx, stream, rng, stall):
 def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
              shift_during_clear=None, wait_ready=False):
     """Simulate the bench over ``plans``; returns per frame ``events`` (tuples, in order),
-    ``cycles`` (touched end of frame taken to events end of frame taken) and
+    ``done_after`` (cycles from ``start``, see ``cycles``, to ``read.done``; not with
+    ``clear_after``),
+    ``cycles`` (touched end of frame taken to events end of frame taken; if later, from 2
+    cycles before the previous frame's end of frame was taken on events, as a frame's reads
+    wait for that) and
     ``collect_cycles`` (touched beats and end of frame offered to the end of frame taken).
 
     ``clear_after=i``: after frame i the bench's ``clear`` is pulsed and the accumulators are
@@ -227,12 +238,13 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     dut = PoolBench(config)
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
-    results, ends, starts = [], [], []
+    results, ends, starts, done_times = [], [], [], []
     bias_image = np.broadcast_to(config.bias[:, None, None],
                                  (config.channels_out, config.height, config.width))
 
     async def load(ctx, writes):
-        for address, values in writes:
+        for bank, address, values in writes:
+            ctx.set(dut.load_bank, bank)
             ctx.set(dut.load_address, address)
             ctx.set(dut.load_data, values)
             ctx.set(dut.load_enable, 1)
@@ -269,6 +281,11 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
                              rng=source_rng, idle=idle)
             ends.append(ctx.get(dut.now))
 
+    async def watch_done(ctx):
+        async for _, _, done, now in ctx.tick().sample(dut.pool.read.done, dut.now):
+            if done:
+                done_times.append(now + 1)    # as ``now`` after the edge, like the others
+
     async def sink(ctx):
         for _ in plans:
             events = []
@@ -279,37 +296,74 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
                     break
                 events.append((int(beat.channel), int(beat.y), int(beat.x), int(beat.delta)))
             index = len(results)
-            results.append({"events": events, "cycles": ctx.get(dut.now) - ends[index],
+            start = ends[index] if not results else max(ends[index], results[-1]["out"] - 2)
+            results.append({"events": events, "cycles": ctx.get(dut.now) - start,
+                            "start": start,
+                            "out": ctx.get(dut.now),
                             "collect_cycles": ends[index] - starts[index]})
         # Nothing after the last end of frame.
         ctx.set(dut.events.ready, 1)
         for _ in range(20):
             await ctx.tick()
             assert not ctx.get(dut.events.valid), "an output beat after the last end of frame"
-        assert ctx.get(dut.protocol_errors) == 0, "read, release or load outside its time"
+        assert ctx.get(dut.protocol_errors) == 0, "read, done or load outside its time"
         releases = len(plans) - (0 if clear_after is None else clear_after + 1)
-        assert ctx.get(dut.releases) == releases, "one release per frame"
+        assert ctx.get(dut.releases) == releases, "one done pulse per frame"
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(source)
     sim.add_testbench(sink)
+    sim.add_testbench(watch_done, background=True)
     sim.run()
     assert len(results) == len(plans)
+    if clear_after is None:
+        for result, done in zip(results, done_times, strict=True):
+            result["done_after"] = done - result["start"]
     return results
 
 
-def expected_cycles(config, plan):
-    """The docstring's cycle count of a frame's end-of-frame work with ``events`` always ready:
-    4 per listed (window, group), plus 5, plus the changed lanes of the last (window, group),
-    plus n - 3 for every other (window, group) changing n > 3 lanes."""
+def changed_lanes_per_group(config, plan):
+    """Changed lanes of every listed (window, group), in the pool's read order."""
     groups = config.channels_out // config.lanes
-    changed = [sum(1 for o, py, px, _ in plan["events"]
-                   if (py, px) == window and o // config.lanes == g)
-               for window in dict.fromkeys(plan["touched"]) for g in range(groups)]
+    return [sum(1 for o, py, px, _ in plan["events"]
+                if (py, px) == window and o // config.lanes == g)
+            for window in dict.fromkeys(plan["touched"]) for g in range(groups)]
+
+
+def expected_cycles(config, plan):
+    """Cycles of a frame's end-of-frame work with ``events`` always ready, from the
+    end_of_frame transfer on ``touched`` to the one on ``events``: a cycle by cycle model of
+    the pool's pipeline as its docstring describes it (first read issued in cycle 3, one read
+    per cycle while the second result slot is empty, the result slot gives one event per
+    cycle, end_of_frame loaded once everything is empty). Also checks the docstring's bounds.
+    """
+    changed = changed_lanes_per_group(config, plan)
     if not changed:
-        return 5
-    return 4 * len(changed) + 5 + changed[-1] + sum(max(0, n - 3) for n in changed[:-1])
+        return 4
+    to_issue = list(changed)
+    # Changed lanes of the (window, group) in the fetch, requantize and compare stages.
+    fetched = requantized = compared = None
+    result = waiting = 0         # events left in the two result slots
+    cycle = 3
+    while (to_issue or result or waiting
+           or any(stage is not None for stage in (fetched, requantized, compared))):
+        advance = not waiting
+        gives = compared if advance and compared else 0
+        result_free_after = result <= 1
+        result = max(0, result - 1)
+        if result_free_after:
+            result, waiting = (waiting, 0) if waiting else (gives or result, 0)
+        elif gives:
+            waiting = gives
+        if advance:
+            compared, requantized = requantized, fetched
+            fetched = to_issue.pop(0) if to_issue else None
+        cycle += 1
+    cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
+    reads, events = len(changed), sum(changed)
+    assert max(reads + 7 + changed[-1], events + 8) <= cycles <= reads + events + 8
+    return cycles
 
 
 def check(plans, results, config=None):
@@ -429,25 +483,31 @@ def run_cycles(config, window_counts, changed_lanes):
 
 def test_cycles_are_proportional_to_touched_windows_not_frame_size():
     """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
-    cycle per touched beat. The end-of-frame work takes 4 cycles per touched (window, group),
-    plus 5, plus the changed lanes of the last group, plus n - 3 for every other group with
-    n > 3 changed lanes: nothing is spent on untouched windows."""
+    cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
+    or per output event, whichever is more, plus a few: G + 7 cycles for G (window, group)
+    without changes, E + 8 for E events when every group changes n >= 1 lanes, 4 for a frame
+    without touched windows. Nothing is spent on untouched windows."""
     config = make_config(np.random.default_rng(6), 64, 64, 1, 8, 4, 3, 4, (0, 0))
     groups = 2
     counts = [0, 1, 5, 40, 0, 12]
-    for changed_lanes in (3, 4):
+    for changed_lanes in (0, 1, 4):
         results, plans = run_cycles(config, counts, changed_lanes)
         for count, got, plan in zip(counts, results, plans, strict=True):
-            last = changed_lanes if count else 0
-            expected = 4 * groups * count + 5 + last + \
-                max(0, changed_lanes - 3) * (groups * count - 1 if count else 0)
+            events = groups * count * changed_lanes
+            assert len(plan["events"]) == events
+            expected = 4 if not count else (groups * count + 7 if not changed_lanes
+                                             else events + 8)
             assert expected == expected_cycles(config, plan)
             print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
-                  f" {len(plan['events'])} events: {got['cycles']} cycles after the end of"
+                  f" {events} events: {got['cycles']} cycles after the end of"
                   f" frame (expected {expected}), {got['collect_cycles']} cycles to collect"
                   f" {len(plan['touched'])} beats")
             assert got["cycles"] == expected
             assert got["collect_cycles"] == len(plan["touched"]) + 1
+            if changed_lanes <= 1:
+                # Nothing stops the reads: the last one's data is taken G + 3 cycles after the
+                # end of frame (2 for a frame without touched windows).
+                assert got["done_after"] == (groups * count + 3 if count else 2)
 
 
 def test_clear_takes_clear_cycles_and_uses_the_shift_input():
@@ -517,7 +577,7 @@ def test_bad_parameters(changes, error, message):
 def test_good_parameters_and_derived_figures():
     pool = SparseMaxPool(**GOOD)
     assert (pool.groups, pool.windows, pool.clear_cycles) == (2, 12, 24)
-    assert pool.address_width == 7          # 2 groups x 6 x 8 = 96 accumulator words
+    assert pool.address_width == 5          # 2 groups x 3 x 4 = 24 window addresses
     assert SparseMaxPool(**{**GOOD, "bias": None})._bias == [0] * 4
 
 
@@ -534,8 +594,8 @@ def test_exported_verilog_under_cocotb(idle, stall):
     load_layout = dut.load_data.shape()
     case = {
         "shift": config.shift,
-        "frames": [{"writes": [[address, pack(load_layout, values)]
-                               for address, values in plan["writes"]],
+        "frames": [{"writes": [[bank, address, pack(load_layout, values)]
+                               for bank, address, values in plan["writes"]],
                     "touched": [pack(windows, {"y": y, "x": x, "end_of_frame": 0})
                                 for y, x in plan["touched"]]
                     + [pack(windows, {"y": 0, "x": 0, "end_of_frame": 1})]}
@@ -576,6 +636,7 @@ def test_memories_map_to_block_ram(tmp_path):
              re.findall(r"^\s+(\d+)\s+.*?(SB_\w+)\s*$", stat, re.M)}
     flip_flops = sum(count for cell, count in cells.items() if cell.startswith("SB_DFF"))
     print(f"pool 64x48 Cout 8 lanes 2 accumulator 21 bits on iCE40: {cells}")
-    # 2 x 6 EBRs of pooled values, 1 bitmap, 1-2 list: thousands of LUTs otherwise.
+    # 2 x 6 EBRs of pooled values, 1 bitmap, 1-2 list: thousands of LUTs otherwise. About
+    # 410 flip-flops: five pipeline stages of (window, group) and two result slots.
     assert 14 <= cells["SB_RAM40_4K"] <= 16
-    assert cells["SB_LUT4"] < 1000 and flip_flops < 400
+    assert cells["SB_LUT4"] < 1000 and flip_flops < 500
