@@ -75,8 +75,10 @@ class SparseMaxPool(wiring.Component):
     Pipeline::
 
         issue       read (window, group) from the accumulators
-        fetch       accumulators out; the max of each lane's four registered
-        requantize  requantized maxima registered; the stored values read
+        fetch       accumulators out, registered as they are
+        pair        each lane's max of the two pairs registered
+        maximum     each lane's max of four registered; the stored values read
+        requantize  requantized maxima and the stored values registered
         compare     compare, write back; into a result slot if a lane changed
         result      the slot's changed lanes to ``events``, one per clock (lowest lane first)
 
@@ -84,9 +86,9 @@ class SparseMaxPool(wiring.Component):
     takes one cycle per listed (window, group) and one per output event, overlapped. With
     ``events`` always ready, from the ``end_of_frame`` transfer on ``touched`` to the
     ``end_of_frame`` transfer on ``events``, a frame of G listed (window, group) giving E
-    events takes between ``max(G + 7 + n_last, E + 8)`` and ``G + E + 8`` cycles, where n_last
-    is the changed lanes of the last (window, group); exactly ``G + 7 + n_last`` when no
-    (window, group) changes more than one lane, and ``E + 8`` when every one changes the same
+    events takes between ``max(G + 9 + n_last, E + 10)`` and ``G + E + 10`` cycles, where n_last
+    is the changed lanes of the last (window, group); exactly ``G + 9 + n_last`` when no
+    (window, group) changes more than one lane, and ``E + 10`` when every one changes the same
     number n >= 1 of lanes. A frame without touched windows takes 4 cycles, whatever the frame
     size. The first read is issued 3 cycles after the ``end_of_frame`` transfer; ``read.done``
     is pulsed in the cycle the last read's data is taken (G + 3 cycles after that transfer
@@ -322,7 +324,7 @@ class SparseMaxPool(wiring.Component):
             self.read.en.eq(issue),
         ]
 
-        # Fetch: the read's data is out; each lane's max of four is registered.
+        # Fetch: the read's data is out and registered as it is.
         fetched_valid, fetched_last = Signal(), Signal()
         fetched_group = Signal(range(groups))
         fetched_window = Signal(window_shape)
@@ -336,20 +338,49 @@ class SparseMaxPool(wiring.Component):
                 fetched_address.eq(address),
             ]
 
-        def larger(a, b):
-            return Mux(a > b, a, b)
-
-        largest = Signal(lane_accumulators)
-        for j in range(lanes):
-            quarter = [self.read.data[q][j] for q in range(4)]
-            m.d.comb += largest[j].eq(larger(larger(quarter[0], quarter[1]),
-                                             larger(quarter[2], quarter[3])))
         # The accumulators are free once the last read's data is taken.
         done = Signal()
         m.d.comb += [
             done.eq((advance & fetched_valid & fetched_last) | (start_list & (count == 0))),
             self.read.done.eq(done),
         ]
+
+        def larger(a, b):
+            return Mux(a > b, a, b)
+
+        # The read data is registered as it arrives, and the max of four is taken as two
+        # levels of two, each its own stage: the block RAM's clock to output and a wide signed
+        # compare chain do not share a cycle.
+        words_valid = Signal()
+        words = Signal(data.ArrayLayout(lane_accumulators, 4))
+        words_group = Signal(range(groups))
+        words_window = Signal(window_shape)
+        words_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                words_valid.eq(fetched_valid),
+                words.eq(self.read.data),
+                words_group.eq(fetched_group),
+                words_window.eq(fetched_window),
+                words_address.eq(fetched_address),
+            ]
+
+        pairs_valid = Signal()
+        pairs = Signal(data.ArrayLayout(lane_accumulators, 2))
+        pairs_group = Signal(range(groups))
+        pairs_window = Signal(window_shape)
+        pairs_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                pairs_valid.eq(words_valid),
+                pairs_group.eq(words_group),
+                pairs_window.eq(words_window),
+                pairs_address.eq(words_address),
+            ]
+            for half in range(2):
+                for j in range(lanes):
+                    m.d.sync += pairs[half][j].eq(larger(words[2 * half][j],
+                                                         words[2 * half + 1][j]))
 
         maximum_valid = Signal()
         maximum = Signal(lane_accumulators)
@@ -358,15 +389,15 @@ class SparseMaxPool(wiring.Component):
         maximum_address = Signal(range(groups * windows))
         with m.If(advance):
             m.d.sync += [
-                maximum_valid.eq(fetched_valid),
-                maximum.eq(largest),
-                maximum_group.eq(fetched_group),
-                maximum_window.eq(fetched_window),
-                maximum_address.eq(fetched_address),
+                maximum_valid.eq(pairs_valid),
+                maximum_group.eq(pairs_group),
+                maximum_window.eq(pairs_window),
+                maximum_address.eq(pairs_address),
             ]
+            for j in range(lanes):
+                m.d.sync += maximum[j].eq(larger(pairs[0][j], pairs[1][j]))
 
-        # Requantize, registered (a variable shift: its own stage); the stored values of the
-        # same address are read meanwhile.
+        # Requantize, registered (a variable shift: its own stage).
         scaled_valid = Signal()
         scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         scaled_group = Signal(range(groups))
@@ -381,8 +412,15 @@ class SparseMaxPool(wiring.Component):
             ]
             for j in range(lanes):
                 m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
-        for port in pooled_reads:
-            m.d.comb += [port.addr.eq(maximum_address), port.en.eq(advance & maximum_valid)]
+        # The stored values are read a stage early and registered beside the requantized
+        # maxima, so the compare and the result slots start from flip-flops, not block RAM.
+        # Each (window, group) comes once per frame and a frame's reads wait for the previous
+        # frame's pipeline to empty, so no write back is pending for the address read.
+        stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        for j, port in enumerate(pooled_reads):
+            m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
+            with m.If(advance):
+                m.d.sync += stored[j].eq(port.data)
 
         # Compare and write back. The clear writes the requantized bias.
         changed = Signal(lanes)
@@ -394,7 +432,7 @@ class SparseMaxPool(wiring.Component):
             for g in range(1, groups):
                 bias = Mux(clear_group == g, Const(self._bias[g * lanes + j], accumulator_shape),
                            bias)
-            old = pooled_reads[j].data
+            old = stored[j]
             m.d.comb += [
                 changed[j].eq(scaled[j] != old),
                 delta[j].eq(scaled[j] - old),
@@ -420,8 +458,9 @@ class SparseMaxPool(wiring.Component):
         # ``waiting`` is filled only while ``result`` stays busy and moves up as soon as it
         # frees, so an empty ``result`` means both slots are empty.
         end_of_frame_load = Signal()
-        m.d.comb += end_of_frame_load.eq(end_pending & ~fetched_valid & ~maximum_valid
-                                         & ~scaled_valid & (result_mask == 0) & out_free)
+        m.d.comb += end_of_frame_load.eq(end_pending & ~fetched_valid & ~words_valid
+                                         & ~pairs_valid & ~maximum_valid & ~scaled_valid
+                                         & (result_mask == 0) & out_free)
 
         with m.If((result_mask != 0) & out_free):
             m.d.sync += [
