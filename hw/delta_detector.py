@@ -32,10 +32,10 @@ class DeltaDetector(wiring.Component):
     :class:`~amaranth.lib.memory.Memory` of ``channels * height * width / pixels_per_cycle``
     words, each holding the ``pixels_per_cycle`` samples of one input beat. Every beat costs one
     synchronous read (when it is accepted) and one write, with one enable per sample, of the
-    samples that fire (when it moves on to the emit stage). Within a frame every word is read
-    and written once, and the next frame reads word 0 long after it was written; the one case
-    where a beat needs the word that the beat before it has not yet written (a one-beat frame,
-    or ``first`` right after ``first``) holds the input for a cycle.
+    samples that fire (when it moves on to the emit stage, two cycles later). Within a frame
+    every word is read and written once, and the next frame reads word 0 long after it was
+    written; a beat that needs a word one of the two beats ahead of it has not yet written (a
+    frame of one or two beats, or ``first`` soon after ``first``) waits until it is written.
 
     Events of a frame come in raster order (y, then x, then channel), one per cycle; a beat with
     several events holds the input until its events are out. After the frame's ``last`` beat
@@ -48,11 +48,18 @@ class DeltaDetector(wiring.Component):
     ``channels * height * width`` samples wraps around to sample 0. A frame with ``last`` early
     is a short frame; the samples it did not reach keep their reference.
 
+    Pipeline, for timing (no path from the read data to a compare, nor from either to
+    ``pixels.ready``): read; subtract; compare and write back; emit; output register.
+    ``pixels.ready`` is a register: a skid register takes the beat that arrives while the
+    pipeline is stalled, and the pipeline takes its beats from it first. Likewise the output
+    register has a skid register behind it, so ``events.ready`` only reaches register enables,
+    not the stall logic of the stages (nor ``pixels.ready``).
+
     Latency: the first event of a beat (or its ``end_of_frame``) is valid on ``events``
-    ``LATENCY`` = 3 cycles after the beat is accepted (read, compare, output register), when the
-    stages ahead of it are free.
+    ``LATENCY`` = 4 cycles after the beat is accepted (read, subtract, compare, output
+    register), when the stages ahead of it are free and the skid register is empty.
     Throughput: one beat (``pixels_per_cycle`` samples) per clock while beats have no event,
-    across frame boundaries too (the one-beat-frame case above aside); a beat with k events
+    across frame boundaries too (the frames of one or two beats above aside); a beat with k events
     occupies the emit stage k cycles (one event per clock), the ``last`` beat one more for the
     ``end_of_frame`` beat. A frame of N samples without events, input always valid and output
     always ready, takes ``N / pixels_per_cycle + LATENCY`` cycles from its first beat accepted to
@@ -76,7 +83,8 @@ class DeltaDetector(wiring.Component):
     -------
     pixels : ``In(PixelStream(pixels_per_cycle))``
         Samples in raster order, the channels of a pixel adjacent, ``first``/``last`` flags.
-        ``ready`` looks at the offered beat's ``first`` flag (for the same-word case above).
+        ``ready`` is a register: low during the clear sequence and while the skid register
+        holds a beat, never looking at the offered beat.
     events : ``Out(EventStream(channels, height, width))``
         Events ``(channel, y, x, delta)``, then one ``end_of_frame`` beat per frame.
     threshold : ``In(8)``
@@ -93,7 +101,7 @@ class DeltaDetector(wiring.Component):
         ``width * channels``.
     """
 
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, *, height, width, channels, pixels_per_cycle=1):
         for name, value in (("height", height), ("width", width)):
@@ -142,15 +150,36 @@ class DeltaDetector(wiring.Component):
                     m.d.comb += [carry.eq(n), within.eq(total - n * channels)]
             return carry, within
 
+        def step(m, address, channel, x, y, name):
+            """The position of the beat after one at (address, channel, x, y)."""
+            carry, within = split(m, channel, lanes, name)
+            after = (Signal(range(depth), name=f"{name}_address"),
+                     Signal(range(channels), name=f"{name}_channel"),
+                     Signal(range(width), name=f"{name}_x"),
+                     Signal(range(height), name=f"{name}_y"))
+            m.d.comb += [after[0].eq(Mux(address == depth - 1, 0, address + 1)),
+                         after[1].eq(within)]
+            # A beat never spans rows (lanes divide width * channels), so carry lands at width
+            # exactly when the row is done; the last word wraps to 0 with everything else.
+            with m.If(x + carry >= width):
+                m.d.comb += [after[2].eq(0), after[3].eq(Mux(y == height - 1, 0, y + 1))]
+            with m.Else():
+                m.d.comb += [after[2].eq(x + carry), after[3].eq(y)]
+            return after
+
         # Clear sequence: ``clearing`` resets to 1, so every ``rst`` clears the reference again.
-        # It writes stage 1's samples, which reset to 0, and counts with stage 1's address.
+        # It writes stage 2's samples, which reset to 0, and counts with stage 2's address.
         clearing = Signal(init=1)
 
-        # Stage 0, input: the position of the next beat (word address and its first sample).
+        # Stage 0, input: the position of the next beat (word address and its first sample), and
+        # a skid register so that ``pixels.ready`` is a register, not the end of the stall chain.
         next_address = Signal(range(depth))
         next_channel = Signal(range(channels))
         next_x = Signal(range(width))
         next_y = Signal(range(height))
+        next_zero = Signal(init=1)  # next_address == 0
+        skid_valid = Signal()
+        skid = Signal(self.pixels.payload.shape())
 
         # Stage 1: the beat's samples while its reference word comes out of the read port.
         s1_valid = Signal()
@@ -160,101 +189,157 @@ class DeltaDetector(wiring.Component):
         s1_channel = Signal(range(channels))
         s1_x = Signal(range(width))
         s1_y = Signal(range(height))
+        s1_zero = Signal()  # s1_address == 0
+        s1_one = Signal()  # s1_address == 1
 
-        # Stage 2: deltas and which samples still have to emit their event.
+        # Stage 2: deltas, registered straight after the subtraction (the read data comes late).
         s2_valid = Signal()
         s2_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
-        s2_pending = Signal(lanes)
-        s2_end = Signal()
+        s2_samples = Signal(word)
+        s2_last = Signal()
+        s2_address = Signal(range(depth))
         s2_channel = Signal(range(channels))
         s2_x = Signal(range(width))
         s2_y = Signal(range(height))
+        s2_zero = Signal()
+        s2_one = Signal()
 
-        # Stage 2 -> output register, one item per cycle: the lowest pending lane, else the end.
-        output_free = ~self.events.valid | self.events.ready
+        # Stage 3: deltas and which samples still have to emit their event.
+        s3_valid = Signal()
+        s3_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
+        s3_pending = Signal(lanes)
+        s3_end = Signal()
+        s3_channel = Signal(range(channels))
+        s3_x = Signal(range(width))
+        s3_y = Signal(range(height))
+
+        # Stage 3 -> output register, one item per cycle: the lowest pending lane, else the end.
+        output_skid_valid = Signal()
+        output_skid = Signal(self.events.payload.shape())
+        output_free = ~output_skid_valid
         lane = Signal(range(lanes))
         for j in reversed(range(lanes)):
-            with m.If(s2_pending[j]):
+            with m.If(s3_pending[j]):
                 m.d.comb += lane.eq(j)
         lane_bit = Signal(lanes)
-        m.d.comb += lane_bit.eq(Mux(s2_pending.any(), 1 << lane, 0))
-        emit_event = s2_valid & s2_pending.any() & output_free
-        emit_end = s2_valid & ~s2_pending.any() & s2_end & output_free
-        pending_after = Mux(emit_event, s2_pending & ~lane_bit, s2_pending)
-        end_after = s2_end & ~emit_end
-        s2_free = ~s2_valid | ~(pending_after.any() | end_after)
+        m.d.comb += lane_bit.eq(Mux(s3_pending.any(), 1 << lane, 0))
+        emit_event = s3_valid & s3_pending.any() & output_free
+        emit_end = s3_valid & ~s3_pending.any() & s3_end & output_free
+        pending_after = Mux(emit_event, s3_pending & ~lane_bit, s3_pending)
+        end_after = s3_end & ~emit_end
+        # Free when empty or when its one remaining item leaves now: apart from the output's
+        # ready, from registers only (the same as ``~(pending_after.any() | end_after)``).
+        single = (s3_pending & (s3_pending - 1)) == 0
+        last_item = Mux(s3_pending.any(), single & ~s3_end, s3_end)
+        s3_free = ~s3_valid | ~(s3_pending.any() | s3_end) | (output_free & last_item)
 
-        event_carry, event_channel = split(m, s2_channel, lane, "event")
-        with m.If(output_free):
-            m.d.sync += self.events.valid.eq(emit_event | emit_end)
-            # An end-of-frame beat (or an empty cycle) carries zeros in every other field.
-            payload = self.events.payload
-            m.d.sync += [
-                payload.channel.eq(Mux(emit_event, event_channel, 0)),
-                payload.y.eq(Mux(emit_event, s2_y, 0)),
-                payload.x.eq(Mux(emit_event, s2_x + event_carry, 0)),
-                payload.delta.eq(Mux(emit_event, s2_delta[lane], 0)),
-                payload.end_of_frame.eq(emit_end),
-            ]
-        with m.If(s2_valid):
-            m.d.sync += [s2_pending.eq(pending_after), s2_end.eq(end_after)]
+        event_carry, event_channel = split(m, s3_channel, lane, "event")
+        # An end-of-frame beat (or an empty cycle) carries zeros in every other field.
+        item = Signal(self.events.payload.shape())
+        m.d.comb += [
+            item.channel.eq(Mux(emit_event, event_channel, 0)),
+            item.y.eq(Mux(emit_event, s3_y, 0)),
+            item.x.eq(Mux(emit_event, s3_x + event_carry, 0)),
+            item.delta.eq(Mux(emit_event, s3_delta[lane], 0)),
+            item.end_of_frame.eq(emit_end),
+        ]
+        # The output register has a skid register behind it: the emit stage only looks at
+        # whether the skid register is empty, so ``events.ready`` ends at register enables.
+        with m.If(~self.events.valid | self.events.ready):
+            with m.If(output_skid_valid):
+                m.d.sync += [self.events.valid.eq(1), self.events.payload.eq(output_skid),
+                             output_skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.events.valid.eq(emit_event | emit_end),
+                             self.events.payload.eq(item)]
+        with m.Elif(emit_event | emit_end):
+            m.d.sync += [output_skid_valid.eq(1), output_skid.eq(item)]
+        with m.If(s3_valid):
+            m.d.sync += [s3_pending.eq(pending_after), s3_end.eq(end_after)]
 
-        # Stage 1 -> stage 2: compare, write the samples that fire into the reference.
-        advance = s1_valid & s2_free
+        # Stage 2 -> stage 3: compare, write the samples that fire into the reference.
+        advance = s2_valid & s3_free
         fire = Signal(lanes)
         # |d| > T as two comparisons of d itself: -T is shared, no absolute value per lane.
         negative_threshold = Signal(DELTA_SHAPE)
         m.d.comb += negative_threshold.eq(-self.threshold)
         for j in range(lanes):
-            delta = Signal(DELTA_SHAPE, name=f"delta{j}")
-            m.d.comb += [
-                delta.eq(s1_samples[j] - read.data[j]),
-                fire[j].eq(self.dense | (delta > self.threshold) | (delta < negative_threshold)),
-            ]
-            with m.If(advance):
-                m.d.sync += s2_delta[j].eq(delta)
+            delta = s2_delta[j]
+            m.d.comb += fire[j].eq(self.dense | (delta > self.threshold)
+                                   | (delta < negative_threshold))
         with m.If(advance):
-            m.d.sync += [s2_pending.eq(fire), s2_end.eq(s1_last), s2_channel.eq(s1_channel),
+            m.d.sync += [s3_delta.eq(s2_delta), s3_pending.eq(fire), s3_end.eq(s2_last),
+                         s3_channel.eq(s2_channel), s3_x.eq(s2_x), s3_y.eq(s2_y)]
+        with m.If(s3_free):
+            m.d.sync += s3_valid.eq(s2_valid)
+        m.d.comb += [write.addr.eq(s2_address), write.data.eq(s2_samples),
+                     write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(advance, fire, 0)))]
+        with m.If(clearing):
+            with m.If(s2_address == depth - 1):
+                m.d.sync += [clearing.eq(0), s2_address.eq(0)]
+            with m.Else():
+                m.d.sync += s2_address.eq(s2_address + 1)
+
+        # Stage 1 -> stage 2: subtract the reference word as it comes out of the read port.
+        s2_free = ~s2_valid | s3_free
+        move = s1_valid & s2_free
+        with m.If(move):
+            for j in range(lanes):
+                m.d.sync += s2_delta[j].eq(s1_samples[j] - read.data[j])
+            m.d.sync += [s2_samples.eq(s1_samples), s2_last.eq(s1_last), s2_zero.eq(s1_zero),
+                         s2_one.eq(s1_one),
+                         s2_address.eq(s1_address), s2_channel.eq(s1_channel),
                          s2_x.eq(s1_x), s2_y.eq(s1_y)]
         with m.If(s2_free):
             m.d.sync += s2_valid.eq(s1_valid)
-        m.d.comb += [write.addr.eq(s1_address), write.data.eq(s1_samples),
-                     write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(advance, fire, 0)))]
-        with m.If(clearing):
-            with m.If(s1_address == depth - 1):
-                m.d.sync += [clearing.eq(0), s1_address.eq(0)]
-            with m.Else():
-                m.d.sync += s1_address.eq(s1_address + 1)
 
-        # Stage 0 -> stage 1: accept a beat, read its reference word, count its position.
-        beat = self.pixels.payload
-        address = Mux(beat.first, 0, next_address)
+        # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
+        # beat comes from the skid register if it holds one, else straight from the input.
+        beat = Signal(self.pixels.payload.shape())
+        m.d.comb += beat.eq(Mux(skid_valid, skid, self.pixels.payload))
+        offered = skid_valid | self.pixels.valid
+        address = Signal(range(depth))
+        m.d.comb += address.eq(Mux(beat.first, 0, next_address))
         channel = Mux(beat.first, 0, next_channel)
         x = Mux(beat.first, 0, next_x)
         y = Mux(beat.first, 0, next_y)
-        # Stage 1 writes its word only as it moves on, so a beat for that same word (a one-beat
-        # frame, or `first` right after `first`) waits a cycle to read it back, rather than
-        # paying for a transparent read port.
+        # A beat writes its word only as it leaves stage 2, so a beat for a word that stage 1 or
+        # 2 still holds (a frame of one or two beats, or `first` soon after `first`) waits until
+        # it is written, rather than paying for a transparent read port or a bypass.
         s1_free = ~s1_valid | s2_free
-        same_word = s1_valid & (s1_address == address)
-        m.d.comb += self.pixels.ready.eq(s1_free & ~same_word & ~clearing)
-        accept = self.pixels.valid & self.pixels.ready
+        # From flags kept with the stages, no address comparison here. A beat at word 0 waits
+        # while either stage holds word 0. Otherwise it is at ``next_address`` = (stage 1's
+        # word) + 1, not 0, which stage 2 can hold only when stage 1 holds word 0 (its beat
+        # started a frame or wrapped) and stage 2 word 1.
+        restart = beat.first | next_zero
+        zero_in_flight = (s1_valid & s1_zero) | (s2_valid & s2_zero)
+        next_in_flight = s1_valid & s1_zero & s2_valid & s2_one
+        in_flight = Mux(restart, zero_in_flight, next_in_flight)
+        accept = offered & s1_free & ~in_flight & ~clearing
+        m.d.comb += self.pixels.ready.eq(~skid_valid & ~clearing)
+        with m.If(self.pixels.valid & self.pixels.ready & ~accept):
+            m.d.sync += [skid_valid.eq(1), skid.eq(self.pixels.payload)]
+        with m.If(skid_valid & accept):
+            m.d.sync += skid_valid.eq(0)
         m.d.comb += [read.addr.eq(address), read.en.eq(accept)]
         with m.If(s1_free):
             m.d.sync += s1_valid.eq(accept)
         with m.If(accept):
             m.d.sync += [s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
-                         s1_channel.eq(channel), s1_x.eq(x), s1_y.eq(y)]
-            carry, within = split(m, channel, lanes, "next")
-            # A beat never spans rows (lanes divide width * channels), so carry lands at width
-            # exactly when the row is done; the last word wraps to 0 with everything else.
+                         s1_channel.eq(channel), s1_x.eq(x), s1_y.eq(y), s1_zero.eq(restart),
+                         s1_one.eq(~restart & (next_address == 1)),
+                         next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))]
+        # The position after a beat, worked out ahead from the registers (and for sample 0, a
+        # constant), so that the offered beat's flags only pick one.
+        after_next = step(m, next_address, next_channel, next_x, next_y, "after_next")
+        after_zero = step(m, 0, 0, 0, 0, "after_zero")
+        with m.If(accept):
             with m.If(beat.last):
                 m.d.sync += [next_address.eq(0), next_channel.eq(0), next_x.eq(0), next_y.eq(0)]
+            with m.Elif(beat.first):
+                m.d.sync += [next_address.eq(after_zero[0]), next_channel.eq(after_zero[1]),
+                             next_x.eq(after_zero[2]), next_y.eq(after_zero[3])]
             with m.Else():
-                m.d.sync += [next_address.eq(Mux(address == depth - 1, 0, address + 1)),
-                             next_channel.eq(within)]
-                with m.If(x + carry >= width):
-                    m.d.sync += [next_x.eq(0), next_y.eq(Mux(y == height - 1, 0, y + 1))]
-                with m.Else():
-                    m.d.sync += [next_x.eq(x + carry), next_y.eq(y)]
+                m.d.sync += [next_address.eq(after_next[0]), next_channel.eq(after_next[1]),
+                             next_x.eq(after_next[2]), next_y.eq(after_next[3])]
         return m

@@ -320,12 +320,22 @@ def test_first_and_last_define_the_frame_position():
     beats += beats_of(frames[3], lanes)
     events, reference = detect_events(frames[3], reference, threshold)
     expected.append(events.tuples())
-    # One-beat frames (`first` and `last` together) back to back: word 0 is written and read
-    # again in the same cycle, which the transparent read port must cover.
+    # One-beat frames (`first` and `last` together) back to back: word 0 is read again while
+    # the beat before it, still in the pipeline, has not written it yet.
     for value in (200, 0, 100, 103, 90):
         beats.append({"data": [value] * lanes, "first": 1, "last": 1})
         flat = reference.transpose(1, 2, 0).ravel()
         flat[:lanes] = value
+        frame = flat.reshape(height, width, channels).transpose(2, 0, 1)
+        events, reference = detect_events(frame, reference, threshold)
+        expected.append(events.tuples())
+    # Two-beat frames back to back: word 0 is read again while the beat two ahead of it may
+    # not have written it yet.
+    for values in ((40, 41), (250, 0), (48, 3), (47, 9)):
+        beats += [{"data": [values[0]] * lanes, "first": 1, "last": 0},
+                  {"data": [values[1]] * lanes, "first": 0, "last": 1}]
+        flat = reference.transpose(1, 2, 0).ravel()
+        flat[:lanes], flat[lanes:2 * lanes] = values
         frame = flat.reshape(height, width, channels).transpose(2, 0, 1)
         events, reference = detect_events(frame, reference, threshold)
         expected.append(events.tuples())
