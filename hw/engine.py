@@ -106,10 +106,16 @@ class EventConvEngine(wiring.Component):
             event_queue.w_data.eq(detector.events.payload),
             event_queue.w_en.eq(detector.events.valid),
             detector.events.ready.eq(event_queue.w_rdy),
-            fanout.events.payload.eq(event_queue.r_data),
-            fanout.events.valid.eq(event_queue.r_rdy),
-            event_queue.r_en.eq(fanout.events.ready),
         ]
+        # The queue's RAM data goes straight into the fan-out's range arithmetic otherwise.
+        m.submodules.event_register = event_register = StreamRegister(
+            detector.events.payload.shape())
+        m.d.comb += [
+            event_register.i.payload.eq(event_queue.r_data),
+            event_register.i.valid.eq(event_queue.r_rdy),
+            event_queue.r_en.eq(event_register.i.ready),
+        ]
+        wiring.connect(m, event_register.o, fanout.events)
         for name, source, sink in (("update_register", fanout.updates, accumulator.updates),
                                    ("touched_register", accumulator.touched, pool.touched)):
             m.submodules[name] = register = StreamRegister(source.payload.shape())
