@@ -9,8 +9,8 @@ status LEDs. Boards (amaranth-boards platforms):
 ============  =====================  ===========  ==========  ===========================
 board         device                 oscillator   clock       USB serial (FPGA rx, tx)
 ============  =====================  ===========  ==========  ===========================
-icebreaker    iCE40UP5K-SG48         12 MHz       48 MHz      FT2232H channel B: 6, 9
-ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       125 MHz     FT231X: M1, L4
+icebreaker    iCE40UP5K-SG48         12 MHz       36 MHz      FT2232H channel B: 6, 9
+ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       75 MHz      FT231X: M1, L4
 ============  =====================  ===========  ==========  ===========================
 
 LEDs: one blinks at about 1.4 Hz (the clock runs), one lights for about 0.3 s after each
@@ -40,7 +40,7 @@ LINK_TIMEOUT_SECONDS = 0.05
 # Frame side of the default layer per board (see default_config). iCEBreaker: 24 x 24 is the
 # largest square whose memories fit the UP5K's 30 block RAMs (29 used; 32 x 32 needs 44);
 # 64 x 64 needs the accumulators in SPRAM. ULX3S 85F: 64 x 64 fits its block RAM easily.
-DEFAULT_FRAME_SIDE = {"icebreaker": 24, "ulx3s-85f": 64}
+DEFAULT_FRAME_SIDE = {"icebreaker": 22, "ulx3s-85f": 64}
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,14 @@ class BoardSpec:
         return getattr(importlib.import_module(module), cls)()
 
 
+# Engine clocks: what the current design meets with a few % margin (nextpnr, measured
+# 2026-11-24: iCE40 UP5K 38.1 MHz, ECP5 85F 78.0 MHz). The targets are 48 and 125 MHz; the
+# worst paths left are in the host link's control logic and the accumulator's read-modify-write.
 BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
-                            "clk12", 12e6, 48e6, "ice40", ("led_g", 0), ("led_r", 0)),
+                            "clk12", 12e6, 36e6, "ice40", ("led_g", 0), ("led_r", 0)),
     "ulx3s-85f": BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
-                           "clk25", 25e6, 125e6, "ecp5", ("led", 0), ("led", 1)),
+                           "clk25", 25e6, 75e6, "ecp5", ("led", 0), ("led", 1)),
 }
 
 

@@ -1,0 +1,63 @@
+"""Bitstream build with the pip tools, its report, and the pin files in constraints/."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eventconv.hw.board import BOARDS, ecp5_pll_parameters, ice40_pll_parameters
+from eventconv.synth import (
+    CONSTRAINT_FILES,
+    constraints_dir,
+    parse_nextpnr_log,
+    pin_file,
+    synth_board,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_icebreaker_bitstream_meets_timing(tmp_path):
+    """The one real build in the test suite (about 20 s after the first YoWASP run)."""
+    report = synth_board("icebreaker", None, build_root=tmp_path)
+    folder = tmp_path / "icebreaker"
+    assert (folder / "top.bin").stat().st_size > 100_000
+    assert json.loads((folder / "report.json").read_text()) == report
+    assert "timing met" in (folder / "report.md").read_text()
+    clock = report["clock"]
+    assert clock["met"] and clock["max_mhz"] >= clock["design_mhz"] == \
+        BOARDS["icebreaker"].clock_frequency / 1e6
+    resources = report["resources"]
+    for r in resources.values():
+        assert 0 <= r["used"] <= r["total"]
+    assert resources["block RAM (4 kbit)"]["used"] >= 3   # memories are in RAM
+    assert resources["PLL"]["used"] == 1
+    assert report["unmapped_memories"] == []
+    assert report["pins"].startswith("pin file top.pcf equals")
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_constraints_are_the_pins_the_board_top_requests(board):
+    generated, committed = CONSTRAINT_FILES[board]
+    assert pin_file(board) == (constraints_dir() / committed).read_text()
+
+
+def test_pll_parameters_match_the_vendor_calculators():
+    # icepll -i 12 -o 48 and ecppll -i 25 -o 125 give these.
+    assert ice40_pll_parameters(12e6, 48e6) == (
+        {"DIVR": 0, "DIVF": 63, "DIVQ": 4, "FILTER_RANGE": 1}, 48e6)
+    assert ecp5_pll_parameters(25e6, 125e6) == (
+        {"CLKI_DIV": 1, "CLKFB_DIV": 5, "CLKOP_DIV": 5, "CLKOP_CPHASE": 2,
+         "CLKOP_FPHASE": 0}, 125e6)
+
+
+def test_nextpnr_log_parsing_takes_the_routed_figures():
+    log = """Info: Device utilisation:
+Info: \t         ICESTORM_LC:    3650/   5280    69%
+Info: \t        ICESTORM_RAM:      14/     30    46%
+Info: Max frequency for clock 'clk': 25.20 MHz (FAIL at 48.00 MHz)
+Warning: Max frequency for clock 'clk': 49.65 MHz (PASS at 48.00 MHz)
+"""
+    resources, clocks = parse_nextpnr_log(log)
+    assert resources == {"ICESTORM_LC": (3650, 5280), "ICESTORM_RAM": (14, 30)}
+    assert clocks == {"clk": (49.65, 48.0)}
