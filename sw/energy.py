@@ -43,11 +43,14 @@ updated in this frame once, so dense mode re-evaluates all ``H/2 * W/2`` windows
 
 Memory energy is charged per bit: the table's 8 KB SRAM 64-bit read, 10 pJ, is 10/64 pJ per
 bit, and a write is charged like a read. Every memory of the benchmark layer is of that size
-class or smaller per bank (reference 3 KB, pooled map 6 KB, each lane's accumulator bank
-``Cout/lanes * H * W * A`` bits: 6.5 KB for 64 x 48, 8 lanes, A = 17); a larger monolithic
-memory costs more per bit (32 KB: 20 pJ), so fewer, bigger banks make these figures lower
-bounds. Not counted: control, counters, FSMs, stream handshakes, FIFOs, the touched-window
-bookkeeping (a few bits per window), clocking and static power.
+class or smaller (reference 3 KB, pooled map 6 KB, each lane's accumulators
+``Cout/lanes * H * W * A`` bits: 6.5 KB for 64 x 48, 8 lanes, A = 17, themselves split into
+banks); a larger monolithic memory costs more per bit (32 KB: 20 pJ), so with few lanes these
+figures are lower bounds. The counts do not depend on lanes or pixels per clock: those knobs
+change how many of these operations run in the same cycle, not how many there are.
+
+Not counted: control, counters, FSMs, stream handshakes, FIFOs, the touched-window bookkeeping
+(a few bits per window), clocking and static power.
 """
 
 from dataclasses import dataclass
