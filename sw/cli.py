@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config, ConfigError
+from .sim.runner import SimulatorMissing
 
 BACKENDS = ("model", "rtl", "board")
 BOARDS = ("icebreaker", "ulx3s-85f")
@@ -171,7 +172,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, ConfigError) as e:
+    except (UsageError, ConfigError, SimulatorMissing) as e:
         print(f"eventconv: error: {e}", file=sys.stderr)
         return 2
 

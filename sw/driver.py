@@ -479,21 +479,16 @@ class BoardLink:
 
 
 def integrate(config, results):
-    """OUT.npz arrays from the board's per-frame results: pooled maps integrate the events."""
-    from .rtl_backend import reset_pooled_map
-    pooled = reset_pooled_map(config).copy()
-    out = {"pooled": [], "events_in": [], "events_out": [], "macs": []}
-    for t, frame in enumerate(results):
-        for o, py, px, delta in frame["events"]:
-            pooled[o, py, px] += delta
-        if pooled.min() < 0 or pooled.max() > 255:
-            raise LinkError(f"frame {t}: output events integrate outside 0..255")
-        out["pooled"].append(pooled.astype(np.uint8))
-        for key in ("events_in", "events_out", "macs"):
-            out[key].append(frame[key])
-    arrays = {k: np.array(v, dtype=np.int64) for k, v in out.items() if k != "pooled"}
-    arrays["pooled"] = np.stack(out["pooled"])
-    return arrays
+    """OUT.npz arrays from the board's per-frame results (see :func:`rtl_backend.integrate`).
+
+    SPEC gives ``cycles`` for the rtl backend only, so the board's cycle counts stay out.
+    """
+    from .rtl_backend import integrate as integrate_events
+    keys = ("events", "events_in", "events_out", "macs")
+    try:
+        return integrate_events(config, [{k: r[k] for k in keys} for r in results])
+    except ValueError as e:
+        raise LinkError(str(e)) from None
 
 
 def run_board(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=False,

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import Config
 
-__all__ = ["run_rtl", "reset_pooled_map", "default_build_root", "engine_verilog"]
+__all__ = ["run_rtl", "integrate", "reset_pooled_map", "default_build_root", "engine_verilog"]
 
 
 def default_build_root():
@@ -101,21 +101,36 @@ def run_rtl(config: Config, frames, *, simulator="icarus", progress=False, idle=
                                 build_root=build_root or default_build_root())
     if result["extra"]:
         raise RuntimeError(f"engine gave {len(result['extra'])} beats after the last frame")
-    pooled = reset_pooled_map(config).copy()
-    out = {"pooled": [], "events_in": [], "events_out": [], "macs": [], "cycles": []}
+    frames_out = []
     for t, frame in enumerate(result["frames"]):
         if frame["frame_events_out"] != len(frame["events"]):
             raise RuntimeError(f"frame {t}: engine counted {frame['frame_events_out']} output "
                                f"events but gave {len(frame['events'])}")
+        frames_out.append({"events": frame["events"], "events_in": frame["frame_events_in"],
+                           "events_out": frame["frame_events_out"],
+                           "macs": frame["frame_macs"], "cycles": frame["frame_cycles"]})
+    return integrate(config, frames_out)
+
+
+def integrate(config, frames):
+    """OUT.npz arrays from what the hardware gave, frame by frame.
+
+    ``frames``: dicts with ``events`` (output events ``(o, py, px, delta)``) and the frame's
+    counts (``events_in``, ``events_out``, ``macs``, and ``cycles`` where there is one). The
+    pooled maps start at the reset state's and integrate the events; nothing comes from the
+    model. Raises ValueError if the events leave 0..255.
+    """
+    pooled = reset_pooled_map(config).copy()
+    keys = [k for k in ("events_in", "events_out", "macs", "cycles") if k in frames[0]]
+    out = {"pooled": [], **{k: [] for k in keys}}
+    for t, frame in enumerate(frames):
         for o, py, px, delta in frame["events"]:
             pooled[o, py, px] += delta
         if pooled.min() < 0 or pooled.max() > 255:
-            raise RuntimeError("engine output events integrate outside 0..255")
+            raise ValueError(f"frame {t}: output events integrate outside 0..255")
         out["pooled"].append(pooled.astype(np.uint8))
-        out["events_in"].append(frame["frame_events_in"])
-        out["events_out"].append(frame["frame_events_out"])
-        out["macs"].append(frame["frame_macs"])
-        out["cycles"].append(frame["frame_cycles"])
+        for key in keys:
+            out[key].append(frame[key])
     arrays = {k: np.array(v, dtype=np.int64) for k, v in out.items() if k != "pooled"}
     arrays["pooled"] = np.stack(out["pooled"])
     return arrays

@@ -143,3 +143,15 @@ def test_export_is_plain_reproducible_verilog(tmp_path):
                             "check -assert"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert yosys.returncode == 0, yosys.stderr + yosys.stdout
+
+
+def test_missing_simulator_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    config = filter_bank_config(16, 16, channels_out=2)
+    (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
+    np.save(tmp_path / "frames.npy", np.zeros((1, 16, 16), np.uint8))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no iverilog on it
+    args = ["run", "--config", tmp_path / "cfg.json", "--frames", tmp_path / "frames.npy",
+            "--backend", "rtl", "--out", tmp_path / "out.npz"]
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "apt-get install -y iverilog" in err
