@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from ..config import Config
+from .block_ram import NO_RW_CHECK, UncheckedReadPort
 from .fanout import check_geometry
 from .layouts import (
     DELTA_SHAPE,
@@ -23,6 +24,18 @@ WEIGHT_SHAPE = signed(8)
 BANKS = 4
 
 
+def times(value, constant):
+    """``value * constant`` as shifts and adds: Yosys would put a constant multiply into a DSP
+    block (ECP5 MULT18X18D: ~4 ns), which address arithmetic cannot afford."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    if not terms:
+        return Const(0)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 class AccumulatorUnit(wiring.Component):
     """Accumulator memories with a pipelined read-modify-write per lane, and their read port.
 
@@ -37,20 +50,25 @@ class AccumulatorUnit(wiring.Component):
 
     Pipeline (one update beat per clock, all stages advance together)::
 
-        take    beat accepted; bank, bank address and 2 x 2 window computed and registered
-        read    the bank's accumulator and the weight read (synchronous)
-        mult    memory data out; delta * weight registered (9 x 8 signed: one DSP per lane)
+        take    beat accepted; bank, window, row = group * H/2 + y // 2 registered
+        row     address = row * W/2 + x // 2 registered
+        read    the bank's accumulator and the weight read (synchronous, not transparent)
+        memory  the four banks' read data and the weight registered as they leave the RAMs;
+                which in-flight write the beat must take instead (address compare) registered
+        mult    bank selected, or a forwarded sum; delta * weight registered (one DSP per lane)
         write   accumulator + product written back to its bank; window pushed to ``touched``
 
-    Latency: a beat taken in cycle t is written at the end of cycle t+3, and its window (or the
-    end of frame) is valid on ``touched`` from cycle t+4 (:attr:`LATENCY`).
+    Latency: a beat taken in cycle t is written at the end of cycle t+5, and its window (or the
+    end of frame) is valid on ``touched`` from cycle t+6 (:attr:`LATENCY`). Every memory's read
+    data goes straight into a register, and no path has more than an adder and a few LUT levels,
+    for the ECP5 (block RAM clock-to-output 5.8 ns) and the iCE40 (slow routing).
 
-    Hazards: the memory read is synchronous, so a beat reading an accumulator that the beat just
-    ahead of it writes would get a stale value: the ``mult`` stage takes instead the sum the
-    ``write`` stage is computing when bank and address match. The beat two ahead writes on the
-    edge that does the read, which the read ports see (they are transparent); further beats
-    read the memory after the write. Back-to-back updates of one address (bursts on one pixel,
-    or on neighbours) so run at full rate.
+    Hazards: a beat's read happens on the edge that ends its read stage; the write on that edge
+    and the two after it (the beats one, two and three ahead) are not in its data, so the mult
+    stage takes instead the sum the write stage is computing, or one of the last two written
+    sums, when bank and address match (the most recent wins). The address comparisons are made
+    a stage early, in the memory stage. Back-to-back updates of one address (bursts on one
+    pixel, or on neighbours) so run at full rate.
 
     Throughput: one beat per clock. A beat whose window equals the last window given on
     ``touched`` in this frame is not given again (the groups of one position, and neighbouring
@@ -115,7 +133,7 @@ class AccumulatorUnit(wiring.Component):
     """
 
     #: Cycles from an update beat's transfer to its window (or end of frame) valid on touched.
-    LATENCY = 4
+    LATENCY = 6
 
     def __init__(self, *, height, width, channels_in, channels_out, kernel_size, weights,
                  bias=None, lanes=1):
@@ -179,11 +197,12 @@ class AccumulatorUnit(wiring.Component):
             write_ports.append([])
             for q in range(BANKS):
                 m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
-                    data=self.accumulators[j][q])
-                write_ports[j].append(write := memory.write_port())
-                # Transparent: a beat reads what the beat two ahead writes on the same edge
-                # (no forwarding needed), and Yosys maps it without collision registers.
-                read_ports[j].append(memory.read_port(transparent_for=(write,)))
+                    data=self.accumulators[j][q], attrs=NO_RW_CHECK)
+                write_ports[j].append(memory.write_port())
+                # A read and a write of one address on one edge: the pipeline forwards the
+                # written sum itself, so the read's word does not matter and the RAM's data
+                # goes straight into a register (no collision or bypass logic after it).
+                read_ports[j].append(UncheckedReadPort(m, memory, name=f"read_{j}_{q}"))
             m.submodules[f"weights_{j}"] = rom = Memory(data=self._weight_rom(j))
             weight_ports.append(rom.read_port())
 
@@ -205,28 +224,56 @@ class AccumulatorUnit(wiring.Component):
         closed = Signal()
         holding = Signal()
 
-        # Stage registers. "take" -> "read" -> "mult" -> "write". An accumulator is located by
-        # its bank and its address in the bank.
-        read_valid, read_eof = Signal(), Signal()
-        read_bank = Signal(range(BANKS))
+        # Stage registers: "row" -> "read" -> "memory" -> "mult" -> "write", one set per
+        # stage, all loaded together on ``advance``. An accumulator is located by its bank and
+        # its address in the bank.
+        def stage(name):
+            return {
+                "valid": Signal(name=f"{name}_valid"),
+                "eof": Signal(name=f"{name}_eof"),
+                "bank": Signal(range(BANKS), name=f"{name}_bank"),
+                "window": Signal(window_shape, name=f"{name}_window"),
+                "delta": Signal(DELTA_SHAPE, name=f"{name}_delta"),
+                "weight_address": Signal(range(self.groups * c.channels_in * taps),
+                                         name=f"{name}_weight_address"),
+            }
+
+        row, read, memory, mult = stage("row"), stage("read"), stage("memory"), stage("mult")
+        write = {"valid": Signal(name="write_valid"), "eof": Signal(name="write_eof"),
+                 "bank": Signal(range(BANKS), name="write_bank"),
+                 "window": Signal(window_shape, name="write_window")}
+        # Address arithmetic in two steps (it was the iCE40's worst path in one):
+        # row = group * H/2 + y // 2, then address = row * W/2 + x // 2; the weight address
+        # likewise, group * Cin * K * K + channel * K * K, then + tap.
+        row_index = Signal(range(self.groups * (h // 2)))
+        row_column = Signal(range(w // 2))
+        row_weight_base = Signal(range(self.groups * c.channels_in * taps))
+        row_tap = Signal(range(taps))
         read_address = Signal(range(self.depth))
-        read_weight_address = Signal(range(self.groups * c.channels_in * taps))
-        read_delta = Signal(DELTA_SHAPE)
-        read_window = Signal(window_shape)
-
-        mult_valid, mult_eof = Signal(), Signal()
-        mult_bank = Signal(range(BANKS))
+        memory_address = Signal(range(self.depth))
         mult_address = Signal(range(self.depth))
-        mult_delta = Signal(DELTA_SHAPE)
-        mult_window = Signal(window_shape)
-
-        write_valid, write_eof = Signal(), Signal()
-        write_bank = Signal(range(BANKS))
         write_address = Signal(range(self.depth))
-        write_window = Signal(window_shape)
-        write_old = Signal(lane_values)
-        write_product = Signal(data.ArrayLayout(product_shape, lanes))
+        # The memory stage registers the four banks' read data as they come out of the block
+        # RAM (ECP5 block RAM has a 5.8 ns clock-to-output, so nothing else goes on that path),
+        # and the weight before it reaches the multiplier.
+        # Data registers have no reset (none is needed, and a reset would sit between the RAM
+        # and the register on the ECP5).
+        raw = [[Signal(shape, name=f"raw_{j}_{q}", reset_less=True) for q in range(BANKS)]
+               for j in range(lanes)]
+        weight = [Signal(WEIGHT_SHAPE, name=f"weight_{j}", reset_less=True)
+                  for j in range(lanes)]
+        write_old = Signal(lane_values, reset_less=True)
+        write_product = Signal(data.ArrayLayout(product_shape, lanes), reset_less=True)
         write_sum = Signal(lane_values)
+        # The two writes before the write stage's (address, data), for forwarding.
+        written = [{"valid": Signal(name=f"written{k}_valid"),
+                    "bank": Signal(range(BANKS), name=f"written{k}_bank"),
+                    "address": Signal(range(self.depth), name=f"written{k}_address"),
+                    "data": Signal(lane_values, name=f"written{k}_data", reset_less=True)}
+                   for k in (1, 2)]
+        # Which in-flight write the mult stage's beat must take instead of its memory data,
+        # decided in the memory stage: hits[k] for the write k+1 beats ahead.
+        hits = Signal(3)
 
         # Deduplication of touched windows against the last one given in this frame. Whether the
         # write stage repeats it is decided a stage early, so no comparator feeds ``advance``.
@@ -238,8 +285,8 @@ class AccumulatorUnit(wiring.Component):
         skid_valid = Signal()
         skid = Signal(window_shape)
 
-        writing = write_valid & ~write_eof
-        emit = write_valid & ~write_same
+        writing = write["valid"] & ~write["eof"]
+        emit = write["valid"] & ~write_same
         advance = Signal()
         m.d.comb += advance.eq(~emit | ~skid_valid)
 
@@ -247,51 +294,72 @@ class AccumulatorUnit(wiring.Component):
         take = self.updates.valid & self.updates.ready
         m.d.comb += self.updates.ready.eq(advance & ~clearing & ~closed)
 
+        def location(bank_a, address_a, bank_b, address_b):
+            return (bank_a == bank_b) & (address_a == address_b)
+
         with m.If(advance):
             m.d.sync += [
-                read_valid.eq(take),
-                read_eof.eq(update.end_of_frame),
-                read_bank.eq(Cat(update.x[0], update.y[0])),
-                read_address.eq((update.group * (h // 2) + (update.y >> 1)) * (w // 2)
-                                + (update.x >> 1)),
-                read_weight_address.eq((update.group * c.channels_in + update.channel) * taps
-                                       + update.tap),
-                read_delta.eq(update.delta),
-                read_window.y.eq(Mux(update.end_of_frame, 0, update.y >> 1)),
-                read_window.x.eq(Mux(update.end_of_frame, 0, update.x >> 1)),
-                read_window.end_of_frame.eq(update.end_of_frame),
-
-                mult_valid.eq(read_valid),
-                mult_eof.eq(read_eof),
-                mult_bank.eq(read_bank),
-                mult_address.eq(read_address),
-                mult_delta.eq(read_delta),
-                mult_window.eq(read_window),
-
-                write_valid.eq(mult_valid),
-                write_eof.eq(mult_eof),
-                write_bank.eq(mult_bank),
+                row["valid"].eq(take),
+                row["eof"].eq(update.end_of_frame),
+                row["bank"].eq(Cat(update.x[0], update.y[0])),
+                row_index.eq(times(update.group, h // 2) + (update.y >> 1)),
+                row_column.eq(update.x >> 1),
+                row_weight_base.eq(times(update.group, c.channels_in * taps)
+                                   + times(update.channel, taps)),
+                row_tap.eq(update.tap),
+                row["delta"].eq(update.delta),
+                row["window"].y.eq(Mux(update.end_of_frame, 0, update.y >> 1)),
+                row["window"].x.eq(Mux(update.end_of_frame, 0, update.x >> 1)),
+                row["window"].end_of_frame.eq(update.end_of_frame),
+                read_address.eq(times(row_index, w // 2) + row_column),
+                read["weight_address"].eq(row_weight_base + row_tap),
+                memory_address.eq(read_address),
+                mult_address.eq(memory_address),
                 write_address.eq(mult_address),
-                write_window.eq(mult_window),
             ]
-            forward_write = writing & (write_bank == mult_bank) & (write_address == mult_address)
+            for before, after in ((row, read), (read, memory), (memory, mult), (mult, write)):
+                m.d.sync += [after[key].eq(before[key]) for key in after
+                             if key != "weight_address"]
+            # Forwarding: the memory stage's beat read its accumulator on the edge that ended
+            # the read stage; the three writes at and after that edge (non-transparent read
+            # ports) are the write stage's now (next: one ahead), the last one (two ahead) and
+            # the one before (three ahead).
+            m.d.sync += hits.eq(Cat(
+                mult["valid"] & ~mult["eof"] & location(
+                    memory["bank"], memory_address, mult["bank"], mult_address),
+                writing & location(memory["bank"], memory_address, write["bank"],
+                                   write_address),
+                written[0]["valid"] & location(memory["bank"], memory_address,
+                                               written[0]["bank"], written[0]["address"])))
+            m.d.sync += [
+                written[0]["valid"].eq(writing), written[0]["bank"].eq(write["bank"]),
+                written[0]["address"].eq(write_address), written[0]["data"].eq(write_sum),
+                written[1]["valid"].eq(written[0]["valid"]),
+                written[1]["bank"].eq(written[0]["bank"]),
+                written[1]["address"].eq(written[0]["address"]),
+                written[1]["data"].eq(written[0]["data"]),
+            ]
             for j in range(lanes):
-                banks = [port.data for port in read_ports[j]]
-                stored = Mux(mult_bank[1], Mux(mult_bank[0], banks[3], banks[2]),
-                             Mux(mult_bank[0], banks[1], banks[0]))
+                m.d.sync += [raw[j][q].eq(read_ports[j][q].data) for q in range(BANKS)]
+                m.d.sync += weight[j].eq(weight_ports[j].data)
+                stored = Mux(mult["bank"][1],
+                             Mux(mult["bank"][0], raw[j][3], raw[j][2]),
+                             Mux(mult["bank"][0], raw[j][1], raw[j][0]))
+                forwarded = Mux(hits[0], write_sum[j],
+                                Mux(hits[1], written[0]["data"][j], written[1]["data"][j]))
                 m.d.sync += [
-                    write_product[j].eq(mult_delta * weight_ports[j].data),
-                    write_old[j].eq(Mux(forward_write, write_sum[j], stored)),
+                    write_product[j].eq(mult["delta"] * weight[j]),
+                    write_old[j].eq(Mux(hits.any(), forwarded, stored)),
                 ]
             # The window the write stage compares against after this edge.
-            last_after = Mux(emit, write_window.as_value(), last_window.as_value())
-            last_valid_after = Mux(emit, ~write_eof, last_window_valid)
-            m.d.sync += write_same.eq(last_valid_after & ~mult_eof &
-                                      (mult_window.as_value() == last_after))
+            last_after = Mux(emit, write["window"].as_value(), last_window.as_value())
+            last_valid_after = Mux(emit, ~write["eof"], last_window_valid)
+            m.d.sync += write_same.eq(last_valid_after & ~mult["eof"] &
+                                      (mult["window"].as_value() == last_after))
             with m.If(emit):
                 m.d.sync += [
-                    last_window.eq(write_window),
-                    last_window_valid.eq(~write_eof),
+                    last_window.eq(write["window"]),
+                    last_window_valid.eq(~write["eof"]),
                 ]
 
         push = advance & emit
@@ -299,10 +367,10 @@ class AccumulatorUnit(wiring.Component):
             with m.If(skid_valid):
                 m.d.sync += [self.touched.payload.eq(skid), skid_valid.eq(0)]
             with m.Elif(push):
-                m.d.sync += self.touched.payload.eq(write_window)
+                m.d.sync += self.touched.payload.eq(write["window"])
             m.d.sync += self.touched.valid.eq(skid_valid | push)
         with m.Elif(push):
-            m.d.sync += [skid.eq(write_window), skid_valid.eq(1)]
+            m.d.sync += [skid.eq(write["window"]), skid_valid.eq(1)]
 
         # Combinational selections below are Mux expressions, not m.If: Yosys writes m.If as an
         # always @* block, which Icarus does not run until an input changes, and the clear's
@@ -314,19 +382,20 @@ class AccumulatorUnit(wiring.Component):
                            bias)
             m.d.comb += [
                 write_sum[j].eq(write_old[j] + write_product[j]),
-                weight_ports[j].addr.eq(read_weight_address),
+                weight_ports[j].addr.eq(read["weight_address"]),
                 weight_ports[j].en.eq(advance),
             ]
             for q in range(BANKS):
-                read, write = read_ports[j][q], write_ports[j][q]
+                read_port, write_port = read_ports[j][q], write_ports[j][q]
                 m.d.comb += [
                     # An update reads only its own bank; the pool reads all four.
-                    read.addr.eq(Mux(holding, self.read.addr, read_address)),
-                    read.en.eq(Mux(holding, self.read.en, advance & (read_bank == q))),
-                    self.read.data[q][j].eq(read.data),
-                    write.addr.eq(Mux(clearing, clear_address, write_address)),
-                    write.data.eq(Mux(clearing, bias, write_sum[j])),
-                    write.en.eq(clearing | (writing & advance & (write_bank == q))),
+                    read_port.addr.eq(Mux(holding, self.read.addr, read_address)),
+                    read_port.en.eq(Mux(holding, self.read.en,
+                                        advance & (read["bank"] == q))),
+                    self.read.data[q][j].eq(read_port.data),
+                    write_port.addr.eq(Mux(clearing, clear_address, write_address)),
+                    write_port.data.eq(Mux(clearing, bias, write_sum[j])),
+                    write_port.en.eq(clearing | (writing & advance & (write["bank"] == q))),
                 ]
 
         eof_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame

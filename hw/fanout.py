@@ -63,11 +63,12 @@ class FanoutAddressGenerator(wiring.Component):
     on taps outside the frame. An ``end_of_frame`` event becomes one ``end_of_frame`` beat
     (other fields 0), after every beat of the events before it.
 
-    Latency: the first beat of an event is valid the cycle after the event is taken.
+    Latency: the first beat of an event is valid :attr:`LATENCY` (2) cycles after the event is
+    taken: a decode stage computes its in-frame ranges into registers, then the walk loads them.
     Throughput: one beat per clock while ``updates`` is ready, including across events: the next
-    event is taken in the cycle the last beat of the current one is transferred (so
-    ``events.ready`` depends on ``updates.ready`` in that cycle). An event with n in-frame taps
-    costs ``n * channels_out / lanes`` cycles; an end of frame costs one.
+    event, already decoded, is loaded in the cycle the last beat of the current one is
+    transferred (so ``events.ready`` depends on ``updates.ready`` in that cycle). An event with
+    n in-frame taps costs ``n * channels_out / lanes`` cycles; an end of frame costs one.
 
     Parameters
     ----------
@@ -92,6 +93,9 @@ class FanoutAddressGenerator(wiring.Component):
     TypeError, ValueError
         See :func:`check_geometry`.
     """
+
+    #: Cycles from an event's transfer to its first beat valid (no stalls, walk idle).
+    LATENCY = 2
 
     def __init__(self, *, height, width, channels_in, channels_out, kernel_size, lanes=1):
         check_geometry(height=height, width=width, channels_in=channels_in,
@@ -152,46 +156,69 @@ class FanoutAddressGenerator(wiring.Component):
         last_beat = Signal()
         m.d.comb += last_beat.eq(end_of_frame | (group_at_end & x_at_end & y_at_end))
         transfer = self.updates.valid & self.updates.ready
-        m.d.comb += self.events.ready.eq(~busy | (transfer & last_beat))
 
-        # In-frame ranges of the event being taken: output rows y+pad down to y-pad, clipped.
+        # Decode stage: the in-frame ranges of the next event (output rows y+pad down to y-pad,
+        # clipped to the frame) are computed into registers while the walk runs, so no range
+        # arithmetic sits in front of the walk's registers.
+        decoded = Signal()
+        decoded_eof = Signal()
+        decoded_channel = Signal.like(update.channel)
+        decoded_delta = Signal(DELTA_SHAPE)
         first_y = Signal.like(update.y)
         first_x = Signal.like(update.x)
-        first_ky = Signal(range(k))
-        first_kx = Signal(range(k))
-        m.d.comb += [
-            first_y.eq(Mux(event.y + pad > h - 1, h - 1, event.y + pad)),
-            first_x.eq(Mux(event.x + pad > w - 1, w - 1, event.x + pad)),
-            first_ky.eq(event.y + pad - first_y),
-            first_kx.eq(event.x + pad - first_x),
-        ]
-
         last_y = Signal.like(update.y)
         last_x = Signal.like(update.x)
+        first_tap = Signal.like(update.tap)
+        single_row = Signal()
+        single_col = Signal()
+        load = Signal()
         m.d.comb += [
-            last_y.eq(Mux(event.y >= pad, event.y - pad, 0)),
-            last_x.eq(Mux(event.x >= pad, event.x - pad, 0)),
+            load.eq(decoded & (~busy | (transfer & last_beat))),
+            self.events.ready.eq(~decoded | load),
         ]
+        with m.If(self.events.valid & self.events.ready):
+            # Taps cut by the bottom/right border: max(0, y + pad - (h - 1)).
+            cut_y = Mux(event.y > h - 1 - pad, event.y - (h - 1 - pad), 0)
+            cut_x = Mux(event.x > w - 1 - pad, event.x - (w - 1 - pad), 0)
+            top_y = Mux(event.y > h - 1 - pad, h - 1, event.y + pad)
+            top_x = Mux(event.x > w - 1 - pad, w - 1, event.x + pad)
+            bottom_y = Mux(event.y >= pad, event.y - pad, 0)
+            bottom_x = Mux(event.x >= pad, event.x - pad, 0)
+            m.d.sync += [
+                decoded_eof.eq(event.end_of_frame),
+                decoded_channel.eq(Mux(event.end_of_frame, 0, event.channel)),
+                decoded_delta.eq(Mux(event.end_of_frame, 0, event.delta)),
+                first_y.eq(top_y),
+                first_x.eq(top_x),
+                last_y.eq(bottom_y),
+                last_x.eq(bottom_x),
+                first_tap.eq(cut_y * k + cut_x),
+                single_row.eq(top_y == bottom_y),
+                single_col.eq(top_x == bottom_x),
+            ]
+        with m.If(self.events.valid & self.events.ready):
+            m.d.sync += decoded.eq(1)
+        with m.Elif(load):
+            m.d.sync += decoded.eq(0)
         group_wraps = int(self.groups == 1)
 
-        with m.If(self.events.valid & self.events.ready):
-            eof = event.end_of_frame
-            first_tap = first_ky * k + first_kx
+        with m.If(load):
+            eof = decoded_eof
             m.d.sync += [
                 busy.eq(1),
                 end_of_frame.eq(eof),
                 group.eq(0),
                 group_at_end.eq(group_wraps),
-                channel.eq(Mux(eof, 0, event.channel)),
-                delta.eq(Mux(eof, 0, event.delta)),
+                channel.eq(decoded_channel),
+                delta.eq(decoded_delta),
                 y.eq(Mux(eof, 0, first_y)),
                 x.eq(Mux(eof, 0, first_x)),
                 x_first.eq(first_x),
                 y_last.eq(last_y),
                 x_last.eq(last_x),
-                x_at_end.eq(first_x == last_x),
-                y_at_end.eq(first_y == last_y),
-                single_column.eq(first_x == last_x),
+                x_at_end.eq(single_col),
+                y_at_end.eq(single_row),
+                single_column.eq(single_col),
                 tap.eq(Mux(eof, 0, first_tap)),
                 row_tap.eq(first_tap),
             ]

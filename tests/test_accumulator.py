@@ -452,6 +452,7 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall):
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frames[index])
         print(f"cocotb frame {index}: {beats // config.lanes} beats, {got['cycles']} cycles")
         if stall == idle == 0 and index > 0:
-            # Offered, taken, U beats, end of frame beat, LATENCY to touched, taken.
-            assert got["cycles"] == beats // config.lanes + 2 + AccumulatorUnit.LATENCY
+            # Offered, taken, fan-out latency, U beats, end of frame beat, LATENCY to touched.
+            assert got["cycles"] == (beats // config.lanes + 1 + FanoutAddressGenerator.LATENCY
+                                     + AccumulatorUnit.LATENCY)
     assert result["extra"] == []

@@ -127,24 +127,27 @@ def test_fanout_border_events_spend_no_cycle_outside_the_frame():
     frame = [(0, 0, 0, 5), (0, 7, 7, -5), (0, 0, 7, 1), (0, 7, 0, 2)]
     beats, cycles, first_take = run_fanout(config, [frame])
     assert len(beats) == 4 * 16 + 1
-    assert cycles[-1] - first_take == 4 * 16 + 1
+    assert cycles[-1] - first_take == 4 * 16 + FanoutAddressGenerator.LATENCY
 
 
 @pytest.mark.parametrize("geometry", [(1, 4, 4, 2, 2, 2), (1, 4, 6, 1, 3, 1), (3, 6, 6, 2, 4, 2),
                                       (7, 8, 8, 1, 2, 1)],
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
 def test_fanout_throughput_one_beat_per_cycle(geometry):
-    """Dense frame, no stalls: U beats in U + 1 cycles (the first event's load)."""
+    """Dense frame, no stalls: U beats in U + LATENCY cycles (the first event's decode and
+    load), no gap between events."""
     config = make_config(np.random.default_rng(2), *geometry)
     frame = [(c, y, x, 1) for y in range(config.height) for x in range(config.width)
              for c in range(config.channels_in)]
     beats, cycles, first_take = run_fanout(config, [frame, frame[:3]])
     first_end = next(i for i, beat in enumerate(beats) if beat["end_of_frame"])
     updates = first_end   # beats before the end-of-frame beat
-    # The end-of-frame beat follows the last update directly: U + 1 beats, from the cycle after
-    # the first event is taken.
-    assert cycles[first_end] - first_take == updates + 1
-    assert cycles[:first_end + 1] == list(range(first_take + 1, first_take + updates + 2))
+    # The end-of-frame beat follows the last update directly: U + 1 beats, from LATENCY cycles
+    # after the first event is taken.
+    latency = FanoutAddressGenerator.LATENCY
+    assert cycles[first_end] - first_take == updates + latency
+    assert cycles[:first_end + 1] == list(range(first_take + latency,
+                                                first_take + latency + updates + 1))
     print(f"fanout {geometry}: {len(frame)} events, {updates} beats, "
           f"{cycles[first_end] - first_take} cycles")
 
