@@ -265,15 +265,18 @@ class AccumulatorUnit(wiring.Component):
         write_old = Signal(lane_values, reset_less=True)
         write_product = Signal(data.ArrayLayout(product_shape, lanes), reset_less=True)
         write_sum = Signal(lane_values)
-        # The two writes before the write stage's (address, data), for forwarding.
+        # written[0] is the commit stage: the write stage's sum, address and bank registered,
+        # written into the bank on the next edge (so the RAMs' write ports see registers only);
+        # written[1] and written[2] are the two commits before it, kept for forwarding.
         written = [{"valid": Signal(name=f"written{k}_valid"),
                     "bank": Signal(range(BANKS), name=f"written{k}_bank"),
                     "address": Signal(range(self.depth), name=f"written{k}_address"),
                     "data": Signal(lane_values, name=f"written{k}_data", reset_less=True)}
-                   for k in (1, 2)]
+                   for k in range(3)]
+        commit_enable = Signal(BANKS)
         # Which in-flight write the mult stage's beat must take instead of its memory data,
         # decided in the memory stage: hits[k] for the write k+1 beats ahead.
-        hits = Signal(3)
+        hits = Signal(4)
 
         # Deduplication of touched windows against the last one given in this frame. Whether the
         # write stage repeats it is decided a stage early, so no comparator feeds ``advance``.
@@ -321,24 +324,24 @@ class AccumulatorUnit(wiring.Component):
                 m.d.sync += [after[key].eq(before[key]) for key in after
                              if key != "weight_address"]
             # Forwarding: the memory stage's beat read its accumulator on the edge that ended
-            # the read stage; the three writes at and after that edge (non-transparent read
-            # ports) are the write stage's now (next: one ahead), the last one (two ahead) and
-            # the one before (three ahead).
+            # the read stage. What it must not take from its memory data, in the mult stage:
+            # the sum of the beat one ahead (then in the write stage, not yet committed), and
+            # the commits of the beats two, three and four ahead (written on that edge, where
+            # the read gives an unspecified word, or after it).
             m.d.sync += hits.eq(Cat(
                 mult["valid"] & ~mult["eof"] & location(
                     memory["bank"], memory_address, mult["bank"], mult_address),
                 writing & location(memory["bank"], memory_address, write["bank"],
                                    write_address),
-                written[0]["valid"] & location(memory["bank"], memory_address,
-                                               written[0]["bank"], written[0]["address"])))
+                *(written[k]["valid"] & location(memory["bank"], memory_address,
+                                                 written[k]["bank"], written[k]["address"])
+                  for k in range(2))))
             m.d.sync += [
                 written[0]["valid"].eq(writing), written[0]["bank"].eq(write["bank"]),
                 written[0]["address"].eq(write_address), written[0]["data"].eq(write_sum),
-                written[1]["valid"].eq(written[0]["valid"]),
-                written[1]["bank"].eq(written[0]["bank"]),
-                written[1]["address"].eq(written[0]["address"]),
-                written[1]["data"].eq(written[0]["data"]),
             ]
+            for k in (1, 2):
+                m.d.sync += [written[k][key].eq(written[k - 1][key]) for key in written[k]]
             for j in range(lanes):
                 m.d.sync += [raw[j][q].eq(read_ports[j][q].data) for q in range(BANKS)]
                 m.d.sync += weight[j].eq(weight_ports[j].data)
@@ -346,7 +349,9 @@ class AccumulatorUnit(wiring.Component):
                              Mux(mult["bank"][0], raw[j][3], raw[j][2]),
                              Mux(mult["bank"][0], raw[j][1], raw[j][0]))
                 forwarded = Mux(hits[0], write_sum[j],
-                                Mux(hits[1], written[0]["data"][j], written[1]["data"][j]))
+                                Mux(hits[1], written[0]["data"][j],
+                                    Mux(hits[2], written[1]["data"][j],
+                                        written[2]["data"][j])))
                 m.d.sync += [
                     write_product[j].eq(mult["delta"] * weight[j]),
                     write_old[j].eq(Mux(hits.any(), forwarded, stored)),
@@ -361,6 +366,15 @@ class AccumulatorUnit(wiring.Component):
                     last_window.eq(write["window"]),
                     last_window_valid.eq(~write["eof"]),
                 ]
+
+        # The commit stage: loaded with the write stage's beat on advance, or with the clear
+        # sequence's address (its data, the bias, per lane below) while clearing.
+        with m.If(clearing):
+            m.d.sync += [commit_enable.eq((1 << BANKS) - 1),
+                         written[0]["address"].eq(clear_address),
+                         written[0]["valid"].eq(0)]
+        with m.Elif(advance):
+            m.d.sync += commit_enable.eq(Mux(writing, 1 << write["bank"], 0))
 
         push = advance & emit
         with m.If(~self.touched.valid | self.touched.ready):
@@ -388,15 +402,19 @@ class AccumulatorUnit(wiring.Component):
             for q in range(BANKS):
                 read_port, write_port = read_ports[j][q], write_ports[j][q]
                 m.d.comb += [
-                    # An update reads only its own bank; the pool reads all four.
+                    # An update reads all four banks too (and uses one): no bank decode
+                    # between ``advance`` and the RAMs' read enables.
                     read_port.addr.eq(Mux(holding, self.read.addr, read_address)),
-                    read_port.en.eq(Mux(holding, self.read.en,
-                                        advance & (read["bank"] == q))),
+                    read_port.en.eq(Mux(holding, self.read.en, advance)),
                     self.read.data[q][j].eq(read_port.data),
-                    write_port.addr.eq(Mux(clearing, clear_address, write_address)),
-                    write_port.data.eq(Mux(clearing, bias, write_sum[j])),
-                    write_port.en.eq(clearing | (writing & advance & (write["bank"] == q))),
+                    write_port.addr.eq(written[0]["address"]),
+                    write_port.data.eq(written[0]["data"][j]),
+                    # A commit held through a stall is written again: the same word, harmless
+                    # (and forwarded to the beats behind it either way).
+                    write_port.en.eq(commit_enable[q]),
                 ]
+            with m.If(clearing):
+                m.d.sync += written[0]["data"][j].eq(bias)
 
         eof_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
         with m.If(take & update.end_of_frame):
