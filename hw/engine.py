@@ -147,16 +147,18 @@ class EventConvEngine(wiring.Component):
         ]
 
         def frame_counter(stream, fifo_, width, weight):
+            # Counted a cycle after the transfer, from registers: the transfer is the end of a
+            # ready chain, and the count is needed only when the frame leaves, much later.
             count = Signal(width)
-            with m.If(stream.valid & stream.ready):
-                with m.If(stream.payload.end_of_frame):
-                    m.d.sync += count.eq(0)
-                with m.Else():
-                    m.d.sync += count.eq(count + weight)
-            m.d.comb += [
-                fifo_.w_data.eq(count),
-                fifo_.w_en.eq(stream.valid & stream.ready & stream.payload.end_of_frame),
-            ]
+            counted, counted_end = Signal(), Signal()
+            transfer = stream.valid & stream.ready
+            m.d.sync += [counted.eq(transfer & ~stream.payload.end_of_frame),
+                         counted_end.eq(transfer & stream.payload.end_of_frame)]
+            with m.If(counted_end):
+                m.d.sync += count.eq(0)
+            with m.Elif(counted):
+                m.d.sync += count.eq(count + weight)
+            m.d.comb += [fifo_.w_data.eq(count), fifo_.w_en.eq(counted_end)]
 
         # The FIFOs cannot overflow: a frame enters `started` before it reaches the others.
         frame_counter(detector.events, events_in, self.events_in_width, 1)
