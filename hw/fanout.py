@@ -147,15 +147,23 @@ class FanoutAddressGenerator(wiring.Component):
             update.end_of_frame.eq(end_of_frame),
         ]
 
-        # "At the end" flags kept as registers, updated with the counters, so that no comparator
-        # sits between the consumer's ready and the load enables.
-        group_at_end = Signal(init=int(self.groups == 1))
-        x_at_end = Signal()
-        y_at_end = Signal()
-        single_column = Signal()
-        last_beat = Signal()
-        m.d.comb += last_beat.eq(end_of_frame | (group_at_end & x_at_end & y_at_end))
+        # What the next transfer does, one-hot, kept as a register and worked out when the walk
+        # state changes: so the consumer's ready meets only this register on its way to the load
+        # enables (no comparator or flag logic in between).
+        last_beat, next_group, next_column, next_row = (Signal(name=n) for n in (
+            "last_beat", "next_group", "next_column", "next_row"))
         transfer = self.updates.valid & self.updates.ready
+        groups_wrap = self.groups == 1
+
+        def after_position(column_at_end, row_at_end):
+            """Step kinds once the groups of a position are done."""
+            if not groups_wrap:
+                return [0, 1, 0, 0]
+            return [column_at_end & row_at_end, 0, ~column_at_end, column_at_end & ~row_at_end]
+
+        def set_kind(kinds):
+            m.d.sync += [flag.eq(value) for flag, value in
+                         zip((last_beat, next_group, next_column, next_row), kinds, strict=True)]
 
         # Decode stage: the in-frame ranges of the next event (output rows y+pad down to y-pad,
         # clipped to the frame) are computed into registers while the walk runs, so no range
@@ -173,7 +181,7 @@ class FanoutAddressGenerator(wiring.Component):
         single_col = Signal()
         load = Signal()
         m.d.comb += [
-            load.eq(decoded & (~busy | (transfer & last_beat))),
+            load.eq(decoded & (~busy | (self.updates.ready & last_beat))),
             self.events.ready.eq(~decoded | load),
         ]
         with m.If(self.events.valid & self.events.ready):
@@ -200,15 +208,22 @@ class FanoutAddressGenerator(wiring.Component):
             m.d.sync += decoded.eq(1)
         with m.Elif(load):
             m.d.sync += decoded.eq(0)
-        group_wraps = int(self.groups == 1)
 
+        # The walk: x and y count down to x_last and y_last; "at end" compares against the
+        # value after the step (x_last + 1 kept as a register).
+        x_stop = Signal(range(w + 1))
+        y_stop = Signal(range(h + 1))
+        single_column = Signal()
+        x_at_end = Signal()
+        y_at_end = Signal()
         with m.If(load):
             eof = decoded_eof
             m.d.sync += [
                 busy.eq(1),
                 end_of_frame.eq(eof),
                 group.eq(0),
-                group_at_end.eq(group_wraps),
+                x_at_end.eq(single_col),
+                y_at_end.eq(single_row),
                 channel.eq(decoded_channel),
                 delta.eq(decoded_delta),
                 y.eq(Mux(eof, 0, first_y)),
@@ -216,35 +231,43 @@ class FanoutAddressGenerator(wiring.Component):
                 x_first.eq(first_x),
                 y_last.eq(last_y),
                 x_last.eq(last_x),
-                x_at_end.eq(single_col),
-                y_at_end.eq(single_row),
+                x_stop.eq(last_x + 1),
+                y_stop.eq(last_y + 1),
                 single_column.eq(single_col),
                 tap.eq(Mux(eof, 0, first_tap)),
                 row_tap.eq(first_tap),
             ]
+            with m.If(eof):
+                set_kind([1, 0, 0, 0])
+            with m.Else():
+                set_kind(after_position(single_col, single_row))
         with m.Elif(transfer):
             with m.If(last_beat):
                 m.d.sync += busy.eq(0)
-            with m.Elif(~group_at_end):
-                m.d.sync += [group.eq(group + 1),
-                             group_at_end.eq(group == self.groups - 2)]
-            with m.Elif(~x_at_end):
+            with m.If(next_group):
+                at_end = group == self.groups - 2
+                m.d.sync += group.eq(group + 1)
+                with m.If(at_end):
+                    set_kind([x_at_end & y_at_end, 0, ~x_at_end, x_at_end & ~y_at_end])
+            with m.If(next_column):
+                column_at_end = x == x_stop
                 m.d.sync += [
                     group.eq(0),
-                    group_at_end.eq(group_wraps),
                     x.eq(x - 1),
-                    x_at_end.eq(x == x_last + 1),
+                    x_at_end.eq(column_at_end),
                     tap.eq(tap + 1),
                 ]
-            with m.Else():
+                set_kind(after_position(column_at_end, y_at_end))
+            with m.If(next_row):
+                row_at_end = y == y_stop
                 m.d.sync += [
                     group.eq(0),
-                    group_at_end.eq(group_wraps),
                     x.eq(x_first),
                     x_at_end.eq(single_column),
                     y.eq(y - 1),
-                    y_at_end.eq(y == y_last + 1),
+                    y_at_end.eq(row_at_end),
                     tap.eq(row_tap + k),
                     row_tap.eq(row_tap + k),
                 ]
+                set_kind(after_position(single_column, row_at_end))
         return m
