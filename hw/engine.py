@@ -1,7 +1,7 @@
 """The whole layer: DeltaDetector -> FanoutAddressGenerator -> AccumulatorUnit -> SparseMaxPool."""
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import Config
@@ -23,6 +23,7 @@ FRAMES_IN_FLIGHT = 1
 # Events wait here while the fan-out works through the taps of earlier ones, so the scan goes
 # on; 64 took a sparse frame of the same run from 1263 cycles (depth 16) to 1078.
 EVENT_QUEUE_DEPTH = 64
+SETTLE_MARGIN = 16
 
 
 class EventConvEngine(wiring.Component):
@@ -52,7 +53,9 @@ class EventConvEngine(wiring.Component):
         given (both transfer cycles included).
 
     Frames do not overlap: a frame's first pixel is taken once the previous frame's end-of-frame
-    beat is given (:data:`FRAMES_IN_FLIGHT`). Within a frame the scan, the fan-out and the
+    beat is given (:data:`FRAMES_IN_FLIGHT`), and after reset once :attr:`settle_cycles` have
+    passed (the blocks' clear sequences). The pixel input and the event output are register
+    slices. Within a frame the scan, the fan-out and the
     accumulation overlap through a :data:`EVENT_QUEUE_DEPTH`-entry event queue; pooling starts
     at the frame's end. Register slices between the blocks cut the ready chain for timing.
     """
@@ -72,6 +75,10 @@ class EventConvEngine(wiring.Component):
                                   accumulator_width=c.accumulator_width, bias=c.bias.tolist(),
                                   lanes=c.lanes)
         taps = c.kernel_size * c.kernel_size
+        #: Cycles after reset before the first frame's first beat is taken: the longest clear
+        #: sequence of the blocks, plus a margin for their pipelines.
+        self.settle_cycles = max(self.detector.depth, self.accumulator.clear_cycles,
+                                 self.pool.clear_cycles) + SETTLE_MARGIN
         self.events_in_width = (c.height * c.width * c.channels_in).bit_length()
         self.macs_width = (c.height * c.width * c.channels_in * c.channels_out * taps
                            ).bit_length()
@@ -136,15 +143,38 @@ class EventConvEngine(wiring.Component):
         macs = fifo.SyncFIFO(width=self.macs_width, depth=FRAMES_IN_FLIGHT)
         m.submodules.started, m.submodules.events_in, m.submodules.macs = started, events_in, macs
 
-        # The input: a frame's first beat also needs room for its start time.
-        first_blocked = self.pixels.payload.first & ~started.w_rdy
+        # The input: a register slice, so the producer's handshake ends at flip-flops and one
+        # gate (the link and the engine sit far apart on the iCE40). Each beat carries the time
+        # it was accepted: a frame's start. A frame's first beat is accepted once the frame
+        # before it has left (``frame_busy``, a register).
+        # After reset it also waits out the blocks' clear sequences, so the first frame's
+        # `cycles` is its own cost too (a margin covers the clears' pipeline latencies).
+        frame_busy = Signal(init=1)
+        settle = Signal(range(self.settle_cycles + 1), init=self.settle_cycles)
+        with m.If(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
+            with m.If(settle == 1):
+                m.d.sync += frame_busy.eq(0)
+        pixel_shape = self.pixels.payload.shape()
+        m.submodules.input_register = input_register = StreamRegister(
+            data.StructLayout({"beat": pixel_shape, "time": CYCLE_COUNTER_WIDTH}))
+        first_blocked = self.pixels.payload.first & frame_busy
         m.d.comb += [
-            detector.pixels.payload.eq(self.pixels.payload),
-            detector.pixels.valid.eq(self.pixels.valid & ~first_blocked),
-            self.pixels.ready.eq(detector.pixels.ready & ~first_blocked),
-            started.w_data.eq(now),
-            started.w_en.eq(self.pixels.valid & self.pixels.ready & self.pixels.payload.first),
+            input_register.i.payload.beat.eq(self.pixels.payload),
+            input_register.i.payload.time.eq(now),
+            input_register.i.valid.eq(self.pixels.valid & ~first_blocked),
+            self.pixels.ready.eq(input_register.i.ready & ~first_blocked),
         ]
+        beat = input_register.o.payload.beat
+        m.d.comb += [
+            detector.pixels.payload.eq(beat),
+            detector.pixels.valid.eq(input_register.o.valid),
+            input_register.o.ready.eq(detector.pixels.ready),
+            started.w_data.eq(input_register.o.payload.time),
+            started.w_en.eq(detector.pixels.valid & detector.pixels.ready & beat.first),
+        ]
+        with m.If(self.pixels.valid & self.pixels.ready & self.pixels.payload.first):
+            m.d.sync += frame_busy.eq(1)
 
         def frame_counter(stream, fifo_, width, weight):
             # Counted a cycle after the transfer, from registers: the transfer is the end of a
@@ -176,6 +206,7 @@ class EventConvEngine(wiring.Component):
                 self.frame_events_out.eq(events_out),
                 self.frame_cycles.eq(now - started.r_data + 1),
                 events_out.eq(0),
+                frame_busy.eq(0),
             ]
             m.d.comb += [started.r_en.eq(1), events_in.r_en.eq(1), macs.r_en.eq(1)]
         with m.Elif(leaving):
