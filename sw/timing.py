@@ -50,8 +50,8 @@ class BlockHarness(wiring.Component):
         m = Module()
         m.submodules.dut = dut = self.dut
         inputs, outputs = [], []
-        for _path, flow, value in dut.signature.flatten(dut):
-            (inputs if flow == In else outputs).append(Value.cast(value))
+        for _path, member, value in dut.signature.flatten(dut):
+            (inputs if member.flow == In else outputs).append(Value.cast(value))
         previous = self.si
         for value in inputs:
             for bit in range(len(value)):
