@@ -571,8 +571,6 @@ class SparseMaxPool(wiring.Component):
         to_start = collecting & second_valid & second_end
         start_empty = start_list & count_is_zero
         start_first = start_list & ~count_is_zero
-        step_group = issue & ~last_group
-        step_window = issue & last_group & ~last_window
         finished = advance & fetched_valid & fetched_last     # only while finishing
         m.d.sync += [
             clearing.eq(clearing & ~clear_last),
@@ -583,28 +581,30 @@ class SparseMaxPool(wiring.Component):
             end_pending.eq((end_pending & ~end_of_frame_load) | start_empty | last_issue),
         ]
 
-        with m.If(start_first | step_window):
-            m.d.sync += [current.eq(list_read.data.window),
-                         address.eq(list_read.data.address if address_in_list
-                                    else window_address(list_read.data.window))]
-        with m.Elif(step_group):
-            m.d.sync += address.eq(address + windows)
-
-        with m.If(start_first | (issue & last_group)):
-            m.d.sync += [group.eq(0), first_group.eq(1), last_group.eq(groups == 1)]
-        with m.Elif(step_group):
-            m.d.sync += [group.eq(group + 1), first_group.eq(0),
-                         last_group.eq(group == groups - 2 if groups > 1 else 1)]
-
-        with m.If(start_first):
-            m.d.sync += [next_index.eq(1), next_index_plus_one.eq(2),
-                         last_window.eq(count_is_one)]
-        with m.Elif(step_window):
-            m.d.sync += [next_index.eq(next_index_plus_one),
-                         next_index_plus_one.eq(next_index_plus_one + 1),
-                         last_window.eq(next_index_plus_one == count)]
-        with m.Elif(finished):
-            m.d.sync += [next_index.eq(0), next_index_plus_one.eq(1)]
+        # The issue registers move on each issue and at the start, each a two-way choice on
+        # flip-flops: the list's next window (at the start, or after the last group; after
+        # the last window the values loaded are not used) or the next group.
+        from_list = starting | last_group
+        with m.If(start_first | issue):
+            m.d.sync += [
+                group.eq(Mux(from_list, 0, group + 1)),
+                first_group.eq(from_list),
+                last_group.eq(Mux(from_list, groups == 1,
+                                  group == groups - 2 if groups > 1 else 1)),
+            ]
+            with m.If(from_list):
+                m.d.sync += [current.eq(list_read.data.window),
+                             address.eq(list_read.data.address if address_in_list
+                                        else window_address(list_read.data.window))]
+            with m.Else():
+                m.d.sync += address.eq(address + windows)
+        with m.If(start_first | (issue & last_group) | finished):
+            m.d.sync += [
+                next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),
+                next_index_plus_one.eq(Mux(starting, 2, Mux(finishing, 1,
+                                                             next_index_plus_one + 1))),
+                last_window.eq(Mux(starting, count_is_one, next_index_plus_one == count)),
+            ]
 
         with m.If(finished):
             m.d.sync += count.eq(0)
