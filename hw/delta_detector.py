@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, PIXELS_PER_CYCLE
 from .layouts import DELTA_SHAPE, EventStream, PixelStream
+from .stream_register import StreamRegister
 
 __all__ = ["DeltaDetector"]
 
@@ -49,15 +50,17 @@ class DeltaDetector(wiring.Component):
     is a short frame; the samples it did not reach keep their reference.
 
     Pipeline, for timing (no path from the read data to a compare, nor from either to
-    ``pixels.ready``): read; subtract; compare and write back; emit; output register.
-    ``pixels.ready`` is a register: a skid register takes the beat that arrives while the
-    pipeline is stalled, and the pipeline takes its beats from it first. Likewise the output
-    register has a skid register behind it, so ``events.ready`` only reaches register enables,
-    not the stall logic of the stages (nor ``pixels.ready``).
+    ``pixels.ready``): input register; read; subtract; compare and write back; emit; output
+    register. The input register is a :class:`~eventconv.hw.stream_register.StreamRegister`:
+    ``pixels.ready`` comes from its flip-flops, and the stall logic looks at a beat held in
+    flip-flops, not at the input port. Likewise the output register has a skid register behind
+    it, so ``events.ready`` only reaches register enables, not the stall logic of the stages
+    (nor ``pixels.ready``). ``threshold`` and ``dense`` are registered before the compare.
 
     Latency: the first event of a beat (or its ``end_of_frame``) is valid on ``events``
-    ``LATENCY`` = 4 cycles after the beat is accepted (read, subtract, compare, output
-    register), when the stages ahead of it are free and the skid register is empty.
+    ``LATENCY`` = 5 cycles after the beat is accepted (input register, read, subtract,
+    compare, output register), when the stages ahead of it are free and the skid registers
+    are empty.
     Throughput: one beat (``pixels_per_cycle`` samples) per clock while beats have no event,
     across frame boundaries too (the frames of one or two beats above aside); a beat with k events
     occupies the emit stage k cycles (one event per clock), the ``last`` beat one more for the
@@ -83,8 +86,8 @@ class DeltaDetector(wiring.Component):
     -------
     pixels : ``In(PixelStream(pixels_per_cycle))``
         Samples in raster order, the channels of a pixel adjacent, ``first``/``last`` flags.
-        ``ready`` is a register: low during the clear sequence and while the skid register
-        holds a beat, never looking at the offered beat.
+        ``ready`` comes from registers: low during the clear sequence and while the input
+        register's skid register holds a beat, never looking at the offered beat.
     events : ``Out(EventStream(channels, height, width))``
         Events ``(channel, y, x, delta)``, then one ``end_of_frame`` beat per frame.
     threshold : ``In(8)``
@@ -101,7 +104,7 @@ class DeltaDetector(wiring.Component):
         ``width * channels``.
     """
 
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, *, height, width, channels, pixels_per_cycle=1):
         for name, value in (("height", height), ("width", width)):
@@ -172,14 +175,15 @@ class DeltaDetector(wiring.Component):
         clearing = Signal(init=1)
 
         # Stage 0, input: the position of the next beat (word address and its first sample), and
-        # a skid register so that ``pixels.ready`` is a register, not the end of the stall chain.
+        # a register slice so that ``pixels.ready`` is a register, not the end of the stall
+        # chain, and the beat the stall logic looks at comes from flip-flops.
+        m.submodules.input_register = input_register = StreamRegister(
+            self.pixels.payload.shape())
         next_address = Signal(range(depth))
         next_channel = Signal(range(channels))
         next_x = Signal(range(width))
         next_y = Signal(range(height))
         next_zero = Signal(init=1)  # next_address == 0
-        skid_valid = Signal()
-        skid = Signal(self.pixels.payload.shape())
 
         # Stage 1: the beat's samples while its reference word comes out of the read port.
         s1_valid = Signal()
@@ -261,12 +265,16 @@ class DeltaDetector(wiring.Component):
         advance = s2_valid & s3_free
         fire = Signal(lanes)
         # |d| > T as two comparisons of d itself: -T is shared, no absolute value per lane.
+        # The knobs are registered (their negation too): a beat meets its compare two cycles
+        # after it is accepted at the earliest, so it still sees the values of its own cycle.
+        threshold = Signal(8)
         negative_threshold = Signal(DELTA_SHAPE)
-        m.d.comb += negative_threshold.eq(-self.threshold)
+        dense = Signal()
+        m.d.sync += [threshold.eq(self.threshold), negative_threshold.eq(-self.threshold),
+                     dense.eq(self.dense)]
         for j in range(lanes):
             delta = s2_delta[j]
-            m.d.comb += fire[j].eq(self.dense | (delta > self.threshold)
-                                   | (delta < negative_threshold))
+            m.d.comb += fire[j].eq(dense | (delta > threshold) | (delta < negative_threshold))
         with m.If(advance):
             m.d.sync += [s3_delta.eq(s2_delta), s3_pending.eq(fire), s3_end.eq(s2_last),
                          s3_channel.eq(s2_channel), s3_x.eq(s2_x), s3_y.eq(s2_y)]
@@ -294,10 +302,14 @@ class DeltaDetector(wiring.Component):
             m.d.sync += s2_valid.eq(s1_valid)
 
         # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
-        # beat comes from the skid register if it holds one, else straight from the input.
-        beat = Signal(self.pixels.payload.shape())
-        m.d.comb += beat.eq(Mux(skid_valid, skid, self.pixels.payload))
-        offered = skid_valid | self.pixels.valid
+        # beat comes from the input register, so the accept logic starts from flip-flops.
+        m.d.comb += [
+            input_register.i.payload.eq(self.pixels.payload),
+            input_register.i.valid.eq(self.pixels.valid & ~clearing),
+            self.pixels.ready.eq(input_register.i.ready & ~clearing),
+        ]
+        beat = input_register.o.payload
+        offered = input_register.o.valid
         address = Signal(range(depth))
         m.d.comb += address.eq(Mux(beat.first, 0, next_address))
         channel = Mux(beat.first, 0, next_channel)
@@ -316,11 +328,7 @@ class DeltaDetector(wiring.Component):
         next_in_flight = s1_valid & s1_zero & s2_valid & s2_one
         in_flight = Mux(restart, zero_in_flight, next_in_flight)
         accept = offered & s1_free & ~in_flight & ~clearing
-        m.d.comb += self.pixels.ready.eq(~skid_valid & ~clearing)
-        with m.If(self.pixels.valid & self.pixels.ready & ~accept):
-            m.d.sync += [skid_valid.eq(1), skid.eq(self.pixels.payload)]
-        with m.If(skid_valid & accept):
-            m.d.sync += skid_valid.eq(0)
+        m.d.comb += input_register.o.ready.eq(accept)
         m.d.comb += [read.addr.eq(address), read.en.eq(accept)]
         with m.If(s1_free):
             m.d.sync += s1_valid.eq(accept)
