@@ -164,7 +164,14 @@ class DeltaDetector(wiring.Component):
                          after[1].eq(within)]
             # A beat never spans rows (lanes divide width * channels), so carry lands at width
             # exactly when the row is done; the last word wraps to 0 with everything else.
-            with m.If(x + carry >= width):
+            # Compares of x with constants, one per carry value, rather than an adder then a
+            # compare.
+            row_done = Signal(name=f"{name}_row_done")
+            m.d.comb += row_done.eq(0)
+            for n in range(1, (channels - 1 + lanes) // channels + 1):
+                with m.If((carry == n) & (x >= width - n)):
+                    m.d.comb += row_done.eq(1)
+            with m.If(row_done):
                 m.d.comb += [after[2].eq(0), after[3].eq(Mux(y == height - 1, 0, y + 1))]
             with m.Else():
                 m.d.comb += [after[2].eq(x + carry), after[3].eq(y)]
