@@ -178,7 +178,7 @@ class DeltaDetector(wiring.Component):
             return after
 
         # Clear sequence: ``clearing`` resets to 1, so every ``rst`` clears the reference again.
-        # It writes stage 2's samples, which reset to 0, and counts with stage 2's address.
+        # It writes zeros and counts with stage 2's address.
         clearing = Signal(init=1)
 
         # Stage 0, input: the position of the next beat (word address and its first sample), and
@@ -282,12 +282,16 @@ class DeltaDetector(wiring.Component):
         for j in range(lanes):
             delta = s2_delta[j]
             m.d.comb += fire[j].eq(dense | (delta > threshold) | (delta < negative_threshold))
+        # A stage's data registers load whenever the stage frees, its valid flag says whether
+        # they hold a beat: the enables of the wide registers skip the accept logic.
         with m.If(advance):
-            m.d.sync += [s3_delta.eq(s2_delta), s3_pending.eq(fire), s3_end.eq(s2_last),
-                         s3_channel.eq(s2_channel), s3_x.eq(s2_x), s3_y.eq(s2_y)]
+            m.d.sync += [s3_pending.eq(fire), s3_end.eq(s2_last)]
+        with m.If(s3_free):
+            m.d.sync += [s3_delta.eq(s2_delta), s3_channel.eq(s2_channel), s3_x.eq(s2_x),
+                         s3_y.eq(s2_y)]
         with m.If(s3_free):
             m.d.sync += s3_valid.eq(s2_valid)
-        m.d.comb += [write.addr.eq(s2_address), write.data.eq(s2_samples),
+        m.d.comb += [write.addr.eq(s2_address), write.data.eq(Mux(clearing, 0, s2_samples)),
                      write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(advance, fire, 0)))]
         with m.If(clearing):
             with m.If(s2_address == depth - 1):
@@ -299,11 +303,13 @@ class DeltaDetector(wiring.Component):
         s2_free = ~s2_valid | s3_free
         move = s1_valid & s2_free
         with m.If(move):
+            # Also the clear's counter: loaded only with a beat.
+            m.d.sync += s2_address.eq(s1_address)
+        with m.If(s2_free):
             for j in range(lanes):
                 m.d.sync += s2_delta[j].eq(s1_samples[j] - read.data[j])
             m.d.sync += [s2_samples.eq(s1_samples), s2_last.eq(s1_last), s2_zero.eq(s1_zero),
-                         s2_one.eq(s1_one),
-                         s2_address.eq(s1_address), s2_channel.eq(s1_channel),
+                         s2_one.eq(s1_one), s2_channel.eq(s1_channel),
                          s2_x.eq(s1_x), s2_y.eq(s1_y)]
         with m.If(s2_free):
             m.d.sync += s2_valid.eq(s1_valid)
@@ -334,16 +340,19 @@ class DeltaDetector(wiring.Component):
         zero_in_flight = (s1_valid & s1_zero) | (s2_valid & s2_zero)
         next_in_flight = s1_valid & s1_zero & s2_valid & s2_one
         in_flight = Mux(restart, zero_in_flight, next_in_flight)
-        accept = offered & s1_free & ~in_flight & ~clearing
+        # Nothing is offered while clearing: the input register takes no beat then (and
+        # resets with the clear).
+        accept = offered & s1_free & ~in_flight
         m.d.comb += input_register.o.ready.eq(accept)
-        m.d.comb += [read.addr.eq(address), read.en.eq(accept)]
+        # The read follows stage 1's data registers: its data belongs to stage 1's beat.
+        m.d.comb += [read.addr.eq(address), read.en.eq(s1_free)]
         with m.If(s1_free):
-            m.d.sync += s1_valid.eq(accept)
-        with m.If(accept):
-            m.d.sync += [s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
+            m.d.sync += [s1_valid.eq(accept),
+                         s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
                          s1_channel.eq(channel), s1_x.eq(x), s1_y.eq(y), s1_zero.eq(restart),
-                         s1_one.eq(~restart & (next_address == 1)),
-                         next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))]
+                         s1_one.eq(~restart & (next_address == 1))]
+        with m.If(accept):
+            m.d.sync += next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))
         # The position after a beat, worked out ahead from the registers (and for sample 0, a
         # constant), so that the offered beat's flags only pick one.
         after_next = step(m, next_address, next_channel, next_x, next_y, "after_next")

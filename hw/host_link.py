@@ -628,8 +628,7 @@ class HostLink(wiring.Component):
                                  remaining.eq(slot_count[read_slot])]
                     m.next = "read"
             with m.State("read"):
-                m.d.comb += [read_port.addr.eq(Cat(sample_index, read_slot)),
-                             read_port.en.eq(1)]
+                m.d.comb += read_port.en.eq(1)
                 m.next = "latch"
             with m.State("latch"):
                 m.d.sync += [beat[i].eq(Mux(lane == i, read_port.data, beat[i]))
@@ -667,6 +666,10 @@ class HostLink(wiring.Component):
                         read_slot.eq(read_slot + 1 if window > 1 else 0),
                     ]
                     m.next = "idle"
+        # The address straight from flip-flops in every state (only the enable follows the
+        # state): Yosys compares it with the write address to emulate the read port's
+        # behaviour on a collision, and that compare should not start behind the state.
+        m.d.comb += read_port.addr.eq(Cat(sample_index, read_slot))
         m.d.comb += self.pixels.payload.data.eq(beat)
         with m.If(configure):
             m.d.sync += feed_position.eq(0)
