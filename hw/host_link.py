@@ -148,9 +148,13 @@ class PacketEncoder(wiring.Component):
     Members
     -------
     body : ``In(stream.Signature(StructLayout({"data": 8, "last": 1})))``
-        Body bytes; ``last`` on a packet's last byte.
+        Body bytes; ``last`` on a packet's last byte. ``ready`` is a register.
     send : ``Out(stream.Signature(8))``
         Wire bytes (registered), one per two cycles at most.
+
+    Every wire byte is made ready in a register a cycle or more before it is sent, with its
+    escape worked out (the byte to send first and the one to send after it), so sending only
+    picks one of a few registers.
     """
 
     body: In(stream.Signature(data.StructLayout({"data": 8, "last": 1})))
@@ -158,44 +162,68 @@ class PacketEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+
+        def escaped(byte):
+            """(first wire byte, escape needed, second wire byte) of a body byte."""
+            is_end, is_escape = byte == END, byte == ESC
+            return (Mux(is_end | is_escape, ESC, byte), is_end | is_escape,
+                    Mux(is_end, ESC_END, ESC_ESC))
+
         crc = Signal(16, init=CRC_INIT)
+        stage = Signal(range(4))    # 0 body, 1 CRC high, 2 CRC low, 3 END
         escape_pending = Signal()
         escape_byte = Signal(8)
-        stage = Signal(range(4))    # 0 body, 1 CRC high, 2 CRC low, 3 END
+
+        # The body byte taken, escape worked out as it is taken.
+        held_valid, held_last, held_special = Signal(), Signal(), Signal()
+        held_data, held_first, held_second = Signal(8), Signal(8), Signal(8)
+        m.d.comb += self.body.ready.eq(~held_valid)
+        with m.If(self.body.valid & ~held_valid):
+            first, special, second = escaped(self.body.payload.data)
+            m.d.sync += [held_valid.eq(1), held_last.eq(self.body.payload.last),
+                         held_data.eq(self.body.payload.data), held_first.eq(first),
+                         held_special.eq(special), held_second.eq(second)]
+
+        # The CRC bytes escaped, registered: the CRC is still for a cycle at least before
+        # its bytes are sent (its last update comes with a byte sent, and the next one leaves
+        # two cycles later at the earliest).
+        crc_bytes = []
+        for part in (crc[8:], crc[:8]):
+            first, special, second = escaped(part)
+            registers = Signal(8), Signal(), Signal(8)
+            m.d.sync += [registers[0].eq(first), registers[1].eq(special),
+                         registers[2].eq(second)]
+            crc_bytes.append(registers)
+
         # Not "or ready": the UART takes a byte per 10 bits, and this keeps the transmitter's
         # handshake out of the paths that load and shift packets.
         free = ~self.send.valid
         with m.If(self.send.ready):
             m.d.sync += self.send.valid.eq(0)
 
-        def emit(byte, escape=True):
-            if not escape:
-                m.d.sync += [self.send.payload.eq(byte), self.send.valid.eq(1)]
-                return
-            special = (byte == END) | (byte == ESC)
-            m.d.sync += [self.send.payload.eq(Mux(special, ESC, byte)), self.send.valid.eq(1),
-                         escape_pending.eq(special),
-                         escape_byte.eq(Mux(byte == END, ESC_END, ESC_ESC))]
+        def emit(first, special=None, second=None):
+            m.d.sync += [self.send.payload.eq(first), self.send.valid.eq(1)]
+            if special is not None:
+                m.d.sync += [escape_pending.eq(special), escape_byte.eq(second)]
 
         with m.If(free):
             with m.If(escape_pending):
-                emit(escape_byte, escape=False)
+                emit(escape_byte)
                 m.d.sync += escape_pending.eq(0)
             with m.Elif(stage == 0):
-                m.d.comb += self.body.ready.eq(1)
-                with m.If(self.body.valid):
-                    emit(self.body.payload.data)
-                    m.d.sync += crc.eq(crc16_step(crc, self.body.payload.data))
-                    with m.If(self.body.payload.last):
+                with m.If(held_valid):
+                    emit(held_first, held_special, held_second)
+                    m.d.sync += [crc.eq(crc16_step(crc, held_data)), held_valid.eq(0)]
+                    with m.If(held_last):
                         m.d.sync += stage.eq(1)
             with m.Elif(stage == 1):
-                emit(crc[8:])
+                emit(*crc_bytes[0])
                 m.d.sync += stage.eq(2)
             with m.Elif(stage == 2):
-                emit(crc[:8])
+                emit(*crc_bytes[1])
                 m.d.sync += stage.eq(3)
             with m.Else():
-                emit(Const(END, 8), escape=False)
+                emit(Const(END, 8))
                 m.d.sync += [stage.eq(0), crc.eq(CRC_INIT)]
         return m
 

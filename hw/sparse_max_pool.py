@@ -44,10 +44,12 @@ def _requantize(value, shift):
 class SparseMaxPool(wiring.Component):
     """Requantize, 2 x 2 max pool and sparse output of the accumulators (SPEC steps 3-5).
 
-    During a frame the pool records each window given on ``touched`` once: a bitmap of
-    ``(H/2) * (W/2)`` bits says which windows are already listed, and a list memory holds them
-    in order of first arrival. One ``touched`` beat is taken per clock; a window repeated on
-    the next cycle, whose bitmap bit is still being written, is recognised by forwarding.
+    During a frame the pool records each window given on ``touched`` once: a bitmap (a bit per
+    window, addressed by ``py`` and ``px`` side by side: ``(H/2) * 2**ceil(log2(W/2))`` bits)
+    says which windows are already listed, and a list memory holds them in order of first
+    arrival (with each window's read address when W/2 is not a power of two). One ``touched``
+    beat is taken per clock; a window repeated on the next cycle, whose bitmap bit is still
+    being written, is recognised by forwarding.
 
     After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``,
     one read per listed window and channel group g (lanes j, output channels
@@ -115,7 +117,7 @@ class SparseMaxPool(wiring.Component):
     groups : int
         ``channels_out / lanes``.
     windows : int
-        ``(H/2) * (W/2)``: bitmap bits and list entries.
+        ``(H/2) * (W/2)``: list entries.
     address_width : int
         Width of ``read.addr``, as the accumulator unit's.
     clear_cycles : int
@@ -233,7 +235,16 @@ class SparseMaxPool(wiring.Component):
         if address_in_list:
             list_fields["address"] = unsigned(bits_for_count(windows))
         list_shape = data.StructLayout(list_fields)
-        m.submodules.bitmap = bitmap = Memory(shape=1, depth=windows, init=[])
+        # The bitmap is addressed by the coordinates side by side (x low), not by the window
+        # address: no arithmetic between the incoming beat and the read port, nor on the write
+        # address that Yosys compares with it (it emulates the read port's behaviour when both
+        # meet). Up to twice the bits, of a one-bit memory.
+        x_bits = (pooled_width - 1).bit_length()
+
+        def bitmap_address(window):
+            return Cat(window.x[:x_bits], window.y)
+
+        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[])
         bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
         m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
                                                         init=[])
@@ -259,7 +270,6 @@ class SparseMaxPool(wiring.Component):
         finishing = Signal()        # every read issued; the last one's data not yet taken
         clear_address = Signal(range(groups * windows))
         clear_group = Signal(range(groups))
-        clear_position = Signal(range(windows))
 
         # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 decides.
         take = self.touched.valid & self.touched.ready
@@ -277,7 +287,7 @@ class SparseMaxPool(wiring.Component):
         m.d.sync += [count_is_zero.eq(count == 0), count_is_one.eq(count == 1)]
 
         m.d.comb += [
-            bitmap_read.addr.eq(window_address(self.touched.payload)),
+            bitmap_read.addr.eq(bitmap_address(self.touched.payload)),
             bitmap_read.en.eq(take),
         ]
         window_beat = second_valid & ~second_end
@@ -547,8 +557,9 @@ class SparseMaxPool(wiring.Component):
         # only while collecting, a first issue never then).
         first_group = Signal(init=1)        # group == 0
         m.d.comb += [
-            bitmap_write.addr.eq(Mux(clearing, clear_position,
-                                     Mux(collecting, second_address, address))),
+            # The clear counts its windows with ``current``.
+            bitmap_write.addr.eq(Mux(collecting, bitmap_address(second_window),
+                                     bitmap_address(current))),
             bitmap_write.data.eq(new_window),
             bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
             self.touched.ready.eq(collecting & ~(second_valid & second_end)),
@@ -559,10 +570,14 @@ class SparseMaxPool(wiring.Component):
         with m.If(clearing):
             m.d.sync += [clear_address.eq(clear_address + 1),
                          clear_last.eq(clear_address == groups * windows - 2)]
-            with m.If(clear_position == windows - 1):
-                m.d.sync += [clear_position.eq(0), clear_group.eq(clear_group + 1)]
+            with m.If(current.x == pooled_width - 1):
+                m.d.sync += current.x.eq(0)
+                with m.If(current.y == pooled_height - 1):
+                    m.d.sync += [current.y.eq(0), clear_group.eq(clear_group + 1)]
+                with m.Else():
+                    m.d.sync += current.y.eq(current.y + 1)
             with m.Else():
-                m.d.sync += clear_position.eq(clear_position + 1)
+                m.d.sync += current.x.eq(current.x + 1)
 
         # The control, each flag's next value spelled out (a few flags each, no priority
         # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
