@@ -404,6 +404,7 @@ class HostLink(wiring.Component):
         expected = Cat(expected_frame, expected_offset)
         act_error, act_info, act_sync, act_config, act_commit = (
             Signal(name=f"act_{n}") for n in ("error", "info", "sync", "config", "commit"))
+        act_waits, act_waits_quiet = Signal(), Signal()
 
         offset_field = Cat(header[2], header[3], header[4])
         count_field = Cat(header[5], header[6])
@@ -470,8 +471,12 @@ class HostLink(wiring.Component):
         m.d.sync += [index_fits[Command.PIXELS].eq(index >= PIXELS_HEADER_BYTES + 2),
                      index_is_short.eq(index < 3)]
 
+        # Nothing of a packet yet: no byte, no framing or overrun flag (so an END now ends an
+        # empty packet). A register, not a compare of ``index``.
+        nothing_yet = Signal(init=1)
+
         def restart():
-            m.d.sync += [where.eq(1), sample_position.eq(0)]
+            m.d.sync += [where.eq(1), sample_position.eq(0), nothing_yet.eq(1)]
             m.d.sync += [index.eq(0), crc.eq(CRC_INIT), bad_framing.eq(0),
                          bad_overrun.eq(0), idle_count.eq(0), packet_open.eq(0), expired.eq(0)]
 
@@ -489,9 +494,10 @@ class HostLink(wiring.Component):
                         m.d.sync += bad_framing.eq(1)
                     with m.If(item_overrun):
                         m.d.sync += bad_overrun.eq(1)
+                    with m.If(~item_end | item_framing | item_overrun):
+                        m.d.sync += nothing_yet.eq(0)
                     with m.If(item_end):
-                        empty = ((index == 0) & ~bad_framing & ~bad_overrun & ~item_framing &
-                                 ~item_overrun)
+                        empty = nothing_yet & ~item_framing & ~item_overrun
                         with m.If(~empty):
                             m.next = "sum"
                     with m.Else():
@@ -595,45 +601,44 @@ class HostLink(wiring.Component):
                     act_sync.eq((code == 0) & (kind == Command.SYNC)),
                     act_config.eq((code == 0) & (kind == Command.CONFIG)),
                     act_commit.eq((code == 0) & (kind == Command.PIXELS)),
+                    act_waits.eq(~((code == 0) & (kind == Command.PIXELS))),
+                    act_waits_quiet.eq((code == 0) & ((kind == Command.SYNC) |
+                                                      (kind == Command.CONFIG))),
                     next_frame.eq(expected_frame + frame_done),
                     next_offset.eq(Mux(frame_done, 0, end_offset)),
                 ]
                 m.next = "act"
 
             with m.State("act"):
-                with m.If(act_error):
-                    with m.If(~reply_pending):
+                # Answers wait for the transmitter's reply slot, SYNC and CONFIG also for
+                # quiet; whether to wait is decided from four flip-flops.
+                proceed = ~act_waits | (~reply_pending & (~act_waits_quiet | quiet))
+                with m.If(proceed):
+                    m.next = "restart"
+                    with m.If(act_error):
                         answer(Reply.ERROR, code, expected_frame, expected_offset)
                         m.d.sync += self.error.eq(1)
-                        m.next = "restart"
-                with m.If(act_info):
-                    with m.If(~reply_pending):
+                    with m.If(act_info):
                         m.d.sync += [reply_pending.eq(1), reply_is_info.eq(1)]
-                        m.next = "restart"
-                with m.If(act_sync):
-                    with m.If(~reply_pending & quiet):
+                    with m.If(act_sync):
                         answer(Reply.SYNC, header[0], expected_frame, expected_offset)
-                        m.next = "restart"
-                with m.If(act_config):
-                    with m.If(~reply_pending & quiet):
+                    with m.If(act_config):
                         answer(Reply.ACK, Command.CONFIG, 0, 0)
                         m.d.comb += configure.eq(1)
                         m.d.sync += [self.threshold.eq(threshold_field),
                                      self.shift.eq(shift_field), self.dense.eq(dense_field),
                                      expected_frame.eq(0), expected_offset.eq(0)]
-                        m.next = "restart"
-                with m.If(act_commit):
-                    # PIXELS, checked: hand the slot to the feeder.
-                    m.d.comb += commit.eq(1)
-                    m.d.sync += [
-                        slot_count[write_slot].eq(count_field),
-                        slot_end_frame[write_slot].eq(next_frame),
-                        slot_end_offset[write_slot].eq(next_offset),
-                        write_slot.eq(write_slot + 1 if window > 1 else 0),
-                        expected_offset.eq(next_offset),
-                        expected_frame.eq(next_frame),
-                    ]
-                    m.next = "restart"
+                    with m.If(act_commit):
+                        # PIXELS, checked: hand the slot to the feeder.
+                        m.d.comb += commit.eq(1)
+                        m.d.sync += [
+                            slot_count[write_slot].eq(count_field),
+                            slot_end_frame[write_slot].eq(next_frame),
+                            slot_end_offset[write_slot].eq(next_offset),
+                            write_slot.eq(write_slot + 1 if window > 1 else 0),
+                            expected_offset.eq(next_offset),
+                            expected_frame.eq(next_frame),
+                        ]
 
             with m.State("restart"):
                 restart()
@@ -699,10 +704,11 @@ class HostLink(wiring.Component):
         # behaviour on a collision, and that compare should not start behind the state.
         m.d.comb += read_port.addr.eq(Cat(sample_index, read_slot))
         m.d.comb += self.pixels.payload.data.eq(beat)
-        with m.If(configure):
-            m.d.sync += feed_position.eq(0)
-        # Registered: the reset fans out to the whole engine.
+        # Registered: the reset fans out to the whole engine. The feeder is idle then (CONFIG
+        # waits for it), so its position may restart a cycle after CONFIG.
         m.d.sync += self.engine_reset.eq(configure)
+        with m.If(self.engine_reset):
+            m.d.sync += feed_position.eq(0)
 
         # Slot ownership: set when the parser commits a packet, cleared when it is fed.
         m.d.sync += slot_full.eq((slot_full | (commit << write_slot)) &
@@ -775,7 +781,10 @@ class HostLink(wiring.Component):
                 load([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)])
                 m.d.sync += event_pending.eq(0)
 
-        # CONFIG drops the engine's output not yet loaded for sending (its frames are gone).
-        with m.If(configure):
+        # CONFIG drops the engine's output not yet loaded for sending (its frames are gone),
+        # in the cycle after it, with the engine's reset (a few loads instead of the whole
+        # parser's decision on these enables): meanwhile ``events`` is not ready, and the CONFIG
+        # answer, waiting from that cycle on, goes before any event in the transmitter.
+        with m.If(self.engine_reset):
             m.d.sync += [event_pending.eq(0), figures_wait.eq(0), frame_number.eq(0)]
         return m
