@@ -196,9 +196,6 @@ class DeltaDetector(wiring.Component):
         m.submodules.input_register = input_register = StreamRegister(
             self.pixels.payload.shape())
         next_address = Signal(range(depth))
-        next_channel = Signal(range(channels))
-        next_x = Signal(range(width))
-        next_y = Signal(range(height))
         next_zero = Signal(init=1)  # next_address == 0
 
         # Stage 1: the beat's samples while its reference word comes out of the read port.
@@ -206,10 +203,14 @@ class DeltaDetector(wiring.Component):
         s1_samples = Signal(word)
         s1_last = Signal()
         s1_address = Signal(range(depth))
-        s1_channel = Signal(range(channels))
-        s1_x = Signal(range(width))
-        s1_y = Signal(range(height))
+        s1_first = Signal()
         s1_zero = Signal()  # s1_address == 0
+        # The beat's position (channel, x, y) is worked out in stage 1, off the accept logic:
+        # ``position`` is the one after the last beat that left stage 1.
+        position = (Signal(range(channels), name="position_channel"),
+                    Signal(range(width), name="position_x"),
+                    Signal(range(height), name="position_y"))
+        s1_channel, s1_x, s1_y = (Mux(s1_first, 0, value) for value in position)
         s1_one = Signal()  # s1_address == 1
         # The samples minus and plus T: |x - r| > T is r < x - T or r > x + T, two compares
         # of the read data with registers, no subtraction in front of them.
@@ -351,9 +352,6 @@ class DeltaDetector(wiring.Component):
         offered = input_register.o.valid
         address = Signal(range(depth))
         m.d.comb += address.eq(Mux(beat.first, 0, next_address))
-        channel = Mux(beat.first, 0, next_channel)
-        x = Mux(beat.first, 0, next_x)
-        y = Mux(beat.first, 0, next_y)
         # A beat writes its word as it leaves stage 2, so a beat for a word that stage 1 or 2
         # still holds (a frame of one or two beats, or `first` soon after `first`) waits until
         # it is written, rather than paying for a transparent read port or a bypass.
@@ -386,21 +384,21 @@ class DeltaDetector(wiring.Component):
                          s1_high[j].eq(beat.data[j] + threshold)]
         m.d.sync += [s1_valid.eq(accept),
                      s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
-                     s1_channel.eq(channel), s1_x.eq(x), s1_y.eq(y), s1_zero.eq(restart),
+                     s1_first.eq(beat.first), s1_zero.eq(restart),
                      s1_one.eq(~restart & (next_address == 1))]
         with m.If(accept):
             m.d.sync += next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))
-        # The position after a beat, worked out ahead from the registers (and for sample 0, a
-        # constant), so that the offered beat's flags only pick one.
-        after_next = step(m, next_address, next_channel, next_x, next_y, "after_next")
-        after_zero = step(m, 0, 0, 0, 0, "after_zero")
+        # The word address after a beat, worked out ahead from the registers (and for sample
+        # 0, a constant), so that the offered beat's flags only pick one.
         with m.If(accept):
-            with m.If(beat.last):
-                m.d.sync += [next_address.eq(0), next_channel.eq(0), next_x.eq(0), next_y.eq(0)]
-            with m.Elif(beat.first):
-                m.d.sync += [next_address.eq(after_zero[0]), next_channel.eq(after_zero[1]),
-                             next_x.eq(after_zero[2]), next_y.eq(after_zero[3])]
-            with m.Else():
-                m.d.sync += [next_address.eq(after_next[0]), next_channel.eq(after_next[1]),
-                             next_x.eq(after_next[2]), next_y.eq(after_next[3])]
+            m.d.sync += next_address.eq(Mux(beat.last, 0,
+                                            Mux(beat.first, 1 % depth,
+                                                Mux(next_address == depth - 1, 0,
+                                                    next_address + 1))))
+        # (Its word address is unused: the accept logic keeps its own.)
+        after = step(m, 0, s1_channel, s1_x, s1_y, "after")
+        with m.If(s1_valid):
+            m.d.sync += [position[0].eq(Mux(s1_last, 0, after[1])),
+                         position[1].eq(Mux(s1_last, 0, after[2])),
+                         position[2].eq(Mux(s1_last, 0, after[3]))]
         return m
