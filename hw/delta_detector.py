@@ -230,7 +230,11 @@ class DeltaDetector(wiring.Component):
         s2_y = Signal(range(height))
         s2_zero = Signal()
         s2_one = Signal()
-        s2_fire = Signal(lanes)   # the samples that emit: |d| > T, or dense mode
+        # The two compares, registered apart (each a carry chain straight from the read
+        # port), and dense mode: a sample emits if any is set.
+        s2_below = Signal(lanes)
+        s2_above = Signal(lanes)
+        s2_dense = Signal()
 
         # Stage 3: deltas and which samples still have to emit their event.
         s3_valid = Signal()
@@ -285,7 +289,8 @@ class DeltaDetector(wiring.Component):
         # Stage 2: compare, write the samples that fire into the reference. Stages 1 and 2
         # never stall: a beat is accepted only when the queue below has room for it and for
         # every beat ahead of it, so no ready chain runs from the output back to the input.
-        fire = s2_fire
+        fire = Signal(lanes)
+        m.d.comb += fire.eq(Mux(s2_dense, (1 << lanes) - 1, s2_below | s2_above))
         m.d.comb += [write.addr.eq(s2_address), write.data.eq(Mux(clearing, 0, s2_samples)),
                      write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(s2_valid, fire, 0)))]
 
@@ -336,10 +341,12 @@ class DeltaDetector(wiring.Component):
         for j in range(lanes):
             reference_sample = read.data[j]
             m.d.sync += [s2_delta[j].eq(s1_samples[j] - reference_sample),
-                         s2_fire[j].eq(s1_dense | (reference_sample < s1_low[j]) |
-                                       (reference_sample > s1_high[j]))]
-        m.d.sync += [s2_samples.eq(s1_samples), s2_last.eq(s1_last), s2_zero.eq(s1_zero),
-                     s2_one.eq(s1_one), s2_channel.eq(s1_channel), s2_x.eq(s1_x), s2_y.eq(s1_y)]
+                         # As the signs of differences: carry chains on both families.
+                         s2_below[j].eq((reference_sample - s1_low[j])[-1]),
+                         s2_above[j].eq((s1_high[j] - reference_sample)[-1])]
+        m.d.sync += [s2_dense.eq(s1_dense), s2_samples.eq(s1_samples), s2_last.eq(s1_last),
+                     s2_zero.eq(s1_zero), s2_one.eq(s1_one), s2_channel.eq(s1_channel),
+                     s2_x.eq(s1_x), s2_y.eq(s1_y)]
 
         # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
         # beat comes from the input register, so the accept logic starts from flip-flops.
