@@ -405,6 +405,12 @@ class HostLink(wiring.Component):
         act_error, act_info, act_sync, act_config, act_commit = (
             Signal(name=f"act_{n}") for n in ("error", "info", "sync", "config", "commit"))
         act_waits, act_waits_quiet = Signal(), Signal()
+        # Answers wait for the transmitter's reply slot, SYNC and CONFIG also for quiet;
+        # whether to wait is decided from four flip-flops.
+        proceed = Signal()
+        acting = Signal()
+        deciding = Signal()
+        m.d.comb += proceed.eq(~act_waits | (~reply_pending & (~act_waits_quiet | quiet)))
 
         offset_field = Cat(header[2], header[3], header[4])
         count_field = Cat(header[5], header[6])
@@ -607,42 +613,45 @@ class HostLink(wiring.Component):
                     next_frame.eq(expected_frame + frame_done),
                     next_offset.eq(Mux(frame_done, 0, end_offset)),
                 ]
+                m.d.comb += deciding.eq(1)
                 m.next = "act"
 
             with m.State("act"):
-                # Answers wait for the transmitter's reply slot, SYNC and CONFIG also for
-                # quiet; whether to wait is decided from four flip-flops.
-                proceed = ~act_waits | (~reply_pending & (~act_waits_quiet | quiet))
                 with m.If(proceed):
                     m.next = "restart"
-                    with m.If(act_error):
-                        answer(Reply.ERROR, code, expected_frame, expected_offset)
-                        m.d.sync += self.error.eq(1)
-                    with m.If(act_info):
-                        m.d.sync += [reply_pending.eq(1), reply_is_info.eq(1)]
-                    with m.If(act_sync):
-                        answer(Reply.SYNC, header[0], expected_frame, expected_offset)
-                    with m.If(act_config):
-                        answer(Reply.ACK, Command.CONFIG, 0, 0)
-                        m.d.comb += configure.eq(1)
-                        m.d.sync += [self.threshold.eq(threshold_field),
-                                     self.shift.eq(shift_field), self.dense.eq(dense_field),
-                                     expected_frame.eq(0), expected_offset.eq(0)]
-                    with m.If(act_commit):
-                        # PIXELS, checked: hand the slot to the feeder.
-                        m.d.comb += commit.eq(1)
-                        m.d.sync += [
-                            slot_count[write_slot].eq(count_field),
-                            slot_end_frame[write_slot].eq(next_frame),
-                            slot_end_offset[write_slot].eq(next_offset),
-                            write_slot.eq(write_slot + 1 if window > 1 else 0),
-                            expected_offset.eq(next_offset),
-                            expected_frame.eq(next_frame),
-                        ]
 
             with m.State("restart"):
                 restart()
                 m.next = "receive"
+
+        # The acting cycle's effects, outside the state machine: ``acting`` is a flip-flop,
+        # high exactly in the "act" state, so no state decode sits in front of these enables.
+        with m.If(acting & proceed):
+            with m.If(act_error):
+                answer(Reply.ERROR, code, expected_frame, expected_offset)
+                m.d.sync += self.error.eq(1)
+            with m.If(act_info):
+                m.d.sync += [reply_pending.eq(1), reply_is_info.eq(1)]
+            with m.If(act_sync):
+                answer(Reply.SYNC, header[0], expected_frame, expected_offset)
+            with m.If(act_config):
+                answer(Reply.ACK, Command.CONFIG, 0, 0)
+                m.d.comb += configure.eq(1)
+                m.d.sync += [self.threshold.eq(threshold_field),
+                             self.shift.eq(shift_field), self.dense.eq(dense_field),
+                             expected_frame.eq(0), expected_offset.eq(0)]
+            with m.If(act_commit):
+                # PIXELS, checked: hand the slot to the feeder.
+                m.d.comb += commit.eq(1)
+                m.d.sync += [
+                    slot_count[write_slot].eq(count_field),
+                    slot_end_frame[write_slot].eq(next_frame),
+                    slot_end_offset[write_slot].eq(next_offset),
+                    write_slot.eq(write_slot + 1 if window > 1 else 0),
+                    expected_offset.eq(next_offset),
+                    expected_frame.eq(next_frame),
+                ]
+        m.d.sync += acting.eq(Mux(acting, ~proceed, deciding))
 
         # ---- feeder: slots to engine pixel beats ------------------------------------------
         sample_index = Signal(chunk_bits)
