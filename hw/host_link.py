@@ -759,36 +759,61 @@ class HostLink(wiring.Component):
         with m.If(encoder.body.ready):
             m.d.sync += body_valid.eq(0)
 
-        def load(body):
-            m.d.sync += [left.eq(len(body)), busy.eq(1), final.eq(len(body) == 1)]
-            m.d.sync += [packet[i].eq(b) for i, b in enumerate(body)]
-
         def status_body(status):
             return [status.kind, status.byte, *_bytes_of(status.frame, 2),
                     *_bytes_of(status.offset, 3)]
+
+        # What to send next is chosen in one cycle (by priority, into a one-hot register) and
+        # loaded in the next, as an AND-OR of the sources: no priority chain in front of the
+        # packet registers. A source chosen stays put until it is loaded (its pending flag
+        # guards it), except the engine's output that CONFIG drops meanwhile: checked again.
+        sources = [
+            (self._info_bytes(), reply_pending & reply_is_info),
+            (status_body(reply), reply_pending & ~reply_is_info),
+            (status_body(ack), ack_pending),
+            ([Reply.END_OF_FRAME, *_bytes_of(frame_number, 2),
+              *_bytes_of(figures, 4 * FIGURE_WIDTH // 8)], event_pending & event_is_end),
+            ([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)],
+             event_pending & ~event_is_end),
+        ]
+        choice = Signal(len(sources))
+        choosing = Signal()
+        priority = Signal(len(sources))
+        taken = Const(0, 1)
+        for k, (_, wanted) in enumerate(sources):
+            m.d.comb += priority[k].eq(wanted & ~taken)
+            taken = taken | wanted
+        loading = Signal(len(sources))
+        m.d.comb += loading.eq(Cat(choice[:3], choice[3:] & event_pending.replicate(2)))
 
         with m.If(busy):
             with m.If(~body_valid):
                 m.d.sync += [body_valid.eq(1), body_data.eq(packet[0]), body_last.eq(final),
                              left.eq(left - 1), final.eq(left == 2), busy.eq(~final)]
                 m.d.sync += [packet[i].eq(packet[i + 1]) for i in range(INFO_BYTES - 1)]
-        with m.Else():
-            with m.If(reply_pending & reply_is_info):
-                load(self._info_bytes())
+        with m.Elif(choosing):
+            m.d.sync += choosing.eq(0)
+            with m.If(loading != 0):
+                length = 0
+                for k, (body, _) in enumerate(sources):
+                    length = length | Mux(loading[k], len(body), 0)
+                m.d.sync += [left.eq(length), busy.eq(1), final.eq(0)]
+                for i in range(INFO_BYTES):
+                    value = Const(0, 8)
+                    for k, (body, _) in enumerate(sources):
+                        if i < len(body):
+                            value = value | Mux(loading[k], body[i], 0)
+                    m.d.sync += packet[i].eq(value)
+            with m.If(loading[0] | loading[1]):
                 m.d.sync += reply_pending.eq(0)
-            with m.Elif(reply_pending):
-                load(status_body(reply))
-                m.d.sync += reply_pending.eq(0)
-            with m.Elif(ack_pending):
-                load(status_body(ack))
+            with m.If(loading[2]):
                 m.d.sync += ack_pending.eq(0)
-            with m.Elif(event_pending & event_is_end):
-                load([Reply.END_OF_FRAME, *_bytes_of(frame_number, 2),
-                      *_bytes_of(figures, 4 * FIGURE_WIDTH // 8)])
-                m.d.sync += [event_pending.eq(0), frame_number.eq(frame_number + 1)]
-            with m.Elif(event_pending):
-                load([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)])
+            with m.If(loading[3] | loading[4]):
                 m.d.sync += event_pending.eq(0)
+            with m.If(loading[3]):
+                m.d.sync += frame_number.eq(frame_number + 1)
+        with m.Else():
+            m.d.sync += [choice.eq(priority), choosing.eq(priority != 0)]
 
         # CONFIG drops the engine's output not yet loaded for sending (its frames are gone),
         # in the cycle after it, with the engine's reset (a few loads instead of the whole
