@@ -408,8 +408,6 @@ class HostLink(wiring.Component):
         # Answers wait for the transmitter's reply slot, SYNC and CONFIG also for quiet;
         # whether to wait is decided from four flip-flops.
         proceed = Signal()
-        acting = Signal()
-        deciding = Signal()
         m.d.comb += proceed.eq(~act_waits | (~reply_pending & (~act_waits_quiet | quiet)))
 
         offset_field = Cat(header[2], header[3], header[4])
@@ -491,142 +489,148 @@ class HostLink(wiring.Component):
                          reply.byte.eq(byte_), reply.frame.eq(frame), reply.offset.eq(offset)]
 
         m.d.sync += self.error.eq(0)
-        with m.FSM(name="parser"):
-            with m.State("receive"):
-                m.d.comb += item_take.eq(item_valid)
-                with m.If(item_valid):
-                    m.d.sync += idle_count.eq(0)
-                    with m.If(item_framing):
-                        m.d.sync += bad_framing.eq(1)
-                    with m.If(item_overrun):
-                        m.d.sync += bad_overrun.eq(1)
-                    with m.If(~item_end | item_framing | item_overrun):
-                        m.d.sync += nothing_yet.eq(0)
-                    with m.If(item_end):
-                        empty = nothing_yet & ~item_framing & ~item_overrun
-                        with m.If(~empty):
-                            m.next = "sum"
-                    with m.Else():
-                        m.d.comb += is_data.eq(1)
-                with m.Elif(packet_open):
-                    m.d.sync += idle_count.eq(idle_count + 1)
-                    with m.If(expired):
-                        m.d.comb += timed_out.eq(1)
-                        m.d.sync += code.eq(ErrorCode.TIMEOUT)
-                        m.next = "decide"
+        # The parser's states, one hot: a flip-flop per state, so no state decode sits in
+        # front of the decisions (Yosys keeps an Amaranth FSM's binary encoding).
+        parser_states = ("receive", "sum", "compare", "check", "decide", "act", "restart")
+        parser_in = {name: Signal(name=f"parser_{name}", init=name == "receive")
+                     for name in parser_states}
 
-                with m.If(is_data):
-                    m.d.sync += crc.eq(crc16_step(crc, value))
-                    with m.If(index != max_index):
-                        m.d.sync += index.eq(index + 1)
-                    # One-hot byte position: no wide compares on the capture enables.
-                    m.d.sync += where.eq(Cat(Const(0, 1), where[:-1]) |
-                                         (where[-1] << (len(where) - 1)))
-                    with m.If(where[0]):
-                        m.d.sync += [kind.eq(value),
-                                     slot_was_free.eq(~slot_full.bit_select(write_slot, 1))]
-                    for i in range(PIXELS_HEADER_BYTES - 1):
-                        with m.If(where[i + 1]):
-                            m.d.sync += header[i].eq(value)
-                    with m.If(where[-1] & (sample_position != chunk)):
-                        m.d.sync += sample_position.eq(sample_position + 1)
-                m.d.comb += [
-                    write_port.addr.eq(Cat(sample_position[:chunk_bits], write_slot)),
-                    write_port.data.eq(value),
-                    write_port.en.eq(is_data & where[-1] & may_write &
-                                     (sample_position != chunk)),
-                ]
+        def goto(source, target):
+            m.d.sync += [parser_in[source].eq(0), parser_in[target].eq(1)]
 
-            with m.State("sum"):
-                # The checks in three registered steps: first the sums and the plain compares.
-                is_pixels = kind_is[Command.PIXELS]
-                count_bad = (count_field == 0) | (count_field > chunk)
-                if ppc > 1:
-                    count_bad |= count_field[:(ppc - 1).bit_length()] != 0
-                m.d.sync += [
-                    end_offset.eq(offset_field + count_field),
-                    samples_sent.eq(index - (PIXELS_HEADER_BYTES + 2)),
-                    flag_short.eq(index_is_short),
-                    flag_crc.eq(crc != 0),
-                    flag_command.eq(~kind_is[Command.INFO] & ~kind_is[Command.CONFIG] &
-                                    ~kind_is[Command.PIXELS] & ~kind_is[Command.SYNC]),
-                    flag_length.eq((kind_is[Command.INFO] & ~index_fits[Command.INFO]) |
-                                   (kind_is[Command.CONFIG] & ~index_fits[Command.CONFIG]) |
-                                   (kind_is[Command.SYNC] & ~index_fits[Command.SYNC]) |
-                                   (is_pixels & (~index_fits[Command.PIXELS] | count_bad))),
-                    # Byte by byte: one wide compare is too deep for one cycle.
-                    position_bytes.eq(Cat(
-                        header[i] != expected[8 * i:8 * i + 8] for i in range(5))),
-                    flag_busy.eq(is_pixels & ~slot_was_free),
-                    flag_value.eq((kind == Command.CONFIG) &
-                                  ((shift_field > 31) | (dense_field > 1))),
-                ]
-                m.next = "compare"
-
-            with m.State("compare"):
-                # Then the compares of the sums.
-                m.d.sync += [
-                    flag_position.eq(position_bytes.any()),
-                    flag_count.eq(samples_sent != count_field),
-                    flag_past_end.eq(end_offset > self.frame_size),
-                    frame_done.eq(end_offset == self.frame_size),
-                ]
-                m.next = "check"
-
-            with m.State("check"):
-                # Last, the error code by priority.
-                length_bad = flag_length | (kind_is[Command.PIXELS] &
-                                            (flag_count | flag_past_end))
-                with m.If(bad_overrun):
-                    m.d.sync += code.eq(ErrorCode.OVERRUN)
-                with m.Elif(bad_framing):
-                    m.d.sync += code.eq(ErrorCode.FRAMING)
-                with m.Elif(flag_short):
-                    m.d.sync += code.eq(ErrorCode.LENGTH)
-                with m.Elif(flag_crc):
-                    m.d.sync += code.eq(ErrorCode.CRC)
-                with m.Elif(flag_command):
-                    m.d.sync += code.eq(ErrorCode.COMMAND)
-                with m.Elif(length_bad):
-                    m.d.sync += code.eq(ErrorCode.LENGTH)
-                with m.Elif(kind_is[Command.PIXELS] & flag_position):
-                    m.d.sync += code.eq(ErrorCode.POSITION)
-                with m.Elif(flag_busy):
-                    m.d.sync += code.eq(ErrorCode.BUSY)
-                with m.Elif(flag_value):
-                    m.d.sync += code.eq(ErrorCode.VALUE)
+        with m.If(parser_in["receive"]):
+            m.d.comb += item_take.eq(item_valid)
+            with m.If(item_valid):
+                m.d.sync += idle_count.eq(0)
+                with m.If(item_framing):
+                    m.d.sync += bad_framing.eq(1)
+                with m.If(item_overrun):
+                    m.d.sync += bad_overrun.eq(1)
+                with m.If(~item_end | item_framing | item_overrun):
+                    m.d.sync += nothing_yet.eq(0)
+                with m.If(item_end):
+                    empty = nothing_yet & ~item_framing & ~item_overrun
+                    with m.If(~empty):
+                        goto("receive", "sum")
                 with m.Else():
-                    m.d.sync += code.eq(0)
-                m.next = "decide"
+                    m.d.comb += is_data.eq(1)
+            with m.Elif(packet_open):
+                m.d.sync += idle_count.eq(idle_count + 1)
+                with m.If(expired):
+                    m.d.comb += timed_out.eq(1)
+                    m.d.sync += code.eq(ErrorCode.TIMEOUT)
+                    goto("receive", "decide")
 
-            with m.State("decide"):
-                # Registered one-hot decisions keep the checks out of the acting cycle.
-                m.d.sync += [
-                    act_error.eq(code != 0),
-                    act_info.eq((code == 0) & (kind == Command.INFO)),
-                    act_sync.eq((code == 0) & (kind == Command.SYNC)),
-                    act_config.eq((code == 0) & (kind == Command.CONFIG)),
-                    act_commit.eq((code == 0) & (kind == Command.PIXELS)),
-                    act_waits.eq(~((code == 0) & (kind == Command.PIXELS))),
-                    act_waits_quiet.eq((code == 0) & ((kind == Command.SYNC) |
-                                                      (kind == Command.CONFIG))),
-                    next_frame.eq(expected_frame + frame_done),
-                    next_offset.eq(Mux(frame_done, 0, end_offset)),
-                ]
-                m.d.comb += deciding.eq(1)
-                m.next = "act"
+            with m.If(is_data):
+                m.d.sync += crc.eq(crc16_step(crc, value))
+                with m.If(index != max_index):
+                    m.d.sync += index.eq(index + 1)
+                # One-hot byte position: no wide compares on the capture enables.
+                m.d.sync += where.eq(Cat(Const(0, 1), where[:-1]) |
+                                     (where[-1] << (len(where) - 1)))
+                with m.If(where[0]):
+                    m.d.sync += [kind.eq(value),
+                                 slot_was_free.eq(~slot_full.bit_select(write_slot, 1))]
+                for i in range(PIXELS_HEADER_BYTES - 1):
+                    with m.If(where[i + 1]):
+                        m.d.sync += header[i].eq(value)
+                with m.If(where[-1] & (sample_position != chunk)):
+                    m.d.sync += sample_position.eq(sample_position + 1)
+            m.d.comb += [
+                write_port.addr.eq(Cat(sample_position[:chunk_bits], write_slot)),
+                write_port.data.eq(value),
+                write_port.en.eq(is_data & where[-1] & may_write &
+                                 (sample_position != chunk)),
+            ]
 
-            with m.State("act"):
-                with m.If(proceed):
-                    m.next = "restart"
+        with m.If(parser_in["sum"]):
+            # The checks in three registered steps: first the sums and the plain compares.
+            is_pixels = kind_is[Command.PIXELS]
+            count_bad = (count_field == 0) | (count_field > chunk)
+            if ppc > 1:
+                count_bad |= count_field[:(ppc - 1).bit_length()] != 0
+            m.d.sync += [
+                end_offset.eq(offset_field + count_field),
+                samples_sent.eq(index - (PIXELS_HEADER_BYTES + 2)),
+                flag_short.eq(index_is_short),
+                flag_crc.eq(crc != 0),
+                flag_command.eq(~kind_is[Command.INFO] & ~kind_is[Command.CONFIG] &
+                                ~kind_is[Command.PIXELS] & ~kind_is[Command.SYNC]),
+                flag_length.eq((kind_is[Command.INFO] & ~index_fits[Command.INFO]) |
+                               (kind_is[Command.CONFIG] & ~index_fits[Command.CONFIG]) |
+                               (kind_is[Command.SYNC] & ~index_fits[Command.SYNC]) |
+                               (is_pixels & (~index_fits[Command.PIXELS] | count_bad))),
+                # Byte by byte: one wide compare is too deep for one cycle.
+                position_bytes.eq(Cat(
+                    header[i] != expected[8 * i:8 * i + 8] for i in range(5))),
+                flag_busy.eq(is_pixels & ~slot_was_free),
+                flag_value.eq((kind == Command.CONFIG) &
+                              ((shift_field > 31) | (dense_field > 1))),
+            ]
+            goto("sum", "compare")
 
-            with m.State("restart"):
-                restart()
-                m.next = "receive"
+        with m.If(parser_in["compare"]):
+            # Then the compares of the sums.
+            m.d.sync += [
+                flag_position.eq(position_bytes.any()),
+                flag_count.eq(samples_sent != count_field),
+                flag_past_end.eq(end_offset > self.frame_size),
+                frame_done.eq(end_offset == self.frame_size),
+            ]
+            goto("compare", "check")
 
-        # The acting cycle's effects, outside the state machine: ``acting`` is a flip-flop,
-        # high exactly in the "act" state, so no state decode sits in front of these enables.
-        with m.If(acting & proceed):
+        with m.If(parser_in["check"]):
+            # Last, the error code by priority.
+            length_bad = flag_length | (kind_is[Command.PIXELS] &
+                                        (flag_count | flag_past_end))
+            with m.If(bad_overrun):
+                m.d.sync += code.eq(ErrorCode.OVERRUN)
+            with m.Elif(bad_framing):
+                m.d.sync += code.eq(ErrorCode.FRAMING)
+            with m.Elif(flag_short):
+                m.d.sync += code.eq(ErrorCode.LENGTH)
+            with m.Elif(flag_crc):
+                m.d.sync += code.eq(ErrorCode.CRC)
+            with m.Elif(flag_command):
+                m.d.sync += code.eq(ErrorCode.COMMAND)
+            with m.Elif(length_bad):
+                m.d.sync += code.eq(ErrorCode.LENGTH)
+            with m.Elif(kind_is[Command.PIXELS] & flag_position):
+                m.d.sync += code.eq(ErrorCode.POSITION)
+            with m.Elif(flag_busy):
+                m.d.sync += code.eq(ErrorCode.BUSY)
+            with m.Elif(flag_value):
+                m.d.sync += code.eq(ErrorCode.VALUE)
+            with m.Else():
+                m.d.sync += code.eq(0)
+            goto("check", "decide")
+
+        with m.If(parser_in["decide"]):
+            # Registered one-hot decisions keep the checks out of the acting cycle.
+            m.d.sync += [
+                act_error.eq(code != 0),
+                act_info.eq((code == 0) & (kind == Command.INFO)),
+                act_sync.eq((code == 0) & (kind == Command.SYNC)),
+                act_config.eq((code == 0) & (kind == Command.CONFIG)),
+                act_commit.eq((code == 0) & (kind == Command.PIXELS)),
+                act_waits.eq(~((code == 0) & (kind == Command.PIXELS))),
+                act_waits_quiet.eq((code == 0) & ((kind == Command.SYNC) |
+                                                  (kind == Command.CONFIG))),
+                next_frame.eq(expected_frame + frame_done),
+                next_offset.eq(Mux(frame_done, 0, end_offset)),
+            ]
+            goto("decide", "act")
+
+        with m.If(parser_in["act"]):
+            with m.If(proceed):
+                goto("act", "restart")
+
+        with m.If(parser_in["restart"]):
+            restart()
+            goto("restart", "receive")
+
+        # The acting cycle's effects.
+        with m.If(parser_in["act"] & proceed):
             with m.If(act_error):
                 answer(Reply.ERROR, code, expected_frame, expected_offset)
                 m.d.sync += self.error.eq(1)
@@ -651,7 +655,6 @@ class HostLink(wiring.Component):
                     expected_offset.eq(next_offset),
                     expected_frame.eq(next_frame),
                 ]
-        m.d.sync += acting.eq(Mux(acting, ~proceed, deciding))
 
         # ---- feeder: slots to engine pixel beats ------------------------------------------
         sample_index = Signal(chunk_bits)
