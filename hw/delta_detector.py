@@ -7,15 +7,20 @@ sample emits and sets ``r = x``.
 
 import numbers
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, PIXELS_PER_CYCLE
 from .layouts import DELTA_SHAPE, EventStream, PixelStream
+from .stream_register import StreamRegister
 
 __all__ = ["DeltaDetector"]
+
+# Beats the queue between the compare and the emit stage holds: the two stages ahead of it
+# and one more, so beats without events flow at one per clock.
+QUEUE_DEPTH = 3
 
 
 def _integer(name, value, lo, hi):
@@ -32,13 +37,14 @@ class DeltaDetector(wiring.Component):
     :class:`~amaranth.lib.memory.Memory` of ``channels * height * width / pixels_per_cycle``
     words, each holding the ``pixels_per_cycle`` samples of one input beat. Every beat costs one
     synchronous read (when it is accepted) and one write, with one enable per sample, of the
-    samples that fire (when it moves on to the emit stage, two cycles later). Within a frame
+    samples that fire (as it leaves the compare stage, two cycles later). Within a frame
     every word is read and written once, and the next frame reads word 0 long after it was
     written; a beat that needs a word one of the two beats ahead of it has not yet written (a
     frame of one or two beats, or ``first`` soon after ``first``) waits until it is written.
 
     Events of a frame come in raster order (y, then x, then channel), one per cycle; a beat with
-    several events holds the input until its events are out. After the frame's ``last`` beat
+    several events holds the emit stage until its events are out, and the input once the queue
+    in front of it is full. After the frame's ``last`` beat
     comes one ``end_of_frame`` beat (other fields 0), also for a frame without events.
 
     Frame position: the detector counts samples itself. ``last`` ends a frame (its
@@ -48,16 +54,22 @@ class DeltaDetector(wiring.Component):
     ``channels * height * width`` samples wraps around to sample 0. A frame with ``last`` early
     is a short frame; the samples it did not reach keep their reference.
 
-    Pipeline, for timing (no path from the read data to a compare, nor from either to
-    ``pixels.ready``): read; subtract; compare and write back; emit; output register.
-    ``pixels.ready`` is a register: a skid register takes the beat that arrives while the
-    pipeline is stalled, and the pipeline takes its beats from it first. Likewise the output
-    register has a skid register behind it, so ``events.ready`` only reaches register enables,
-    not the stall logic of the stages (nor ``pixels.ready``).
+    Pipeline, for timing (no path from the read data to a subtraction, nor from either to
+    ``pixels.ready``): input register; read (the sample minus and plus T worked out beside it);
+    subtract and compare (``|d| > T`` as the reference below ``x - T`` or above ``x + T``);
+    write back; emit; output register. The input register is a
+    :class:`~eventconv.hw.stream_register.StreamRegister`: ``pixels.ready`` comes from its
+    flip-flops, and the accept logic looks at a beat held in flip-flops, not at the input port.
+    The read and compare stages never stall: a beat is accepted only when a
+    ``QUEUE_DEPTH``-entry queue in front of the emit stage has room for it and the beats
+    ahead of it, so no ready chain runs from the emit stage back to the input. The output
+    register has a skid register behind it, so ``events.ready`` only reaches register enables.
+    ``threshold`` and ``dense`` are registered, and sampled the cycle before a beat is
+    accepted.
 
     Latency: the first event of a beat (or its ``end_of_frame``) is valid on ``events``
-    ``LATENCY`` = 4 cycles after the beat is accepted (read, subtract, compare, output
-    register), when the stages ahead of it are free and the skid register is empty.
+    ``LATENCY`` = 5 cycles after the beat is accepted (input register, read, subtract and
+    compare, emit, output register), when the queue and the skid registers are empty.
     Throughput: one beat (``pixels_per_cycle`` samples) per clock while beats have no event,
     across frame boundaries too (the frames of one or two beats above aside); a beat with k events
     occupies the emit stage k cycles (one event per clock), the ``last`` beat one more for the
@@ -83,8 +95,8 @@ class DeltaDetector(wiring.Component):
     -------
     pixels : ``In(PixelStream(pixels_per_cycle))``
         Samples in raster order, the channels of a pixel adjacent, ``first``/``last`` flags.
-        ``ready`` is a register: low during the clear sequence and while the skid register
-        holds a beat, never looking at the offered beat.
+        ``ready`` comes from registers: low during the clear sequence and while the input
+        register's skid register holds a beat, never looking at the offered beat.
     events : ``Out(EventStream(channels, height, width))``
         Events ``(channel, y, x, delta)``, then one ``end_of_frame`` beat per frame.
     threshold : ``In(8)``
@@ -101,7 +113,7 @@ class DeltaDetector(wiring.Component):
         ``width * channels``.
     """
 
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, *, height, width, channels, pixels_per_cycle=1):
         for name, value in (("height", height), ("width", width)):
@@ -161,36 +173,51 @@ class DeltaDetector(wiring.Component):
                          after[1].eq(within)]
             # A beat never spans rows (lanes divide width * channels), so carry lands at width
             # exactly when the row is done; the last word wraps to 0 with everything else.
-            with m.If(x + carry >= width):
+            # Compares of x with constants, one per carry value, rather than an adder then a
+            # compare.
+            row_done = Signal(name=f"{name}_row_done")
+            m.d.comb += row_done.eq(0)
+            for n in range(1, (channels - 1 + lanes) // channels + 1):
+                with m.If((carry == n) & (x >= width - n)):
+                    m.d.comb += row_done.eq(1)
+            with m.If(row_done):
                 m.d.comb += [after[2].eq(0), after[3].eq(Mux(y == height - 1, 0, y + 1))]
             with m.Else():
                 m.d.comb += [after[2].eq(x + carry), after[3].eq(y)]
             return after
 
         # Clear sequence: ``clearing`` resets to 1, so every ``rst`` clears the reference again.
-        # It writes stage 2's samples, which reset to 0, and counts with stage 2's address.
+        # It writes zeros and counts with stage 2's address.
         clearing = Signal(init=1)
 
         # Stage 0, input: the position of the next beat (word address and its first sample), and
-        # a skid register so that ``pixels.ready`` is a register, not the end of the stall chain.
+        # a register slice so that ``pixels.ready`` is a register, not the end of the stall
+        # chain, and the beat the stall logic looks at comes from flip-flops.
+        m.submodules.input_register = input_register = StreamRegister(
+            self.pixels.payload.shape())
         next_address = Signal(range(depth))
-        next_channel = Signal(range(channels))
-        next_x = Signal(range(width))
-        next_y = Signal(range(height))
         next_zero = Signal(init=1)  # next_address == 0
-        skid_valid = Signal()
-        skid = Signal(self.pixels.payload.shape())
 
         # Stage 1: the beat's samples while its reference word comes out of the read port.
         s1_valid = Signal()
         s1_samples = Signal(word)
         s1_last = Signal()
         s1_address = Signal(range(depth))
-        s1_channel = Signal(range(channels))
-        s1_x = Signal(range(width))
-        s1_y = Signal(range(height))
+        s1_first = Signal()
         s1_zero = Signal()  # s1_address == 0
+        # The beat's position (channel, x, y) is worked out in stage 1, off the accept logic:
+        # ``position`` is the one after the last beat that left stage 1.
+        position = (Signal(range(channels), name="position_channel"),
+                    Signal(range(width), name="position_x"),
+                    Signal(range(height), name="position_y"))
+        s1_channel, s1_x, s1_y = (Mux(s1_first, 0, value) for value in position)
         s1_one = Signal()  # s1_address == 1
+        # The samples minus and plus T: |x - r| > T is r < x - T or r > x + T, two compares
+        # of the read data with registers, no subtraction in front of them.
+        bound_shape = signed(10)
+        s1_low = Signal(data.ArrayLayout(bound_shape, lanes))
+        s1_high = Signal(data.ArrayLayout(bound_shape, lanes))
+        s1_dense = Signal()
 
         # Stage 2: deltas, registered straight after the subtraction (the read data comes late).
         s2_valid = Signal()
@@ -203,6 +230,11 @@ class DeltaDetector(wiring.Component):
         s2_y = Signal(range(height))
         s2_zero = Signal()
         s2_one = Signal()
+        # The two compares, registered apart (each a carry chain straight from the read
+        # port), and dense mode: a sample emits if any is set.
+        s2_below = Signal(lanes)
+        s2_above = Signal(lanes)
+        s2_dense = Signal()
 
         # Stage 3: deltas and which samples still have to emit their event.
         s3_valid = Signal()
@@ -254,92 +286,126 @@ class DeltaDetector(wiring.Component):
                              self.events.payload.eq(item)]
         with m.Elif(emit_event | emit_end):
             m.d.sync += [output_skid_valid.eq(1), output_skid.eq(item)]
-        with m.If(s3_valid):
+        # Stage 2: compare, write the samples that fire into the reference. Stages 1 and 2
+        # never stall: a beat is accepted only when the queue below has room for it and for
+        # every beat ahead of it, so no ready chain runs from the output back to the input.
+        fire = Signal(lanes)
+        m.d.comb += fire.eq(Mux(s2_dense, (1 << lanes) - 1, s2_below | s2_above))
+        m.d.comb += [write.addr.eq(s2_address), write.data.eq(Mux(clearing, 0, s2_samples)),
+                     write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(s2_valid, fire, 0)))]
+
+        # The queue between stage 2 and stage 3: QUEUE_DEPTH entries, in a ring. A beat from
+        # stage 2 goes straight to stage 3 when the queue is empty and stage 3 frees.
+        entry = data.StructLayout({"delta": s3_delta.shape(), "pending": lanes, "end": 1,
+                                   "channel": s3_channel.shape(), "x": s3_x.shape(),
+                                   "y": s3_y.shape()})
+        queue = Array(Signal(entry, name=f"queue_{i}") for i in range(QUEUE_DEPTH))
+        queue_read = Signal(range(QUEUE_DEPTH))
+        queue_write = Signal(range(QUEUE_DEPTH))
+        queue_count = Signal(range(QUEUE_DEPTH + 1))
+        arriving = Signal(entry)
+        m.d.comb += [arriving.delta.eq(s2_delta), arriving.pending.eq(fire),
+                     arriving.end.eq(s2_last), arriving.channel.eq(s2_channel),
+                     arriving.x.eq(s2_x), arriving.y.eq(s2_y)]
+        queued = queue_count != 0
+        pop = s3_free & queued
+        push = s2_valid & ~(s3_free & ~queued)
+        head = Mux(queued, queue[queue_read].as_value(), arriving.as_value())
+        head = data.View(entry, head)
+
+        def ring_next(pointer):
+            return Mux(pointer == QUEUE_DEPTH - 1, 0, pointer + 1)
+
+        with m.If(push):
+            m.d.sync += [queue[queue_write].eq(arriving), queue_write.eq(ring_next(queue_write))]
+        with m.If(pop):
+            m.d.sync += queue_read.eq(ring_next(queue_read))
+        m.d.sync += queue_count.eq(queue_count + push - pop)
+
+        with m.If(s3_free):
+            m.d.sync += [s3_valid.eq(queued | s2_valid), s3_pending.eq(head.pending),
+                         s3_end.eq(head.end), s3_delta.eq(head.delta),
+                         s3_channel.eq(head.channel), s3_x.eq(head.x), s3_y.eq(head.y)]
+        with m.Elif(s3_valid):
             m.d.sync += [s3_pending.eq(pending_after), s3_end.eq(end_after)]
 
-        # Stage 2 -> stage 3: compare, write the samples that fire into the reference.
-        advance = s2_valid & s3_free
-        fire = Signal(lanes)
-        # |d| > T as two comparisons of d itself: -T is shared, no absolute value per lane.
-        negative_threshold = Signal(DELTA_SHAPE)
-        m.d.comb += negative_threshold.eq(-self.threshold)
-        for j in range(lanes):
-            delta = s2_delta[j]
-            m.d.comb += fire[j].eq(self.dense | (delta > self.threshold)
-                                   | (delta < negative_threshold))
-        with m.If(advance):
-            m.d.sync += [s3_delta.eq(s2_delta), s3_pending.eq(fire), s3_end.eq(s2_last),
-                         s3_channel.eq(s2_channel), s3_x.eq(s2_x), s3_y.eq(s2_y)]
-        with m.If(s3_free):
-            m.d.sync += s3_valid.eq(s2_valid)
-        m.d.comb += [write.addr.eq(s2_address), write.data.eq(s2_samples),
-                     write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(advance, fire, 0)))]
         with m.If(clearing):
             with m.If(s2_address == depth - 1):
-                m.d.sync += [clearing.eq(0), s2_address.eq(0)]
-            with m.Else():
-                m.d.sync += s2_address.eq(s2_address + 1)
+                m.d.sync += clearing.eq(0)
+            m.d.sync += s2_address.eq(s2_address + 1)
+        with m.Else():
+            m.d.sync += s2_address.eq(s1_address)
 
         # Stage 1 -> stage 2: subtract the reference word as it comes out of the read port.
-        s2_free = ~s2_valid | s3_free
-        move = s1_valid & s2_free
-        with m.If(move):
-            for j in range(lanes):
-                m.d.sync += s2_delta[j].eq(s1_samples[j] - read.data[j])
-            m.d.sync += [s2_samples.eq(s1_samples), s2_last.eq(s1_last), s2_zero.eq(s1_zero),
-                         s2_one.eq(s1_one),
-                         s2_address.eq(s1_address), s2_channel.eq(s1_channel),
-                         s2_x.eq(s1_x), s2_y.eq(s1_y)]
-        with m.If(s2_free):
-            m.d.sync += s2_valid.eq(s1_valid)
+        m.d.sync += s2_valid.eq(s1_valid)
+        for j in range(lanes):
+            reference_sample = read.data[j]
+            m.d.sync += [s2_delta[j].eq(s1_samples[j] - reference_sample),
+                         # As the signs of differences: carry chains on both families.
+                         s2_below[j].eq((reference_sample - s1_low[j])[-1]),
+                         s2_above[j].eq((s1_high[j] - reference_sample)[-1])]
+        m.d.sync += [s2_dense.eq(s1_dense), s2_samples.eq(s1_samples), s2_last.eq(s1_last),
+                     s2_zero.eq(s1_zero), s2_one.eq(s1_one), s2_channel.eq(s1_channel),
+                     s2_x.eq(s1_x), s2_y.eq(s1_y)]
 
         # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
-        # beat comes from the skid register if it holds one, else straight from the input.
-        beat = Signal(self.pixels.payload.shape())
-        m.d.comb += beat.eq(Mux(skid_valid, skid, self.pixels.payload))
-        offered = skid_valid | self.pixels.valid
+        # beat comes from the input register, so the accept logic starts from flip-flops.
+        m.d.comb += [
+            input_register.i.payload.eq(self.pixels.payload),
+            input_register.i.valid.eq(self.pixels.valid & ~clearing),
+            self.pixels.ready.eq(input_register.i.ready & ~clearing),
+        ]
+        beat = input_register.o.payload
+        offered = input_register.o.valid
         address = Signal(range(depth))
         m.d.comb += address.eq(Mux(beat.first, 0, next_address))
-        channel = Mux(beat.first, 0, next_channel)
-        x = Mux(beat.first, 0, next_x)
-        y = Mux(beat.first, 0, next_y)
-        # A beat writes its word only as it leaves stage 2, so a beat for a word that stage 1 or
-        # 2 still holds (a frame of one or two beats, or `first` soon after `first`) waits until
+        # A beat writes its word as it leaves stage 2, so a beat for a word that stage 1 or 2
+        # still holds (a frame of one or two beats, or `first` soon after `first`) waits until
         # it is written, rather than paying for a transparent read port or a bypass.
-        s1_free = ~s1_valid | s2_free
         # From flags kept with the stages, no address comparison here. A beat at word 0 waits
         # while either stage holds word 0. Otherwise it is at ``next_address`` = (stage 1's
         # word) + 1, not 0, which stage 2 can hold only when stage 1 holds word 0 (its beat
         # started a frame or wrapped) and stage 2 word 1.
+        # Both flags are registered, worked out from the values the stages get on the edge.
         restart = beat.first | next_zero
-        zero_in_flight = (s1_valid & s1_zero) | (s2_valid & s2_zero)
-        next_in_flight = s1_valid & s1_zero & s2_valid & s2_one
+        zero_in_flight = Signal()   # (s1_valid & s1_zero) | (s2_valid & s2_zero)
+        next_in_flight = Signal()   # s1_valid & s1_zero & s2_valid & s2_one
         in_flight = Mux(restart, zero_in_flight, next_in_flight)
-        accept = offered & s1_free & ~in_flight & ~clearing
-        m.d.comb += self.pixels.ready.eq(~skid_valid & ~clearing)
-        with m.If(self.pixels.valid & self.pixels.ready & ~accept):
-            m.d.sync += [skid_valid.eq(1), skid.eq(self.pixels.payload)]
-        with m.If(skid_valid & accept):
-            m.d.sync += skid_valid.eq(0)
-        m.d.comb += [read.addr.eq(address), read.en.eq(accept)]
-        with m.If(s1_free):
-            m.d.sync += s1_valid.eq(accept)
+        # Room in the queue for this beat and the ones in stages 1 and 2, should stage 3 stay
+        # busy: s1_valid + s2_valid + queue_count < QUEUE_DEPTH, spelled out (no adder).
+        # Nothing is offered while clearing: the input register takes no beat then.
+        assert QUEUE_DEPTH == 3
+        room = ((queue_count == 0) | ((queue_count == 1) & ~(s1_valid & s2_valid)) |
+                ((queue_count == 2) & ~s1_valid & ~s2_valid))
+        accept = offered & room & ~in_flight
+        m.d.sync += [zero_in_flight.eq((accept & restart) | (s1_valid & s1_zero)),
+                     next_in_flight.eq(accept & restart & s1_valid & s1_one)]
+        m.d.comb += input_register.o.ready.eq(accept)
+        m.d.comb += [read.addr.eq(address), read.en.eq(1)]
+        # The knobs are registered: sampled the cycle before a beat is accepted.
+        threshold = Signal(8)
+        dense = Signal()
+        m.d.sync += [threshold.eq(self.threshold), dense.eq(self.dense), s1_dense.eq(dense)]
+        for j in range(lanes):
+            m.d.sync += [s1_low[j].eq(beat.data[j] - threshold),
+                         s1_high[j].eq(beat.data[j] + threshold)]
+        m.d.sync += [s1_valid.eq(accept),
+                     s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
+                     s1_first.eq(beat.first), s1_zero.eq(restart),
+                     s1_one.eq(~restart & (next_address == 1))]
         with m.If(accept):
-            m.d.sync += [s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
-                         s1_channel.eq(channel), s1_x.eq(x), s1_y.eq(y), s1_zero.eq(restart),
-                         s1_one.eq(~restart & (next_address == 1)),
-                         next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))]
-        # The position after a beat, worked out ahead from the registers (and for sample 0, a
-        # constant), so that the offered beat's flags only pick one.
-        after_next = step(m, next_address, next_channel, next_x, next_y, "after_next")
-        after_zero = step(m, 0, 0, 0, 0, "after_zero")
+            m.d.sync += next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))
+        # The word address after a beat, worked out ahead from the registers (and for sample
+        # 0, a constant), so that the offered beat's flags only pick one.
         with m.If(accept):
-            with m.If(beat.last):
-                m.d.sync += [next_address.eq(0), next_channel.eq(0), next_x.eq(0), next_y.eq(0)]
-            with m.Elif(beat.first):
-                m.d.sync += [next_address.eq(after_zero[0]), next_channel.eq(after_zero[1]),
-                             next_x.eq(after_zero[2]), next_y.eq(after_zero[3])]
-            with m.Else():
-                m.d.sync += [next_address.eq(after_next[0]), next_channel.eq(after_next[1]),
-                             next_x.eq(after_next[2]), next_y.eq(after_next[3])]
+            m.d.sync += next_address.eq(Mux(beat.last, 0,
+                                            Mux(beat.first, 1 % depth,
+                                                Mux(next_address == depth - 1, 0,
+                                                    next_address + 1))))
+        # (Its word address is unused: the accept logic keeps its own.)
+        after = step(m, 0, s1_channel, s1_x, s1_y, "after")
+        with m.If(s1_valid):
+            m.d.sync += [position[0].eq(Mux(s1_last, 0, after[1])),
+                         position[1].eq(Mux(s1_last, 0, after[2])),
+                         position[2].eq(Mux(s1_last, 0, after[3]))]
         return m

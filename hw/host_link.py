@@ -148,9 +148,13 @@ class PacketEncoder(wiring.Component):
     Members
     -------
     body : ``In(stream.Signature(StructLayout({"data": 8, "last": 1})))``
-        Body bytes; ``last`` on a packet's last byte.
+        Body bytes; ``last`` on a packet's last byte. ``ready`` is a register.
     send : ``Out(stream.Signature(8))``
         Wire bytes (registered), one per two cycles at most.
+
+    Every wire byte is made ready in a register a cycle or more before it is sent, with its
+    escape worked out (the byte to send first and the one to send after it), so sending only
+    picks one of a few registers.
     """
 
     body: In(stream.Signature(data.StructLayout({"data": 8, "last": 1})))
@@ -158,44 +162,68 @@ class PacketEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+
+        def escaped(byte):
+            """(first wire byte, escape needed, second wire byte) of a body byte."""
+            is_end, is_escape = byte == END, byte == ESC
+            return (Mux(is_end | is_escape, ESC, byte), is_end | is_escape,
+                    Mux(is_end, ESC_END, ESC_ESC))
+
         crc = Signal(16, init=CRC_INIT)
+        stage = Signal(range(4))    # 0 body, 1 CRC high, 2 CRC low, 3 END
         escape_pending = Signal()
         escape_byte = Signal(8)
-        stage = Signal(range(4))    # 0 body, 1 CRC high, 2 CRC low, 3 END
+
+        # The body byte taken, escape worked out as it is taken.
+        held_valid, held_last, held_special = Signal(), Signal(), Signal()
+        held_data, held_first, held_second = Signal(8), Signal(8), Signal(8)
+        m.d.comb += self.body.ready.eq(~held_valid)
+        with m.If(self.body.valid & ~held_valid):
+            first, special, second = escaped(self.body.payload.data)
+            m.d.sync += [held_valid.eq(1), held_last.eq(self.body.payload.last),
+                         held_data.eq(self.body.payload.data), held_first.eq(first),
+                         held_special.eq(special), held_second.eq(second)]
+
+        # The CRC bytes escaped, registered: the CRC is still for a cycle at least before
+        # its bytes are sent (its last update comes with a byte sent, and the next one leaves
+        # two cycles later at the earliest).
+        crc_bytes = []
+        for part in (crc[8:], crc[:8]):
+            first, special, second = escaped(part)
+            registers = Signal(8), Signal(), Signal(8)
+            m.d.sync += [registers[0].eq(first), registers[1].eq(special),
+                         registers[2].eq(second)]
+            crc_bytes.append(registers)
+
         # Not "or ready": the UART takes a byte per 10 bits, and this keeps the transmitter's
         # handshake out of the paths that load and shift packets.
         free = ~self.send.valid
         with m.If(self.send.ready):
             m.d.sync += self.send.valid.eq(0)
 
-        def emit(byte, escape=True):
-            if not escape:
-                m.d.sync += [self.send.payload.eq(byte), self.send.valid.eq(1)]
-                return
-            special = (byte == END) | (byte == ESC)
-            m.d.sync += [self.send.payload.eq(Mux(special, ESC, byte)), self.send.valid.eq(1),
-                         escape_pending.eq(special),
-                         escape_byte.eq(Mux(byte == END, ESC_END, ESC_ESC))]
+        def emit(first, special=None, second=None):
+            m.d.sync += [self.send.payload.eq(first), self.send.valid.eq(1)]
+            if special is not None:
+                m.d.sync += [escape_pending.eq(special), escape_byte.eq(second)]
 
         with m.If(free):
             with m.If(escape_pending):
-                emit(escape_byte, escape=False)
+                emit(escape_byte)
                 m.d.sync += escape_pending.eq(0)
             with m.Elif(stage == 0):
-                m.d.comb += self.body.ready.eq(1)
-                with m.If(self.body.valid):
-                    emit(self.body.payload.data)
-                    m.d.sync += crc.eq(crc16_step(crc, self.body.payload.data))
-                    with m.If(self.body.payload.last):
+                with m.If(held_valid):
+                    emit(held_first, held_special, held_second)
+                    m.d.sync += [crc.eq(crc16_step(crc, held_data)), held_valid.eq(0)]
+                    with m.If(held_last):
                         m.d.sync += stage.eq(1)
             with m.Elif(stage == 1):
-                emit(crc[8:])
+                emit(*crc_bytes[0])
                 m.d.sync += stage.eq(2)
             with m.Elif(stage == 2):
-                emit(crc[:8])
+                emit(*crc_bytes[1])
                 m.d.sync += stage.eq(3)
             with m.Else():
-                emit(Const(END, 8), escape=False)
+                emit(Const(END, 8))
                 m.d.sync += [stage.eq(0), crc.eq(CRC_INIT)]
         return m
 
@@ -376,6 +404,11 @@ class HostLink(wiring.Component):
         expected = Cat(expected_frame, expected_offset)
         act_error, act_info, act_sync, act_config, act_commit = (
             Signal(name=f"act_{n}") for n in ("error", "info", "sync", "config", "commit"))
+        act_waits, act_waits_quiet = Signal(), Signal()
+        # Answers wait for the transmitter's reply slot, SYNC and CONFIG also for quiet;
+        # whether to wait is decided from four flip-flops.
+        proceed = Signal()
+        m.d.comb += proceed.eq(~act_waits | (~reply_pending & (~act_waits_quiet | quiet)))
 
         offset_field = Cat(header[2], header[3], header[4])
         count_field = Cat(header[5], header[6])
@@ -442,8 +475,12 @@ class HostLink(wiring.Component):
         m.d.sync += [index_fits[Command.PIXELS].eq(index >= PIXELS_HEADER_BYTES + 2),
                      index_is_short.eq(index < 3)]
 
+        # Nothing of a packet yet: no byte, no framing or overrun flag (so an END now ends an
+        # empty packet). A register, not a compare of ``index``.
+        nothing_yet = Signal(init=1)
+
         def restart():
-            m.d.sync += [where.eq(1), sample_position.eq(0)]
+            m.d.sync += [where.eq(1), sample_position.eq(0), nothing_yet.eq(1)]
             m.d.sync += [index.eq(0), crc.eq(CRC_INIT), bad_framing.eq(0),
                          bad_overrun.eq(0), idle_count.eq(0), packet_open.eq(0), expired.eq(0)]
 
@@ -452,164 +489,172 @@ class HostLink(wiring.Component):
                          reply.byte.eq(byte_), reply.frame.eq(frame), reply.offset.eq(offset)]
 
         m.d.sync += self.error.eq(0)
-        with m.FSM(name="parser"):
-            with m.State("receive"):
-                m.d.comb += item_take.eq(item_valid)
-                with m.If(item_valid):
-                    m.d.sync += idle_count.eq(0)
-                    with m.If(item_framing):
-                        m.d.sync += bad_framing.eq(1)
-                    with m.If(item_overrun):
-                        m.d.sync += bad_overrun.eq(1)
-                    with m.If(item_end):
-                        empty = ((index == 0) & ~bad_framing & ~bad_overrun & ~item_framing &
-                                 ~item_overrun)
-                        with m.If(~empty):
-                            m.next = "sum"
-                    with m.Else():
-                        m.d.comb += is_data.eq(1)
-                with m.Elif(packet_open):
-                    m.d.sync += idle_count.eq(idle_count + 1)
-                    with m.If(expired):
-                        m.d.comb += timed_out.eq(1)
-                        m.d.sync += code.eq(ErrorCode.TIMEOUT)
-                        m.next = "decide"
+        # The parser's states, one hot: a flip-flop per state, so no state decode sits in
+        # front of the decisions (Yosys keeps an Amaranth FSM's binary encoding).
+        parser_states = ("receive", "sum", "compare", "check", "decide", "act", "restart")
+        parser_in = {name: Signal(name=f"parser_{name}", init=name == "receive")
+                     for name in parser_states}
 
-                with m.If(is_data):
-                    m.d.sync += crc.eq(crc16_step(crc, value))
-                    with m.If(index != max_index):
-                        m.d.sync += index.eq(index + 1)
-                    # One-hot byte position: no wide compares on the capture enables.
-                    m.d.sync += where.eq(Cat(Const(0, 1), where[:-1]) |
-                                         (where[-1] << (len(where) - 1)))
-                    with m.If(where[0]):
-                        m.d.sync += [kind.eq(value),
-                                     slot_was_free.eq(~slot_full.bit_select(write_slot, 1))]
-                    for i in range(PIXELS_HEADER_BYTES - 1):
-                        with m.If(where[i + 1]):
-                            m.d.sync += header[i].eq(value)
-                    with m.If(where[-1] & (sample_position != chunk)):
-                        m.d.sync += sample_position.eq(sample_position + 1)
-                m.d.comb += [
-                    write_port.addr.eq(Cat(sample_position[:chunk_bits], write_slot)),
-                    write_port.data.eq(value),
-                    write_port.en.eq(is_data & where[-1] & may_write &
-                                     (sample_position != chunk)),
-                ]
+        def goto(source, target):
+            m.d.sync += [parser_in[source].eq(0), parser_in[target].eq(1)]
 
-            with m.State("sum"):
-                # The checks in three registered steps: first the sums and the plain compares.
-                is_pixels = kind_is[Command.PIXELS]
-                count_bad = (count_field == 0) | (count_field > chunk)
-                if ppc > 1:
-                    count_bad |= count_field[:(ppc - 1).bit_length()] != 0
-                m.d.sync += [
-                    end_offset.eq(offset_field + count_field),
-                    samples_sent.eq(index - (PIXELS_HEADER_BYTES + 2)),
-                    flag_short.eq(index_is_short),
-                    flag_crc.eq(crc != 0),
-                    flag_command.eq(~kind_is[Command.INFO] & ~kind_is[Command.CONFIG] &
-                                    ~kind_is[Command.PIXELS] & ~kind_is[Command.SYNC]),
-                    flag_length.eq((kind_is[Command.INFO] & ~index_fits[Command.INFO]) |
-                                   (kind_is[Command.CONFIG] & ~index_fits[Command.CONFIG]) |
-                                   (kind_is[Command.SYNC] & ~index_fits[Command.SYNC]) |
-                                   (is_pixels & (~index_fits[Command.PIXELS] | count_bad))),
-                    # Byte by byte: one wide compare is too deep for one cycle.
-                    position_bytes.eq(Cat(
-                        header[i] != expected[8 * i:8 * i + 8] for i in range(5))),
-                    flag_busy.eq(is_pixels & ~slot_was_free),
-                    flag_value.eq((kind == Command.CONFIG) &
-                                  ((shift_field > 31) | (dense_field > 1))),
-                ]
-                m.next = "compare"
-
-            with m.State("compare"):
-                # Then the compares of the sums.
-                m.d.sync += [
-                    flag_position.eq(position_bytes.any()),
-                    flag_count.eq(samples_sent != count_field),
-                    flag_past_end.eq(end_offset > self.frame_size),
-                    frame_done.eq(end_offset == self.frame_size),
-                ]
-                m.next = "check"
-
-            with m.State("check"):
-                # Last, the error code by priority.
-                length_bad = flag_length | (kind_is[Command.PIXELS] &
-                                            (flag_count | flag_past_end))
-                with m.If(bad_overrun):
-                    m.d.sync += code.eq(ErrorCode.OVERRUN)
-                with m.Elif(bad_framing):
-                    m.d.sync += code.eq(ErrorCode.FRAMING)
-                with m.Elif(flag_short):
-                    m.d.sync += code.eq(ErrorCode.LENGTH)
-                with m.Elif(flag_crc):
-                    m.d.sync += code.eq(ErrorCode.CRC)
-                with m.Elif(flag_command):
-                    m.d.sync += code.eq(ErrorCode.COMMAND)
-                with m.Elif(length_bad):
-                    m.d.sync += code.eq(ErrorCode.LENGTH)
-                with m.Elif(kind_is[Command.PIXELS] & flag_position):
-                    m.d.sync += code.eq(ErrorCode.POSITION)
-                with m.Elif(flag_busy):
-                    m.d.sync += code.eq(ErrorCode.BUSY)
-                with m.Elif(flag_value):
-                    m.d.sync += code.eq(ErrorCode.VALUE)
+        with m.If(parser_in["receive"]):
+            m.d.comb += item_take.eq(item_valid)
+            with m.If(item_valid):
+                m.d.sync += idle_count.eq(0)
+                with m.If(item_framing):
+                    m.d.sync += bad_framing.eq(1)
+                with m.If(item_overrun):
+                    m.d.sync += bad_overrun.eq(1)
+                with m.If(~item_end | item_framing | item_overrun):
+                    m.d.sync += nothing_yet.eq(0)
+                with m.If(item_end):
+                    empty = nothing_yet & ~item_framing & ~item_overrun
+                    with m.If(~empty):
+                        goto("receive", "sum")
                 with m.Else():
-                    m.d.sync += code.eq(0)
-                m.next = "decide"
+                    m.d.comb += is_data.eq(1)
+            with m.Elif(packet_open):
+                m.d.sync += idle_count.eq(idle_count + 1)
+                with m.If(expired):
+                    m.d.comb += timed_out.eq(1)
+                    m.d.sync += code.eq(ErrorCode.TIMEOUT)
+                    goto("receive", "decide")
 
-            with m.State("decide"):
-                # Registered one-hot decisions keep the checks out of the acting cycle.
+            with m.If(is_data):
+                m.d.sync += crc.eq(crc16_step(crc, value))
+                with m.If(index != max_index):
+                    m.d.sync += index.eq(index + 1)
+                # One-hot byte position: no wide compares on the capture enables.
+                m.d.sync += where.eq(Cat(Const(0, 1), where[:-1]) |
+                                     (where[-1] << (len(where) - 1)))
+                with m.If(where[0]):
+                    m.d.sync += [kind.eq(value),
+                                 slot_was_free.eq(~slot_full.bit_select(write_slot, 1))]
+                for i in range(PIXELS_HEADER_BYTES - 1):
+                    with m.If(where[i + 1]):
+                        m.d.sync += header[i].eq(value)
+                with m.If(where[-1] & (sample_position != chunk)):
+                    m.d.sync += sample_position.eq(sample_position + 1)
+            m.d.comb += [
+                write_port.addr.eq(Cat(sample_position[:chunk_bits], write_slot)),
+                write_port.data.eq(value),
+                write_port.en.eq(is_data & where[-1] & may_write &
+                                 (sample_position != chunk)),
+            ]
+
+        with m.If(parser_in["sum"]):
+            # The checks in three registered steps: first the sums and the plain compares.
+            is_pixels = kind_is[Command.PIXELS]
+            count_bad = (count_field == 0) | (count_field > chunk)
+            if ppc > 1:
+                count_bad |= count_field[:(ppc - 1).bit_length()] != 0
+            m.d.sync += [
+                end_offset.eq(offset_field + count_field),
+                samples_sent.eq(index - (PIXELS_HEADER_BYTES + 2)),
+                flag_short.eq(index_is_short),
+                flag_crc.eq(crc != 0),
+                flag_command.eq(~kind_is[Command.INFO] & ~kind_is[Command.CONFIG] &
+                                ~kind_is[Command.PIXELS] & ~kind_is[Command.SYNC]),
+                flag_length.eq((kind_is[Command.INFO] & ~index_fits[Command.INFO]) |
+                               (kind_is[Command.CONFIG] & ~index_fits[Command.CONFIG]) |
+                               (kind_is[Command.SYNC] & ~index_fits[Command.SYNC]) |
+                               (is_pixels & (~index_fits[Command.PIXELS] | count_bad))),
+                # Byte by byte: one wide compare is too deep for one cycle.
+                position_bytes.eq(Cat(
+                    header[i] != expected[8 * i:8 * i + 8] for i in range(5))),
+                flag_busy.eq(is_pixels & ~slot_was_free),
+                flag_value.eq((kind == Command.CONFIG) &
+                              ((shift_field > 31) | (dense_field > 1))),
+            ]
+            goto("sum", "compare")
+
+        with m.If(parser_in["compare"]):
+            # Then the compares of the sums.
+            m.d.sync += [
+                flag_position.eq(position_bytes.any()),
+                flag_count.eq(samples_sent != count_field),
+                flag_past_end.eq(end_offset > self.frame_size),
+                frame_done.eq(end_offset == self.frame_size),
+            ]
+            goto("compare", "check")
+
+        with m.If(parser_in["check"]):
+            # Last, the error code by priority.
+            length_bad = flag_length | (kind_is[Command.PIXELS] &
+                                        (flag_count | flag_past_end))
+            with m.If(bad_overrun):
+                m.d.sync += code.eq(ErrorCode.OVERRUN)
+            with m.Elif(bad_framing):
+                m.d.sync += code.eq(ErrorCode.FRAMING)
+            with m.Elif(flag_short):
+                m.d.sync += code.eq(ErrorCode.LENGTH)
+            with m.Elif(flag_crc):
+                m.d.sync += code.eq(ErrorCode.CRC)
+            with m.Elif(flag_command):
+                m.d.sync += code.eq(ErrorCode.COMMAND)
+            with m.Elif(length_bad):
+                m.d.sync += code.eq(ErrorCode.LENGTH)
+            with m.Elif(kind_is[Command.PIXELS] & flag_position):
+                m.d.sync += code.eq(ErrorCode.POSITION)
+            with m.Elif(flag_busy):
+                m.d.sync += code.eq(ErrorCode.BUSY)
+            with m.Elif(flag_value):
+                m.d.sync += code.eq(ErrorCode.VALUE)
+            with m.Else():
+                m.d.sync += code.eq(0)
+            goto("check", "decide")
+
+        with m.If(parser_in["decide"]):
+            # Registered one-hot decisions keep the checks out of the acting cycle.
+            m.d.sync += [
+                act_error.eq(code != 0),
+                act_info.eq((code == 0) & (kind == Command.INFO)),
+                act_sync.eq((code == 0) & (kind == Command.SYNC)),
+                act_config.eq((code == 0) & (kind == Command.CONFIG)),
+                act_commit.eq((code == 0) & (kind == Command.PIXELS)),
+                act_waits.eq(~((code == 0) & (kind == Command.PIXELS))),
+                act_waits_quiet.eq((code == 0) & ((kind == Command.SYNC) |
+                                                  (kind == Command.CONFIG))),
+                next_frame.eq(expected_frame + frame_done),
+                next_offset.eq(Mux(frame_done, 0, end_offset)),
+            ]
+            goto("decide", "act")
+
+        with m.If(parser_in["act"]):
+            with m.If(proceed):
+                goto("act", "restart")
+
+        with m.If(parser_in["restart"]):
+            restart()
+            goto("restart", "receive")
+
+        # The acting cycle's effects.
+        with m.If(parser_in["act"] & proceed):
+            with m.If(act_error):
+                answer(Reply.ERROR, code, expected_frame, expected_offset)
+                m.d.sync += self.error.eq(1)
+            with m.If(act_info):
+                m.d.sync += [reply_pending.eq(1), reply_is_info.eq(1)]
+            with m.If(act_sync):
+                answer(Reply.SYNC, header[0], expected_frame, expected_offset)
+            with m.If(act_config):
+                answer(Reply.ACK, Command.CONFIG, 0, 0)
+                m.d.comb += configure.eq(1)
+                m.d.sync += [self.threshold.eq(threshold_field),
+                             self.shift.eq(shift_field), self.dense.eq(dense_field),
+                             expected_frame.eq(0), expected_offset.eq(0)]
+            with m.If(act_commit):
+                # PIXELS, checked: hand the slot to the feeder.
+                m.d.comb += commit.eq(1)
                 m.d.sync += [
-                    act_error.eq(code != 0),
-                    act_info.eq((code == 0) & (kind == Command.INFO)),
-                    act_sync.eq((code == 0) & (kind == Command.SYNC)),
-                    act_config.eq((code == 0) & (kind == Command.CONFIG)),
-                    act_commit.eq((code == 0) & (kind == Command.PIXELS)),
-                    next_frame.eq(expected_frame + frame_done),
-                    next_offset.eq(Mux(frame_done, 0, end_offset)),
+                    slot_count[write_slot].eq(count_field),
+                    slot_end_frame[write_slot].eq(next_frame),
+                    slot_end_offset[write_slot].eq(next_offset),
+                    write_slot.eq(write_slot + 1 if window > 1 else 0),
+                    expected_offset.eq(next_offset),
+                    expected_frame.eq(next_frame),
                 ]
-                m.next = "act"
-
-            with m.State("act"):
-                with m.If(act_error):
-                    with m.If(~reply_pending):
-                        answer(Reply.ERROR, code, expected_frame, expected_offset)
-                        m.d.sync += self.error.eq(1)
-                        m.next = "restart"
-                with m.If(act_info):
-                    with m.If(~reply_pending):
-                        m.d.sync += [reply_pending.eq(1), reply_is_info.eq(1)]
-                        m.next = "restart"
-                with m.If(act_sync):
-                    with m.If(~reply_pending & quiet):
-                        answer(Reply.SYNC, header[0], expected_frame, expected_offset)
-                        m.next = "restart"
-                with m.If(act_config):
-                    with m.If(~reply_pending & quiet):
-                        answer(Reply.ACK, Command.CONFIG, 0, 0)
-                        m.d.comb += configure.eq(1)
-                        m.d.sync += [self.threshold.eq(threshold_field),
-                                     self.shift.eq(shift_field), self.dense.eq(dense_field),
-                                     expected_frame.eq(0), expected_offset.eq(0)]
-                        m.next = "restart"
-                with m.If(act_commit):
-                    # PIXELS, checked: hand the slot to the feeder.
-                    m.d.comb += commit.eq(1)
-                    m.d.sync += [
-                        slot_count[write_slot].eq(count_field),
-                        slot_end_frame[write_slot].eq(next_frame),
-                        slot_end_offset[write_slot].eq(next_offset),
-                        write_slot.eq(write_slot + 1 if window > 1 else 0),
-                        expected_offset.eq(next_offset),
-                        expected_frame.eq(next_frame),
-                    ]
-                    m.next = "restart"
-
-            with m.State("restart"):
-                restart()
-                m.next = "receive"
 
         # ---- feeder: slots to engine pixel beats ------------------------------------------
         sample_index = Signal(chunk_bits)
@@ -628,8 +673,7 @@ class HostLink(wiring.Component):
                                  remaining.eq(slot_count[read_slot])]
                     m.next = "read"
             with m.State("read"):
-                m.d.comb += [read_port.addr.eq(Cat(sample_index, read_slot)),
-                             read_port.en.eq(1)]
+                m.d.comb += read_port.en.eq(1)
                 m.next = "latch"
             with m.State("latch"):
                 m.d.sync += [beat[i].eq(Mux(lane == i, read_port.data, beat[i]))
@@ -667,11 +711,16 @@ class HostLink(wiring.Component):
                         read_slot.eq(read_slot + 1 if window > 1 else 0),
                     ]
                     m.next = "idle"
+        # The address straight from flip-flops in every state (only the enable follows the
+        # state): Yosys compares it with the write address to emulate the read port's
+        # behaviour on a collision, and that compare should not start behind the state.
+        m.d.comb += read_port.addr.eq(Cat(sample_index, read_slot))
         m.d.comb += self.pixels.payload.data.eq(beat)
-        with m.If(configure):
-            m.d.sync += feed_position.eq(0)
-        # Registered: the reset fans out to the whole engine.
+        # Registered: the reset fans out to the whole engine. The feeder is idle then (CONFIG
+        # waits for it), so its position may restart a cycle after CONFIG.
         m.d.sync += self.engine_reset.eq(configure)
+        with m.If(self.engine_reset):
+            m.d.sync += feed_position.eq(0)
 
         # Slot ownership: set when the parser commits a packet, cleared when it is fed.
         m.d.sync += slot_full.eq((slot_full | (commit << write_slot)) &
@@ -713,38 +762,66 @@ class HostLink(wiring.Component):
         with m.If(encoder.body.ready):
             m.d.sync += body_valid.eq(0)
 
-        def load(body):
-            m.d.sync += [left.eq(len(body)), busy.eq(1), final.eq(len(body) == 1)]
-            m.d.sync += [packet[i].eq(b) for i, b in enumerate(body)]
-
         def status_body(status):
             return [status.kind, status.byte, *_bytes_of(status.frame, 2),
                     *_bytes_of(status.offset, 3)]
+
+        # What to send next is chosen in one cycle (by priority, into a one-hot register) and
+        # loaded in the next, as an AND-OR of the sources: no priority chain in front of the
+        # packet registers. A source chosen stays put until it is loaded (its pending flag
+        # guards it), except the engine's output that CONFIG drops meanwhile: checked again.
+        sources = [
+            (self._info_bytes(), reply_pending & reply_is_info),
+            (status_body(reply), reply_pending & ~reply_is_info),
+            (status_body(ack), ack_pending),
+            ([Reply.END_OF_FRAME, *_bytes_of(frame_number, 2),
+              *_bytes_of(figures, 4 * FIGURE_WIDTH // 8)], event_pending & event_is_end),
+            ([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)],
+             event_pending & ~event_is_end),
+        ]
+        choice = Signal(len(sources))
+        choosing = Signal()
+        priority = Signal(len(sources))
+        taken = Const(0, 1)
+        for k, (_, wanted) in enumerate(sources):
+            m.d.comb += priority[k].eq(wanted & ~taken)
+            taken = taken | wanted
+        loading = Signal(len(sources))
+        m.d.comb += loading.eq(Cat(choice[:3], choice[3:] & event_pending.replicate(2)))
 
         with m.If(busy):
             with m.If(~body_valid):
                 m.d.sync += [body_valid.eq(1), body_data.eq(packet[0]), body_last.eq(final),
                              left.eq(left - 1), final.eq(left == 2), busy.eq(~final)]
                 m.d.sync += [packet[i].eq(packet[i + 1]) for i in range(INFO_BYTES - 1)]
-        with m.Else():
-            with m.If(reply_pending & reply_is_info):
-                load(self._info_bytes())
+        with m.Elif(choosing):
+            m.d.sync += choosing.eq(0)
+            with m.If(loading != 0):
+                length = 0
+                for k, (body, _) in enumerate(sources):
+                    length = length | Mux(loading[k], len(body), 0)
+                m.d.sync += [left.eq(length), busy.eq(1), final.eq(0)]
+                for i in range(INFO_BYTES):
+                    value = Const(0, 8)
+                    for k, (body, _) in enumerate(sources):
+                        if i < len(body):
+                            value = value | Mux(loading[k], body[i], 0)
+                    m.d.sync += packet[i].eq(value)
+            with m.If(loading[0] | loading[1]):
                 m.d.sync += reply_pending.eq(0)
-            with m.Elif(reply_pending):
-                load(status_body(reply))
-                m.d.sync += reply_pending.eq(0)
-            with m.Elif(ack_pending):
-                load(status_body(ack))
+            with m.If(loading[2]):
                 m.d.sync += ack_pending.eq(0)
-            with m.Elif(event_pending & event_is_end):
-                load([Reply.END_OF_FRAME, *_bytes_of(frame_number, 2),
-                      *_bytes_of(figures, 4 * FIGURE_WIDTH // 8)])
-                m.d.sync += [event_pending.eq(0), frame_number.eq(frame_number + 1)]
-            with m.Elif(event_pending):
-                load([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)])
+            with m.If(loading[3] | loading[4]):
                 m.d.sync += event_pending.eq(0)
+            with m.If(loading[3]):
+                m.d.sync += frame_number.eq(frame_number + 1)
+        with m.Else():
+            m.d.sync += [choice.eq(priority), choosing.eq(priority != 0)]
 
-        # CONFIG drops the engine's output not yet loaded for sending (its frames are gone).
-        with m.If(configure):
+        # CONFIG drops the engine's output not yet loaded for sending (its frames are gone),
+        # in the cycle after it, with the engine's reset (a few loads instead of the whole
+        # parser's decision on these enables): meanwhile ``events`` is not ready, and the CONFIG
+        # answer, waiting from that cycle on, goes before any event in the transmitter.
+        with m.If(self.engine_reset):
             m.d.sync += [event_pending.eq(0), figures_wait.eq(0), frame_number.eq(0)]
         return m

@@ -6,8 +6,8 @@ the pool windows a frame touched instead of to the frame size.
 
 import numbers
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -34,14 +34,6 @@ def _integer(name, value, lo, hi):
     return int(value)
 
 
-class _State(enum.Enum, shape=3):
-    CLEAR = 0     # writing the reset contents
-    COLLECT = 1   # taking touched windows
-    START = 2     # the end of frame arrived; fetch the first listed window
-    ISSUE = 3     # one accumulator read per listed (window, group)
-    LAST = 4      # every read issued; the last one's data not yet taken
-
-
 def _requantize(value, shift):
     """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``."""
     magnitude = Mux(value < 0, 0, value.as_unsigned())
@@ -52,10 +44,12 @@ def _requantize(value, shift):
 class SparseMaxPool(wiring.Component):
     """Requantize, 2 x 2 max pool and sparse output of the accumulators (SPEC steps 3-5).
 
-    During a frame the pool records each window given on ``touched`` once: a bitmap of
-    ``(H/2) * (W/2)`` bits says which windows are already listed, and a list memory holds them
-    in order of first arrival. One ``touched`` beat is taken per clock; a window repeated on
-    the next cycle, whose bitmap bit is still being written, is recognised by forwarding.
+    During a frame the pool records each window given on ``touched`` once: a bitmap (a bit per
+    window, addressed by ``py`` and ``px`` side by side: ``(H/2) * 2**ceil(log2(W/2))`` bits)
+    says which windows are already listed, and a list memory holds them in order of first
+    arrival (with each window's read address when W/2 is not a power of two). One ``touched``
+    beat is taken per clock; a window repeated on the next cycle, whose bitmap bit is still
+    being written, is recognised by forwarding.
 
     After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``,
     one read per listed window and channel group g (lanes j, output channels
@@ -123,7 +117,7 @@ class SparseMaxPool(wiring.Component):
     groups : int
         ``channels_out / lanes``.
     windows : int
-        ``(H/2) * (W/2)``: bitmap bits and list entries.
+        ``(H/2) * (W/2)``: list entries.
     address_width : int
         Width of ``read.addr``, as the accumulator unit's.
     clear_cycles : int
@@ -233,9 +227,26 @@ class SparseMaxPool(wiring.Component):
         window_shape = data.StructLayout({"y": unsigned(bits_for_count(pooled_height)),
                                           "x": unsigned(bits_for_count(pooled_width))})
 
-        m.submodules.bitmap = bitmap = Memory(shape=1, depth=windows, init=[])
+        # With W/2 a power of two a window's address is its coordinates side by side. Else
+        # the list holds the address beside the coordinates: no multiply between the list's
+        # block RAM and the read address register.
+        address_in_list = pooled_width & (pooled_width - 1) != 0
+        list_fields = {"window": window_shape}
+        if address_in_list:
+            list_fields["address"] = unsigned(bits_for_count(windows))
+        list_shape = data.StructLayout(list_fields)
+        # The bitmap is addressed by the coordinates side by side (x low), not by the window
+        # address: no arithmetic between the incoming beat and the read port, nor on the write
+        # address that Yosys compares with it (it emulates the read port's behaviour when both
+        # meet). Up to twice the bits, of a one-bit memory.
+        x_bits = (pooled_width - 1).bit_length()
+
+        def bitmap_address(window):
+            return Cat(window.x[:x_bits], window.y)
+
+        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[])
         bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
-        m.submodules.window_list = window_list = Memory(shape=window_shape, depth=windows,
+        m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
                                                         init=[])
         list_read, list_write = window_list.read_port(), window_list.write_port()
         pooled_reads, pooled_writes = [], []
@@ -246,48 +257,56 @@ class SparseMaxPool(wiring.Component):
             pooled_writes.append(pooled.write_port())
 
         def window_address(window):
+            if not address_in_list:
+                return Cat(window.x[:(pooled_width - 1).bit_length()], window.y)
             return window.y * pooled_width + window.x
 
-        state = Signal(_State, init=_State.CLEAR)
-        clearing = Signal()
-        m.d.comb += clearing.eq(state == _State.CLEAR)
+        # The state, one hot: every control decision below starts from flip-flops (and a few
+        # flags registered beside them), so it stays a few LUT levels deep.
+        clearing = Signal(init=1)   # writing the reset contents
+        collecting = Signal()       # taking touched windows
+        starting = Signal()         # the end of frame arrived; fetch the first listed window
+        issuing = Signal()          # one accumulator read per listed (window, group)
+        finishing = Signal()        # every read issued; the last one's data not yet taken
         clear_address = Signal(range(groups * windows))
         clear_group = Signal(range(groups))
-        clear_position = Signal(range(windows))
 
         # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 decides.
         take = self.touched.valid & self.touched.ready
         second_valid, second_end = Signal(), Signal()
         second_window = Signal(window_shape)
         second_address = Signal(range(windows))
-        # The window stage 2 handled last cycle: its bitmap write was not yet visible to the
-        # read of the window now in stage 2.
-        previous_valid = Signal()
-        previous_address = Signal(range(windows))
+        # The window stage 2 handled last cycle: its bitmap write is not yet visible to the
+        # read of the window now in stage 2. Compared by coordinates a stage early.
+        repeated = Signal()
         count = Signal(range(windows + 1))
+        # Registered compares of ``count``: it is still while they are used (from the cycle
+        # after the end_of_frame beat reached stage 2 until the frame's reads are done).
+        count_is_zero = Signal(init=1)
+        count_is_one = Signal()
+        m.d.sync += [count_is_zero.eq(count == 0), count_is_one.eq(count == 1)]
 
         m.d.comb += [
-            bitmap_read.addr.eq(window_address(self.touched.payload)),
+            bitmap_read.addr.eq(bitmap_address(self.touched.payload)),
             bitmap_read.en.eq(take),
         ]
+        window_beat = second_valid & ~second_end
         m.d.sync += [
             second_valid.eq(take),
             second_end.eq(self.touched.payload.end_of_frame),
             second_window.y.eq(self.touched.payload.y),
             second_window.x.eq(self.touched.payload.x),
             second_address.eq(window_address(self.touched.payload)),
+            repeated.eq(window_beat & (self.touched.payload.y == second_window.y) &
+                        (self.touched.payload.x == second_window.x)),
         ]
-        window_beat = second_valid & ~second_end
-        seen = bitmap_read.data | (previous_valid & (previous_address == second_address))
-        new_window = window_beat & ~seen
-        m.d.sync += [previous_valid.eq(window_beat), previous_address.eq(second_address)]
+        new_window = window_beat & ~(bitmap_read.data | repeated)
         m.d.comb += [
             list_write.addr.eq(count),
-            list_write.data.eq(second_window),
+            list_write.data.window.eq(second_window),
+            *([list_write.data.address.eq(second_address)] if address_in_list else []),
             list_write.en.eq(new_window),
         ]
-        with m.If(new_window):
-            m.d.sync += count.eq(count + 1)
 
         # The frame's end_of_frame beat is owed: it goes out once the pipeline is empty.
         end_pending = Signal()
@@ -299,26 +318,32 @@ class SparseMaxPool(wiring.Component):
         result_delta, waiting_delta = Signal(lane_deltas), Signal(lane_deltas)
         result_group, waiting_group = Signal(range(groups)), Signal(range(groups))
         result_window, waiting_window = Signal(window_shape), Signal(window_shape)
+        waiting_full = Signal()     # waiting_mask != 0, as a flip-flop
         advance = Signal()
-        m.d.comb += advance.eq(waiting_mask == 0)
+        m.d.comb += advance.eq(~waiting_full)
 
-        # Issue: the read of (window `current`, group `group`). The list read port looks one
-        # window ahead: its address is the value `next_index` has on the next cycle.
+        # Issue: the read of (window `current`, group `group`). The list read port reads the
+        # entry `next_index`, a cycle before it is needed: with two groups or more a window
+        # lasts two cycles at least, so the address comes straight from a flip-flop. With one
+        # group the port looks one window ahead: its address is the value `next_index` has on
+        # the next cycle.
         next_index = Signal(range(windows + 1))
+        next_index_plus_one = Signal(range(windows + 2), init=1)
         current = Signal(window_shape)
         group = Signal(range(groups))
+        last_group = Signal(init=groups == 1)       # group == groups - 1
+        last_window = Signal()                      # next_index == count
         issue = Signal()
-        last_group = group == groups - 1
-        last_issue = issue & last_group & (next_index == count)
-        start_list = (state == _State.START) & ~end_pending
+        last_issue = issue & last_group & last_window
+        start_list = starting & ~end_pending
         # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
         # window's address and stepped by one group's windows, so no multiply feeds the RAM.
         address = Signal(range(groups * windows))
-        listed_address = window_address(list_read.data)
+        next_window = issue & last_group
         m.d.comb += [
-            issue.eq((state == _State.ISSUE) & advance),
-            list_read.addr.eq(Mux(start_list, 1,
-                                  Mux(issue & last_group, next_index + 1, next_index))),
+            issue.eq(issuing & advance),
+            list_read.addr.eq(next_index if groups > 1 else
+                              Mux(start_list | next_window, next_index_plus_one, next_index)),
             list_read.en.eq(1),
             self.read.addr.eq(address),
             self.read.en.eq(issue),
@@ -341,7 +366,7 @@ class SparseMaxPool(wiring.Component):
         # The accumulators are free once the last read's data is taken.
         done = Signal()
         m.d.comb += [
-            done.eq((advance & fetched_valid & fetched_last) | (start_list & (count == 0))),
+            done.eq((advance & fetched_valid & fetched_last) | (start_list & count_is_zero)),
             self.read.done.eq(done),
         ]
 
@@ -426,7 +451,6 @@ class SparseMaxPool(wiring.Component):
         changed = Signal(lanes)
         delta = Signal(lane_deltas)
         compared = advance & scaled_valid
-        gives = compared & (changed != 0)
         for j in range(lanes):
             bias = Const(self._bias[j], accumulator_shape)
             for g in range(1, groups):
@@ -440,6 +464,23 @@ class SparseMaxPool(wiring.Component):
                 pooled_writes[j].data.eq(Mux(clearing, _requantize(bias, self.shift), scaled[j])),
                 pooled_writes[j].en.eq(clearing | compared),
             ]
+
+        # Decided: a (window, group) with changed lanes, registered before the result slots,
+        # so the compares do not feed the slots' enables in the same cycle.
+        decided_valid = Signal()
+        decided_mask = Signal(lanes)
+        decided_delta = Signal(lane_deltas)
+        decided_group = Signal(range(groups))
+        decided_window = Signal(window_shape)
+        with m.If(advance):
+            m.d.sync += [
+                decided_valid.eq(scaled_valid & (changed != 0)),
+                decided_mask.eq(changed),
+                decided_delta.eq(delta),
+                decided_group.eq(scaled_group),
+                decided_window.eq(scaled_window),
+            ]
+        gives = advance & decided_valid
 
         # Result: the changed lanes, lowest first, one per cycle. Plain expressions rather than
         # processes here: Icarus never runs an `always @*` whose inputs do not change after
@@ -457,10 +498,14 @@ class SparseMaxPool(wiring.Component):
         m.d.comb += clear_lane.eq(1 << lane)
         # ``waiting`` is filled only while ``result`` stays busy and moves up as soon as it
         # frees, so an empty ``result`` means both slots are empty.
+        # The pipeline stages are all empty: kept as a flip-flop, updated as they move.
+        pipeline_empty = Signal(init=1)
+        with m.If(advance):
+            m.d.sync += pipeline_empty.eq(~issue & ~fetched_valid & ~words_valid & ~pairs_valid
+                                          & ~maximum_valid & ~scaled_valid)
         end_of_frame_load = Signal()
-        m.d.comb += end_of_frame_load.eq(end_pending & ~fetched_valid & ~words_valid
-                                         & ~pairs_valid & ~maximum_valid & ~scaled_valid
-                                         & (result_mask == 0) & out_free)
+        m.d.comb += end_of_frame_load.eq(end_pending & pipeline_empty & (result_mask == 0)
+                                         & out_free)
 
         with m.If((result_mask != 0) & out_free):
             m.d.sync += [
@@ -477,83 +522,107 @@ class SparseMaxPool(wiring.Component):
                 self.events.valid.eq(1),
                 self.events.payload.eq(0),
                 self.events.payload.end_of_frame.eq(1),
-                end_pending.eq(0),
             ]
         with m.Elif(self.events.ready):
             m.d.sync += self.events.valid.eq(0)
 
         with m.If(result_free_after):
-            with m.If(waiting_mask != 0):
+            with m.If(waiting_full):
                 m.d.sync += [
                     result_mask.eq(waiting_mask),
                     result_delta.eq(waiting_delta),
                     result_group.eq(waiting_group),
                     result_window.eq(waiting_window),
                     waiting_mask.eq(0),
+                    waiting_full.eq(0),
                 ]
             with m.Elif(gives):
                 m.d.sync += [
-                    result_mask.eq(changed),
-                    result_delta.eq(delta),
-                    result_group.eq(scaled_group),
-                    result_window.eq(scaled_window),
+                    result_mask.eq(decided_mask),
+                    result_delta.eq(decided_delta),
+                    result_group.eq(decided_group),
+                    result_window.eq(decided_window),
                 ]
         with m.Elif(gives):
             m.d.sync += [
-                waiting_mask.eq(changed),
-                waiting_delta.eq(delta),
-                waiting_group.eq(scaled_group),
-                waiting_window.eq(scaled_window),
+                waiting_mask.eq(decided_mask),
+                waiting_full.eq(1),
+                waiting_delta.eq(decided_delta),
+                waiting_group.eq(decided_group),
+                waiting_window.eq(decided_window),
             ]
 
         # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
-        # window when its first read is issued. The three never coincide.
-        first_issue = issue & (group == 0)
+        # window when its first read is issued. The three never coincide (a new window comes
+        # only while collecting, a first issue never then).
+        first_group = Signal(init=1)        # group == 0
         m.d.comb += [
-            bitmap_write.addr.eq(Mux(clearing, clear_position,
-                                     Mux(new_window, second_address, address))),
+            # The clear counts its windows with ``current``.
+            bitmap_write.addr.eq(Mux(collecting, bitmap_address(second_window),
+                                     bitmap_address(current))),
             bitmap_write.data.eq(new_window),
-            bitmap_write.en.eq(clearing | new_window | first_issue),
-            self.touched.ready.eq((state == _State.COLLECT) & ~(second_valid & second_end)),
+            bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
+            self.touched.ready.eq(collecting & ~(second_valid & second_end)),
         ]
 
-        with m.Switch(state):
-            with m.Case(_State.CLEAR):
-                m.d.sync += clear_address.eq(clear_address + 1)
-                with m.If(clear_position == windows - 1):
-                    m.d.sync += [clear_position.eq(0), clear_group.eq(clear_group + 1)]
+        # The clear's last address, registered a cycle ahead.
+        clear_last = Signal(init=groups * windows == 1)
+        with m.If(clearing):
+            m.d.sync += [clear_address.eq(clear_address + 1),
+                         clear_last.eq(clear_address == groups * windows - 2)]
+            with m.If(current.x == pooled_width - 1):
+                m.d.sync += current.x.eq(0)
+                with m.If(current.y == pooled_height - 1):
+                    m.d.sync += [current.y.eq(0), clear_group.eq(clear_group + 1)]
                 with m.Else():
-                    m.d.sync += clear_position.eq(clear_position + 1)
-                with m.If(clear_address == groups * windows - 1):
-                    m.d.sync += state.eq(_State.COLLECT)
+                    m.d.sync += current.y.eq(current.y + 1)
+            with m.Else():
+                m.d.sync += current.x.eq(current.x + 1)
 
-            with m.Case(_State.COLLECT):
-                with m.If(second_valid & second_end):
-                    m.d.sync += state.eq(_State.START)
+        # The control, each flag's next value spelled out (a few flags each, no priority
+        # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
+        # collect).
+        clear_end = clearing & clear_last
+        to_start = collecting & second_valid & second_end
+        start_empty = start_list & count_is_zero
+        start_first = start_list & ~count_is_zero
+        finished = advance & fetched_valid & fetched_last     # only while finishing
+        m.d.sync += [
+            clearing.eq(clearing & ~clear_last),
+            collecting.eq((collecting & ~to_start) | clear_end | start_empty | finished),
+            starting.eq((starting & end_pending) | to_start),
+            issuing.eq((issuing & ~last_issue) | start_first),
+            finishing.eq((finishing & ~finished) | last_issue),
+            end_pending.eq((end_pending & ~end_of_frame_load) | start_empty | last_issue),
+        ]
 
-            with m.Case(_State.START):
-                # Waits for the previous frame's end_of_frame beat. The list write of the
-                # frame's last window is visible to the read that feeds this cycle.
-                with m.If(start_list):
-                    with m.If(count == 0):
-                        m.d.sync += [end_pending.eq(1), state.eq(_State.COLLECT)]
-                    with m.Else():
-                        m.d.sync += [current.eq(list_read.data), address.eq(listed_address),
-                                     next_index.eq(1), group.eq(0), state.eq(_State.ISSUE)]
+        # The issue registers move on each issue and at the start, each a two-way choice on
+        # flip-flops: the list's next window (at the start, or after the last group; after
+        # the last window the values loaded are not used) or the next group.
+        from_list = starting | last_group
+        with m.If(start_first | issue):
+            m.d.sync += [
+                group.eq(Mux(from_list, 0, group + 1)),
+                first_group.eq(from_list),
+                last_group.eq(Mux(from_list, groups == 1,
+                                  group == groups - 2 if groups > 1 else 1)),
+            ]
+            with m.If(from_list):
+                m.d.sync += [current.eq(list_read.data.window),
+                             address.eq(list_read.data.address if address_in_list
+                                        else window_address(list_read.data.window))]
+            with m.Else():
+                m.d.sync += address.eq(address + windows)
+        with m.If(start_first | (issue & last_group) | finished):
+            m.d.sync += [
+                next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),
+                next_index_plus_one.eq(Mux(starting, 2, Mux(finishing, 1,
+                                                             next_index_plus_one + 1))),
+                last_window.eq(Mux(starting, count_is_one, next_index_plus_one == count)),
+            ]
 
-            with m.Case(_State.ISSUE):
-                with m.If(issue):
-                    with m.If(last_group):
-                        m.d.sync += group.eq(0)
-                        with m.If(next_index == count):
-                            m.d.sync += [end_pending.eq(1), state.eq(_State.LAST)]
-                        with m.Else():
-                            m.d.sync += [current.eq(list_read.data), address.eq(listed_address),
-                                         next_index.eq(next_index + 1)]
-                    with m.Else():
-                        m.d.sync += [group.eq(group + 1), address.eq(address + windows)]
-
-            with m.Case(_State.LAST):
-                with m.If(done):
-                    m.d.sync += [count.eq(0), next_index.eq(0), state.eq(_State.COLLECT)]
+        with m.If(finished):
+            m.d.sync += count.eq(0)
+        with m.Elif(new_window):
+            m.d.sync += count.eq(count + 1)
         return m

@@ -434,4 +434,6 @@ def test_reference_maps_to_block_ram(lanes, tmp_path):
                                             pixels_per_cycle=lanes), "delta_detector", tmp_path)
     # 3072 samples of 8 bits: 6 EBRs of 4 kbit. In LUTs and flip-flops they would take thousands.
     assert cells.get("SB_RAM40_4K", 0) == 6
-    assert cells.get("SB_LUT4", 0) < 150 * lanes + 150
+    # About 100 of the LUTs (lanes 1) are the queue in front of the emit stage and the
+    # registered compare bounds, for timing.
+    assert cells.get("SB_LUT4", 0) < 160 * lanes + 240

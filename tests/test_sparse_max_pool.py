@@ -342,16 +342,16 @@ def expected_cycles(config, plan):
     if not changed:
         return 4
     to_issue = list(changed)
-    # Changed lanes of the (window, group) in the fetch, pair, maximum, requantize and compare
-    # stages.
-    fetched = paired = maximum = requantized = compared = None
+    # Changed lanes of the (window, group) in the fetch, pair, maximum, requantize, compare
+    # and decide stages.
+    fetched = paired = maximum = requantized = compared = decided = None
     result = waiting = 0         # events left in the two result slots
     cycle = 3
     while (to_issue or result or waiting
            or any(stage is not None
-                   for stage in (fetched, paired, maximum, requantized, compared))):
+                   for stage in (fetched, paired, maximum, requantized, compared, decided))):
         advance = not waiting
-        gives = compared if advance and compared else 0
+        gives = decided if advance and decided else 0
         result_free_after = result <= 1
         result = max(0, result - 1)
         if result_free_after:
@@ -359,12 +359,13 @@ def expected_cycles(config, plan):
         elif gives:
             waiting = gives
         if advance:
-            compared, requantized, maximum, paired = requantized, maximum, paired, fetched
+            decided, compared, requantized, maximum, paired = (compared, requantized, maximum,
+                                                                paired, fetched)
             fetched = to_issue.pop(0) if to_issue else None
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
     reads, events = len(changed), sum(changed)
-    assert max(reads + 9 + changed[-1], events + 10) <= cycles <= reads + events + 10
+    assert max(reads + 10 + changed[-1], events + 11) <= cycles <= reads + events + 11
     return cycles
 
 
@@ -486,8 +487,8 @@ def run_cycles(config, window_counts, changed_lanes):
 def test_cycles_are_proportional_to_touched_windows_not_frame_size():
     """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
     cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
-    or per output event, whichever is more, plus a few: G + 9 cycles for G (window, group)
-    without changes, E + 10 for E events when every group changes n >= 1 lanes, 4 for a frame
+    or per output event, whichever is more, plus a few: G + 10 cycles for G (window, group)
+    without changes, E + 11 for E events when every group changes n >= 1 lanes, 4 for a frame
     without touched windows. Nothing is spent on untouched windows."""
     config = make_config(np.random.default_rng(6), 64, 64, 1, 8, 4, 3, 4, (0, 0))
     groups = 2
@@ -497,8 +498,8 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size():
         for count, got, plan in zip(counts, results, plans, strict=True):
             events = groups * count * changed_lanes
             assert len(plan["events"]) == events
-            expected = 4 if not count else (groups * count + 9 if not changed_lanes
-                                             else events + 10)
+            expected = 4 if not count else (groups * count + 10 if not changed_lanes
+                                             else events + 11)
             assert expected == expected_cycles(config, plan)
             print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
                   f" {events} events: {got['cycles']} cycles after the end of"
