@@ -176,13 +176,19 @@ class PacketEncoder(wiring.Component):
 
         # The body byte taken, escape worked out as it is taken.
         held_valid, held_last, held_special = Signal(), Signal(), Signal()
-        held_data, held_first, held_second = Signal(8), Signal(8), Signal(8)
+        held_first, held_second = Signal(8), Signal(8)
+        # The CRC after the held byte, worked out as it is taken (the CRC then already covers
+        # every byte of its packet before it: a byte is taken only once the one before it is
+        # sent; a byte taken while the last packet's CRC and END go out starts a new CRC).
+        held_crc = Signal(16)
         m.d.comb += self.body.ready.eq(~held_valid)
         with m.If(self.body.valid & ~held_valid):
             first, special, second = escaped(self.body.payload.data)
             m.d.sync += [held_valid.eq(1), held_last.eq(self.body.payload.last),
-                         held_data.eq(self.body.payload.data), held_first.eq(first),
-                         held_special.eq(special), held_second.eq(second)]
+                         held_crc.eq(crc16_step(Mux(stage == 0, crc, CRC_INIT),
+                                                self.body.payload.data)),
+                         held_first.eq(first), held_special.eq(special),
+                         held_second.eq(second)]
 
         # The CRC bytes escaped, registered: the CRC is still for a cycle at least before
         # its bytes are sent (its last update comes with a byte sent, and the next one leaves
@@ -213,7 +219,7 @@ class PacketEncoder(wiring.Component):
             with m.Elif(stage == 0):
                 with m.If(held_valid):
                     emit(held_first, held_special, held_second)
-                    m.d.sync += [crc.eq(crc16_step(crc, held_data)), held_valid.eq(0)]
+                    m.d.sync += [crc.eq(held_crc), held_valid.eq(0)]
                     with m.If(held_last):
                         m.d.sync += stage.eq(1)
             with m.Elif(stage == 1):
