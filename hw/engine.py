@@ -54,8 +54,8 @@ class EventConvEngine(wiring.Component):
 
     Frames do not overlap: a frame's first pixel is taken once the previous frame's end-of-frame
     beat is given (:data:`FRAMES_IN_FLIGHT`), and after reset once :attr:`settle_cycles` have
-    passed (the blocks' clear sequences). The pixel input and the event output are register
-    slices. Within a frame the scan, the fan-out and the
+    passed (the blocks' clear sequences). The pixel input (the detector's) and the event output
+    are register slices. Within a frame the scan, the fan-out and the
     accumulation overlap through a :data:`EVENT_QUEUE_DEPTH`-entry event queue; pooling starts
     at the frame's end. Register slices between the blocks cut the ready chain for timing.
     """
@@ -143,10 +143,10 @@ class EventConvEngine(wiring.Component):
         macs = fifo.SyncFIFO(width=self.macs_width, depth=FRAMES_IN_FLIGHT)
         m.submodules.started, m.submodules.events_in, m.submodules.macs = started, events_in, macs
 
-        # The input: a register slice, so the producer's handshake ends at flip-flops and one
-        # gate (the link and the engine sit far apart on the iCE40). A frame's first beat is
-        # accepted once the frame before it has left (``frame_busy``, a register); its time is
-        # then the frame's start.
+        # The input: the detector's input is a register slice, so the producer's handshake ends
+        # at flip-flops and one gate (the link and the engine sit far apart on the iCE40). A
+        # frame's first beat is accepted once the frame before it has left (``frame_busy``, a
+        # register); its time is then the frame's start.
         # After reset it also waits out the blocks' clear sequences, so the first frame's
         # `cycles` is its own cost too (a margin covers the clears' pipeline latencies).
         frame_busy = Signal(init=1)
@@ -155,18 +155,15 @@ class EventConvEngine(wiring.Component):
             m.d.sync += settle.eq(settle - 1)
             with m.If(settle == 1):
                 m.d.sync += frame_busy.eq(0)
-        pixel_shape = self.pixels.payload.shape()
-        m.submodules.input_register = input_register = StreamRegister(pixel_shape)
         first_blocked = self.pixels.payload.first & frame_busy
         first_taken = self.pixels.valid & self.pixels.ready & self.pixels.payload.first
         m.d.comb += [
-            input_register.i.payload.eq(self.pixels.payload),
-            input_register.i.valid.eq(self.pixels.valid & ~first_blocked),
-            self.pixels.ready.eq(input_register.i.ready & ~first_blocked),
+            detector.pixels.payload.eq(self.pixels.payload),
+            detector.pixels.valid.eq(self.pixels.valid & ~first_blocked),
+            self.pixels.ready.eq(detector.pixels.ready & ~first_blocked),
             started.w_data.eq(now),
             started.w_en.eq(first_taken),
         ]
-        wiring.connect(m, input_register.o, detector.pixels)
         with m.If(first_taken):
             m.d.sync += frame_busy.eq(1)
 
