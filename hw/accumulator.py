@@ -14,6 +14,7 @@ from .layouts import (
     UpdateStream,
     WindowStream,
     bits_for_count,
+    times,
     window_layout,
 )
 
@@ -22,18 +23,6 @@ __all__ = ["AccumulatorUnit"]
 WEIGHT_SHAPE = signed(8)
 # Pixel parities of a 2 x 2 pool window: bank (y % 2) * 2 + x % 2.
 BANKS = 4
-
-
-def times(value, constant):
-    """``value * constant`` as shifts and adds: Yosys would put a constant multiply into a DSP
-    block (ECP5 MULT18X18D: ~4 ns), which address arithmetic cannot afford."""
-    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
-    if not terms:
-        return Const(0)
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
 
 
 class AccumulatorUnit(wiring.Component):

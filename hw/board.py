@@ -41,6 +41,10 @@ LINK_TIMEOUT_SECONDS = 0.05
 # largest square whose memories fit the UP5K's 30 block RAMs (29 used; 32 x 32 needs 44);
 # 64 x 64 needs the accumulators in SPRAM. ULX3S 85F: 64 x 64 fits its block RAM easily.
 DEFAULT_FRAME_SIDE = {"icebreaker": 22, "ulx3s-85f": 64}
+# Lanes of the default layer: the ULX3S uses 8 (one output channel each: a bank is then 1024
+# words, one block RAM deep, so no RAM-depth multiplexer follows the RAMs, which its clock
+# needs). Pixels per cycle stay 1: the UART, not the engine, limits the board's frame rate.
+DEFAULT_LANES = {"icebreaker": 1, "ulx3s-85f": 8}
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def default_config(board="icebreaker"):
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     side = DEFAULT_FRAME_SIDE[board]
-    return filter_bank_config(side, side)
+    return filter_bank_config(side, side, lanes=DEFAULT_LANES[board])
 
 
 def ice40_pll_parameters(input_frequency, output_frequency):

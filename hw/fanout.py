@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import KERNEL_SIZES, MAX_CHANNELS, MAX_FRAME_SIDE
-from .layouts import DELTA_SHAPE, EventStream, UpdateStream
+from .layouts import DELTA_SHAPE, EventStream, UpdateStream, times
 
 __all__ = ["FanoutAddressGenerator", "check_geometry"]
 
@@ -200,7 +200,7 @@ class FanoutAddressGenerator(wiring.Component):
                 first_x.eq(top_x),
                 last_y.eq(bottom_y),
                 last_x.eq(bottom_x),
-                first_tap.eq(cut_y * k + cut_x),
+                first_tap.eq(times(cut_y, k) + cut_x),
                 single_row.eq(top_y == bottom_y),
                 single_col.eq(top_x == bottom_x),
             ]

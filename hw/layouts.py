@@ -13,11 +13,12 @@ Pipeline::
                                                     then pulses ``done``)
 """
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Const, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["bits_for_count", "pixel_layout", "event_layout", "update_layout", "window_layout",
+__all__ = ["bits_for_count", "times", "pixel_layout", "event_layout", "update_layout",
+           "window_layout",
            "DELTA_SHAPE", "PixelStream", "EventStream", "UpdateStream", "WindowStream",
            "AccumulatorReadSignature"]
 
@@ -125,3 +126,15 @@ class AccumulatorReadSignature(wiring.Signature):
             "data": In(data.ArrayLayout(data.ArrayLayout(signed(accumulator_width), lanes), 4)),
             "done": Out(1),
         })
+
+
+def times(value, constant):
+    """``value * constant`` as shifts and adds: Yosys would put a constant multiply into a DSP
+    block (ECP5 MULT18X18D: ~4 ns), which address arithmetic cannot afford."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    if not terms:
+        return Const(0)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total

@@ -18,6 +18,7 @@ from .layouts import (
     EventStream,
     WindowStream,
     bits_for_count,
+    times,
 )
 
 __all__ = ["SparseMaxPool"]
@@ -259,7 +260,7 @@ class SparseMaxPool(wiring.Component):
         def window_address(window):
             if not address_in_list:
                 return Cat(window.x[:(pooled_width - 1).bit_length()], window.y)
-            return window.y * pooled_width + window.x
+            return times(window.y, pooled_width) + window.x
 
         # The state, one hot: every control decision below starts from flip-flops (and a few
         # flags registered beside them), so it stays a few LUT levels deep.
