@@ -161,9 +161,12 @@ class EventConvEngine(wiring.Component):
             detector.pixels.payload.eq(self.pixels.payload),
             detector.pixels.valid.eq(self.pixels.valid & ~first_blocked),
             self.pixels.ready.eq(detector.pixels.ready & ~first_blocked),
-            started.w_data.eq(now),
-            started.w_en.eq(first_taken),
         ]
+        # The start time is queued a cycle later, from registers (the link and `started` sit far
+        # apart); the figure is taken when the frame leaves, much later.
+        start_time, start_taken = Signal(CYCLE_COUNTER_WIDTH), Signal()
+        m.d.sync += [start_time.eq(now), start_taken.eq(first_taken)]
+        m.d.comb += [started.w_data.eq(start_time), started.w_en.eq(start_taken)]
         with m.If(first_taken):
             m.d.sync += frame_busy.eq(1)
 
