@@ -9,8 +9,8 @@ status LEDs. Boards (amaranth-boards platforms):
 ============  =====================  ===========  ==========  ===========================
 board         device                 oscillator   clock       USB serial (FPGA rx, tx)
 ============  =====================  ===========  ==========  ===========================
-icebreaker    iCE40UP5K-SG48         12 MHz       36 MHz      FT2232H channel B: 6, 9
-ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       75 MHz      FT231X: M1, L4
+icebreaker    iCE40UP5K-SG48         12 MHz       42 MHz      FT2232H channel B: 6, 9
+ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       90 MHz      FT231X: M1, L4
 ============  =====================  ===========  ==========  ===========================
 
 LEDs: one blinks at about 1.4 Hz (the clock runs), one lights for about 0.3 s after each
@@ -64,16 +64,19 @@ class BoardSpec:
         return getattr(importlib.import_module(module), cls)()
 
 
-# Engine clocks: what the current design meets with a few % margin (nextpnr, measured
-# 2026-11-24: iCE40 UP5K 38.1 MHz, ECP5 85F 78.0 MHz). The targets are 48 and 125 MHz. Alone
-# (``python -m eventconv.timing``, 3 seeds) the pool, detector and host link now reach 52-67
-# MHz on the UP5K; the board's worst paths left are in the fan-out's tap arithmetic and the
-# accumulator's read-modify-write.
+# Engine clocks: what the design meets with margin over nextpnr seeds (measured 2026-11-24:
+# iCE40 UP5K 44.7 / 45.7 / 46.5 MHz over seeds 3 / 2 / 1; ECP5 85F 98.9 MHz). The targets are
+# 48 and 125 MHz, not met. UP5K: the worst paths are 5-LUT control chains (the detector's
+# accept logic) whose routing is 15+ ns of the 21 ns. ECP5: a block RAM's clock-to-output is
+# 5.83 ns in nextpnr's model (Yosys never uses the RAM's output register) and a multiplier's
+# 3.93 ns (Yosys does not use its registers either), so at 125 MHz (8 ns) every RAM would have
+# to feed a flip-flop directly, and the pool's bitmap, the detector's reference and the link's
+# buffer do not yet.
 BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
-                            "clk12", 12e6, 36e6, "ice40", ("led_g", 0), ("led_r", 0)),
+                            "clk12", 12e6, 42e6, "ice40", ("led_g", 0), ("led_r", 0)),
     "ulx3s-85f": BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
-                           "clk25", 25e6, 75e6, "ecp5", ("led", 0), ("led", 1)),
+                           "clk25", 25e6, 90e6, "ecp5", ("led", 0), ("led", 1)),
 }
 
 
