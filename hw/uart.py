@@ -95,6 +95,9 @@ class UARTReceiver(wiring.Component):
         m.d.sync += [line_meta.eq(self.rx), line.eq(line_meta)]
 
         count = Signal(range(divisor))
+        # count == 0, kept as a register beside the counter (set from count == 1 as it counts
+        # down): no comparator between the counter and the state logic.
+        at_zero = Signal()
         bits = Signal(range(8))
         shifter = Signal(8)
         lost = Signal()
@@ -105,27 +108,28 @@ class UARTReceiver(wiring.Component):
         with m.FSM():
             with m.State("idle"):
                 with m.If(~line):
-                    m.d.sync += count.eq(divisor // 2 - 1)
+                    m.d.sync += [count.eq(divisor // 2 - 1), at_zero.eq(divisor // 2 - 1 == 0)]
                     m.next = "start"
             with m.State("start"):
-                m.d.sync += count.eq(count - 1)
-                with m.If(count == 0):
+                m.d.sync += [count.eq(count - 1), at_zero.eq(count == 1)]
+                with m.If(at_zero):
                     with m.If(line):
                         m.next = "idle"      # a glitch, not a start bit
                     with m.Else():
-                        m.d.sync += [count.eq(divisor - 1), bits.eq(0)]
+                        m.d.sync += [count.eq(divisor - 1), at_zero.eq(divisor - 1 == 0),
+                                     bits.eq(0)]
                         m.next = "data"
             with m.State("data"):
-                m.d.sync += count.eq(count - 1)
-                with m.If(count == 0):
+                m.d.sync += [count.eq(count - 1), at_zero.eq(count == 1)]
+                with m.If(at_zero):
                     # LSB first: each bit enters at the top and moves down.
-                    m.d.sync += [count.eq(divisor - 1), shifter.eq(Cat(shifter[1:], line)),
-                                 bits.eq(bits + 1)]
+                    m.d.sync += [count.eq(divisor - 1), at_zero.eq(divisor - 1 == 0),
+                                 shifter.eq(Cat(shifter[1:], line)), bits.eq(bits + 1)]
                     with m.If(bits == 7):
                         m.next = "stop"
             with m.State("stop"):
-                m.d.sync += count.eq(count - 1)
-                with m.If(count == 0):
+                m.d.sync += [count.eq(count - 1), at_zero.eq(count == 1)]
+                with m.If(at_zero):
                     free = ~self.received.valid | self.received.ready
                     with m.If(free):
                         m.d.sync += [
@@ -180,6 +184,7 @@ class UARTTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         count = Signal(range(self.divisor))
+        at_zero = Signal()          # count == 0, as in the receiver
         bits_left = Signal(range(11))
         # Start bit, data, stop bit, shifted out from bit 0.
         shifter = Signal(10, init=1)
@@ -188,10 +193,12 @@ class UARTTransmitter(wiring.Component):
         m.d.sync += self.tx.eq(shifter[0])
         with m.If(self.send.valid & self.send.ready):
             m.d.sync += [shifter.eq(Cat(Const(0, 1), self.send.payload, Const(1, 1))),
-                         bits_left.eq(10), count.eq(self.divisor - 1)]
+                         bits_left.eq(10), count.eq(self.divisor - 1),
+                         at_zero.eq(self.divisor - 1 == 0)]
         with m.Elif(bits_left != 0):
-            m.d.sync += count.eq(count - 1)
-            with m.If(count == 0):
-                m.d.sync += [count.eq(self.divisor - 1), bits_left.eq(bits_left - 1),
+            m.d.sync += [count.eq(count - 1), at_zero.eq(count == 1)]
+            with m.If(at_zero):
+                m.d.sync += [count.eq(self.divisor - 1), at_zero.eq(self.divisor - 1 == 0),
+                             bits_left.eq(bits_left - 1),
                              shifter.eq(Cat(shifter[1:], Const(1, 1)))]
         return m
