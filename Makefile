@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: install test lint demo synth bench clean
+.PHONY: install test lint demo synth bench timing clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ synth: install
 
 bench: install
 	$(BIN)/python -m eventconv.bench
+
+# Each block placed alone on both families, three nextpnr seeds: where the clock is lost.
+timing: install
+	$(BIN)/python -m eventconv.timing --family ice40 --seeds 1 2 3
+	$(BIN)/python -m eventconv.timing --family ecp5 --seeds 1 2 3
 
 clean:
 	rm -rf build
