@@ -223,8 +223,6 @@ class AccumulatorUnit(wiring.Component):
                 "bank": Signal(range(BANKS), name=f"{name}_bank"),
                 "window": Signal(window_shape, name=f"{name}_window"),
                 "delta": Signal(DELTA_SHAPE, name=f"{name}_delta"),
-                "weight_address": Signal(range(self.groups * c.channels_in * taps),
-                                         name=f"{name}_weight_address"),
             }
 
         row, read, memory, mult = stage("row"), stage("read"), stage("memory"), stage("mult")
@@ -238,6 +236,7 @@ class AccumulatorUnit(wiring.Component):
         row_column = Signal(range(w // 2))
         row_weight_base = Signal(range(self.groups * c.channels_in * taps))
         row_tap = Signal(range(taps))
+        read_weight_address = Signal(range(self.groups * c.channels_in * taps))
         read_address = Signal(range(self.depth))
         memory_address = Signal(range(self.depth))
         mult_address = Signal(range(self.depth))
@@ -304,14 +303,13 @@ class AccumulatorUnit(wiring.Component):
                 row["window"].x.eq(Mux(update.end_of_frame, 0, update.x >> 1)),
                 row["window"].end_of_frame.eq(update.end_of_frame),
                 read_address.eq(times(row_index, w // 2) + row_column),
-                read["weight_address"].eq(row_weight_base + row_tap),
+                read_weight_address.eq(row_weight_base + row_tap),
                 memory_address.eq(read_address),
                 mult_address.eq(memory_address),
                 write_address.eq(mult_address),
             ]
             for before, after in ((row, read), (read, memory), (memory, mult), (mult, write)):
-                m.d.sync += [after[key].eq(before[key]) for key in after
-                             if key != "weight_address"]
+                m.d.sync += [after[key].eq(before[key]) for key in after]
             # Forwarding: the memory stage's beat read its accumulator on the edge that ended
             # the read stage. What it must not take from its memory data, in the mult stage:
             # the sum of the beat one ahead (then in the write stage, not yet committed), and
@@ -385,7 +383,7 @@ class AccumulatorUnit(wiring.Component):
                            bias)
             m.d.comb += [
                 write_sum[j].eq(write_old[j] + write_product[j]),
-                weight_ports[j].addr.eq(read["weight_address"]),
+                weight_ports[j].addr.eq(read_weight_address),
                 weight_ports[j].en.eq(advance),
             ]
             for q in range(BANKS):
