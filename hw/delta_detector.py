@@ -18,9 +18,10 @@ from .stream_register import StreamRegister
 
 __all__ = ["DeltaDetector"]
 
-# Beats the queue between the compare and the emit stage holds: the two stages ahead of it
-# and one more, so beats without events flow at one per clock.
-QUEUE_DEPTH = 3
+# Beats the queue between the compare and the emit stage holds: the two stages ahead of it,
+# one more so that beats without events flow at one per clock, and one for the cycle a credit
+# takes to come back (the accept logic counts a beat that left a cycle late).
+QUEUE_DEPTH = 4
 
 
 def _integer(name, value, lo, hi):
@@ -370,16 +371,46 @@ class DeltaDetector(wiring.Component):
         restart = beat.first | next_zero
         zero_in_flight = Signal()   # (s1_valid & s1_zero) | (s2_valid & s2_zero)
         next_in_flight = Signal()   # s1_valid & s1_zero & s2_valid & s2_one
-        in_flight = Mux(restart, zero_in_flight, next_in_flight)
         # Room in the queue for this beat and the ones in stages 1 and 2, should stage 3 stay
-        # busy: s1_valid + s2_valid + queue_count < QUEUE_DEPTH, spelled out (no adder).
+        # busy: s1_valid + s2_valid + queue_count < QUEUE_DEPTH. Kept as credits: a beat
+        # accepted takes one, a beat that leaves for stage 3 (from the queue or straight from
+        # stage 2) gives it back a cycle later, from a register, so that the emit stage's
+        # state is not on the accept logic's path.
         # Nothing is offered while clearing: the input register takes no beat then.
-        assert QUEUE_DEPTH == 3
-        room = ((queue_count == 0) | ((queue_count == 1) & ~(s1_valid & s2_valid)) |
-                ((queue_count == 2) & ~s1_valid & ~s2_valid))
-        accept = offered & room & ~in_flight
-        m.d.sync += [zero_in_flight.eq((accept & restart) | (s1_valid & s1_zero)),
-                     next_in_flight.eq(accept & restart & s1_valid & s1_one)]
+        credits = Signal(range(QUEUE_DEPTH + 1), init=QUEUE_DEPTH)
+        # The accept logic reads two flip-flops and the beat's ``first`` flag, one LUT: whether
+        # a beat must wait if it starts a frame, and if it does not. Each folds the hazard flag
+        # it would use (``restart`` picks ``zero_in_flight``) with the lack of credits.
+        wait_first = Signal()
+        wait_other = Signal()
+        accept = Signal()
+        m.d.comb += accept.eq(offered & ~Mux(beat.first, wait_first, wait_other))
+        released = Signal()
+        m.d.sync += released.eq(s3_free & (queued | s2_valid))
+        credits_after = Signal.like(credits)
+        next_zero_after = Signal()
+        zero_after = Signal()
+        next_after = Signal()
+        m.d.comb += [
+            credits_after.eq(credits - accept + released),
+            next_zero_after.eq(Mux(accept, beat.last | (~beat.first &
+                                                         (next_address == depth - 1)),
+                                   next_zero)),
+            zero_after.eq((accept & restart) | (s1_valid & s1_zero)),
+            next_after.eq(accept & restart & s1_valid & s1_one),
+        ]
+        # No credit left after this cycle, from flags rather than through the adder.
+        credits_zero = Signal()
+        credits_one = Signal()
+        none_after = Signal()
+        m.d.comb += none_after.eq(~released & (credits_zero | (credits_one & accept)))
+        m.d.sync += [
+            credits.eq(credits_after), next_zero.eq(next_zero_after),
+            credits_zero.eq(credits_after == 0), credits_one.eq(credits_after == 1),
+            zero_in_flight.eq(zero_after), next_in_flight.eq(next_after),
+            wait_first.eq(zero_after | none_after),
+            wait_other.eq(Mux(next_zero_after, zero_after, next_after) | none_after),
+        ]
         m.d.comb += input_register.o.ready.eq(accept)
         m.d.comb += [read.addr.eq(address), read.en.eq(1)]
         # The knobs are registered: sampled the cycle before a beat is accepted.
@@ -393,8 +424,6 @@ class DeltaDetector(wiring.Component):
                      s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
                      s1_first.eq(beat.first), s1_zero.eq(restart),
                      s1_one.eq(~restart & (next_address == 1))]
-        with m.If(accept):
-            m.d.sync += next_zero.eq(beat.last | (~beat.first & (next_address == depth - 1)))
         # The word address after a beat, worked out ahead from the registers (and for sample
         # 0, a constant), so that the offered beat's flags only pick one.
         with m.If(accept):
