@@ -74,7 +74,7 @@ class BoardSpec:
 # buffer do not yet.
 BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
-                            "clk12", 12e6, 42e6, "ice40", ("led_g", 0), ("led_r", 0)),
+                            "clk12", 12e6, 48e6, "ice40", ("led_g", 0), ("led_r", 0)),
     "ulx3s-85f": BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
                            "clk25", 25e6, 90e6, "ecp5", ("led", 0), ("led", 1)),
 }

@@ -429,26 +429,44 @@ class HostLink(wiring.Component):
         item_take = Signal()
         escape_framing, escape_overrun = Signal(), Signal()
         timed_out = Signal()
-        byte = self.received.payload.data
-        m.d.comb += self.received.ready.eq(~item_valid | item_take)
+        # Before it, a register holds the received byte with its compares against the four
+        # SLIP codes worked out, so that the decoder starts from flip-flops. It takes a byte
+        # only when empty (one byte per two cycles at most, far above any UART's rate).
+        byte = Signal(8)
+        byte_valid = Signal()
+        byte_framing, byte_overrun = Signal(), Signal()
+        is_end, is_esc, is_esc_end, is_esc_esc = (
+            Signal(name=f"byte_is_{n}") for n in ("end", "esc", "esc_end", "esc_esc"))
+        incoming = self.received.payload.data
+        m.d.comb += self.received.ready.eq(~byte_valid)
+        with m.If(self.received.valid & ~byte_valid):
+            m.d.sync += [byte_valid.eq(1), byte.eq(incoming),
+                         byte_framing.eq(self.received.payload.framing_error),
+                         byte_overrun.eq(self.received.payload.overrun),
+                         is_end.eq(incoming == END), is_esc.eq(incoming == ESC),
+                         is_esc_end.eq(incoming == ESC_END), is_esc_esc.eq(incoming == ESC_ESC)]
+        byte_take = Signal()
+        m.d.comb += byte_take.eq(byte_valid & (~item_valid | item_take))
+        with m.If(byte_take):
+            m.d.sync += byte_valid.eq(0)
         with m.If(item_take):
             m.d.sync += item_valid.eq(0)
-        with m.If(self.received.valid & self.received.ready):
-            framing = self.received.payload.framing_error | escape_framing
-            overrun = self.received.payload.overrun | escape_overrun
+        with m.If(byte_take):
+            framing = byte_framing | escape_framing
+            overrun = byte_overrun | escape_overrun
             m.d.sync += [item_data.eq(byte), item_end.eq(0), item_overrun.eq(overrun),
                          item_framing.eq(framing), escape_framing.eq(0), escape_overrun.eq(0)]
             with m.If(escape):
                 m.d.sync += [escape.eq(0), item_valid.eq(1)]
-                with m.If(byte == ESC_END):
+                with m.If(is_esc_end):
                     m.d.sync += item_data.eq(END)
-                with m.Elif(byte == ESC_ESC):
+                with m.Elif(is_esc_esc):
                     m.d.sync += item_data.eq(ESC)
                 with m.Else():
-                    m.d.sync += [item_framing.eq(1), item_end.eq(byte == END)]
-            with m.Elif(byte == END):
+                    m.d.sync += [item_framing.eq(1), item_end.eq(is_end)]
+            with m.Elif(is_end):
                 m.d.sync += [item_valid.eq(1), item_end.eq(1)]
-            with m.Elif(byte == ESC):
+            with m.Elif(is_esc):
                 m.d.sync += [escape.eq(1), escape_framing.eq(framing),
                              escape_overrun.eq(overrun)]
             with m.Else():
