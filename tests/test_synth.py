@@ -8,6 +8,7 @@ import pytest
 from eventconv.hw.board import BOARDS, ecp5_pll_parameters, ice40_pll_parameters
 from eventconv.synth import (
     CONSTRAINT_FILES,
+    PLACEMENT_SEEDS,
     constraints_dir,
     parse_nextpnr_log,
     pin_file,
@@ -27,6 +28,12 @@ def test_icebreaker_bitstream_meets_timing(tmp_path):
     clock = report["clock"]
     assert clock["met"] and clock["max_mhz"] >= clock["design_mhz"] == \
         BOARDS["icebreaker"].clock_frequency / 1e6
+    # Seeds are tried in order and the build stops at the first that meets the clock; the
+    # report's figure is that seed's.
+    tried = clock["seeds_tried"]
+    assert [t["seed"] for t in tried] == list(PLACEMENT_SEEDS[:len(tried)])
+    assert tried[-1] == {"seed": clock["seed"], "max_mhz": clock["max_mhz"]}
+    assert all(t["max_mhz"] is None or t["max_mhz"] < clock["design_mhz"] for t in tried[:-1])
     resources = report["resources"]
     for r in resources.values():
         assert 0 <= r["used"] <= r["total"]
