@@ -515,7 +515,8 @@ class HostLink(wiring.Component):
         m.d.sync += self.error.eq(0)
         # The parser's states, one hot: a flip-flop per state, so no state decode sits in
         # front of the decisions (Yosys keeps an Amaranth FSM's binary encoding).
-        parser_states = ("receive", "sum", "compare", "check", "decide", "act", "restart")
+        parser_states = ("receive", "sum", "compare", "check", "decide", "act", "do",
+                         "restart")
         parser_in = {name: Signal(name=f"parser_{name}", init=name == "receive")
                      for name in parser_states}
 
@@ -645,16 +646,22 @@ class HostLink(wiring.Component):
             ]
             goto("decide", "act")
 
+        # ``act`` waits until the answer may go; ``do`` acts, a cycle later, from flip-flops
+        # (the reply slot and quiet cannot turn back in between: only the parser fills the
+        # slot, and nothing new enters the packet slots while it waits).
         with m.If(parser_in["act"]):
             with m.If(proceed):
-                goto("act", "restart")
+                goto("act", "do")
+
+        with m.If(parser_in["do"]):
+            goto("do", "restart")
 
         with m.If(parser_in["restart"]):
             restart()
             goto("restart", "receive")
 
         # The acting cycle's effects.
-        with m.If(parser_in["act"] & proceed):
+        with m.If(parser_in["do"]):
             with m.If(act_error):
                 answer(Reply.ERROR, code, expected_frame, expected_offset)
                 m.d.sync += self.error.eq(1)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,6 +126,20 @@ def unmapped_memories(yosys_log):
     return re.findall(r"\$mem\w*", stat)
 
 
+def place_again(build_dir, seed):
+    """Run the build script's place-and-route and packing steps again with another nextpnr
+    seed, on the netlist Yosys already wrote (``top.json``)."""
+    script = (Path(build_dir) / "build_top.sh").read_text()
+    lines = [line for line in script.splitlines() if not line.startswith('"$YOSYS"')]
+    text = re.sub(r"--seed \d+", f"--seed {seed}", "\n".join(lines)) + "\n"
+    if f"--seed {seed}" not in text:
+        raise SynthError(f"no nextpnr seed option in {Path(build_dir) / 'build_top.sh'}")
+    (Path(build_dir) / "place_again.sh").write_text(text)
+    # YoWASP tools take paths relative to the working directory.
+    subprocess.run(["bash", "place_again.sh"], cwd=build_dir, check=True,
+                   env={**os.environ, **tool_environment()})
+
+
 def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
     """Build ``board``'s bitstream for ``config`` (None: the board's default layer).
 
@@ -158,10 +173,13 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
         tried = []
         for attempt, seed in enumerate(PLACEMENT_SEEDS):
             last = attempt + 1 == len(PLACEMENT_SEEDS)
-            options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
             try:
-                platform.build(top, name="top", build_dir=str(build_dir), do_program=False,
-                               **options)
+                if attempt == 0:
+                    options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
+                    platform.build(top, name="top", build_dir=str(build_dir),
+                                   do_program=False, **options)
+                else:
+                    place_again(build_dir, seed)
             except Exception as e:
                 log = build_dir / "top.tim"
                 text = log.read_text() if log.exists() else ""
