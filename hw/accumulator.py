@@ -344,10 +344,13 @@ class AccumulatorUnit(wiring.Component):
                     write_old[j].eq(Mux(hits.any(), forwarded, stored)),
                 ]
             # The window the write stage compares against after this edge.
-            last_after = Mux(emit, write["window"].as_value(), last_window.as_value())
-            last_valid_after = Mux(emit, ~write["eof"], last_window_valid)
-            m.d.sync += write_same.eq(last_valid_after & ~mult["eof"] &
-                                      (mult["window"].as_value() == last_after))
+            # Both compares side by side, then ``emit`` picks one (not a window multiplexer
+            # in front of one compare).
+            same_as_write = ~write["eof"] & (mult["window"].as_value() ==
+                                             write["window"].as_value())
+            same_as_last = last_window_valid & (mult["window"].as_value() ==
+                                                last_window.as_value())
+            m.d.sync += write_same.eq(~mult["eof"] & Mux(emit, same_as_write, same_as_last))
             with m.If(emit):
                 m.d.sync += [
                     last_window.eq(write["window"]),

@@ -800,7 +800,7 @@ class HostLink(wiring.Component):
         # What to send next is chosen in one cycle (by priority, into a one-hot register) and
         # loaded in the next, as an AND-OR of the sources: no priority chain in front of the
         # packet registers. A source chosen stays put until it is loaded (its pending flag
-        # guards it), except the engine's output that CONFIG drops meanwhile: checked again.
+        # guards it), except the engine's output that CONFIG drops: masked as it is chosen.
         sources = [
             (self._info_bytes(), reply_pending & reply_is_info),
             (status_body(reply), reply_pending & ~reply_is_info),
@@ -817,8 +817,9 @@ class HostLink(wiring.Component):
         for k, (_, wanted) in enumerate(sources):
             m.d.comb += priority[k].eq(wanted & ~taken)
             taken = taken | wanted
-        loading = Signal(len(sources))
-        m.d.comb += loading.eq(Cat(choice[:3], choice[3:] & event_pending.replicate(2)))
+        # The engine's output that CONFIG drops while it is being chosen is masked as it is
+        # chosen: the choice register is then used as it is, without a check in front.
+        loading = choice
 
         with m.If(busy):
             with m.If(~body_valid):
@@ -847,7 +848,8 @@ class HostLink(wiring.Component):
             with m.If(loading[3]):
                 m.d.sync += frame_number.eq(frame_number + 1)
         with m.Else():
-            m.d.sync += [choice.eq(priority), choosing.eq(priority != 0)]
+            chosen = Cat(priority[:3], priority[3:] & ~self.engine_reset.replicate(2))
+            m.d.sync += [choice.eq(chosen), choosing.eq(chosen != 0)]
 
         # CONFIG drops the engine's output not yet loaded for sending (its frames are gone),
         # in the cycle after it, with the engine's reset (a few loads instead of the whole
