@@ -19,7 +19,15 @@ ERROR answer (iCEBreaker: green, red; ULX3S: LED 0, LED 1).
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, Instance, Module, ResetInserter, Signal
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    DomainRenamer,
+    Instance,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import fifo, io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -202,8 +210,17 @@ class BoardCore(wiring.Component):
         m.submodules.receiver = receiver = self.receiver
         m.submodules.transmitter = transmitter = self.transmitter
         m.submodules.link = link = self.link
-        # CONFIG resets the engine alone: the link keeps its state and answers.
-        m.submodules.engine = ResetInserter(link.engine_reset)(self.engine)
+        # CONFIG resets the engine alone: the link keeps its state and answers. The engine
+        # runs in a domain of its own on the same clock, with an asynchronous reset from one
+        # flip-flop (the board's reset or CONFIG's pulse, a cycle later; it is released on a
+        # clock edge). A synchronous reset would sit in front of every engine flip-flop's
+        # data and enable (an iCE40 flip-flop resets only when enabled), on the critical paths.
+        engine_reset = Signal(init=1, reset_less=True)
+        m.d.sync += engine_reset.eq(ResetSignal("sync") | link.engine_reset)
+        m.domains.engine = ClockDomain("engine", async_reset=True, local=True)
+        m.d.comb += [ClockSignal("engine").eq(ClockSignal("sync")),
+                     ResetSignal("engine").eq(engine_reset)]
+        m.submodules.engine = DomainRenamer("engine")(self.engine)
         engine = self.engine
         m.submodules.receive_fifo = receive_fifo = fifo.SyncFIFOBuffered(
             width=len(receiver.received.payload.as_value()), depth=RECEIVE_FIFO_DEPTH)
@@ -228,7 +245,14 @@ class BoardCore(wiring.Component):
         ]
         wiring.connect(m, link.send, transmitter.send)
         wiring.connect(m, link.pixels, engine.pixels)
-        wiring.connect(m, engine.events, link.events)
+        # The link stops taking events in CONFIG's cycle; the engine resets in the next, so
+        # the events it offers then (of frames CONFIG dropped) are not taken either. The
+        # feeder is idle then (CONFIG waits for it): no pixel beat is lost.
+        m.d.comb += [
+            link.events.payload.eq(engine.events.payload),
+            link.events.valid.eq(engine.events.valid & ~engine_reset),
+            engine.events.ready.eq(link.events.ready & ~engine_reset),
+        ]
         return m
 
 
@@ -267,7 +291,9 @@ class EventConvBoard(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spec = self.spec
-        m.domains.sync = sync = ClockDomain("sync")
+        # Asynchronous reset (asserted while the PLL is not locked, released on a clock edge
+        # by the synchroniser): it reaches the flip-flops' reset pins, not their logic.
+        m.domains.sync = sync = ClockDomain("sync", async_reset=True)
         # nextpnr derives the PLL output's clock constraint from the PLL's settings.
         pll_clock = Signal()
         m.d.comb += sync.clk.eq(pll_clock)
