@@ -283,7 +283,10 @@ class AccumulatorUnit(wiring.Component):
 
         update = self.updates.payload
         take = self.updates.valid & self.updates.ready
-        m.d.comb += self.updates.ready.eq(advance & ~clearing & ~closed)
+        # ``clearing | closed`` kept in one register, so ``updates.ready`` is one LUT of four
+        # flip-flops (write valid, write_same, skid_valid, stopped).
+        stopped = Signal(init=1)
+        m.d.comb += self.updates.ready.eq(advance & ~stopped)
 
         def location(bank_a, address_a, bank_b, address_b):
             return (bank_a == bank_b) & (address_a == address_b)
@@ -413,4 +416,8 @@ class AccumulatorUnit(wiring.Component):
             m.d.sync += [holding.eq(0), closed.eq(0)]
         with m.Elif(eof_given):
             m.d.sync += holding.eq(1)
+        closed_after = Mux((holding | eof_given) & self.read.done, 0,
+                           Mux(take & update.end_of_frame, 1, closed))
+        clearing_after = clearing & (clear_address != self.depth - 1)
+        m.d.sync += stopped.eq(closed_after | clearing_after)
         return m
