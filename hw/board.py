@@ -9,7 +9,7 @@ status LEDs. Boards (amaranth-boards platforms):
 ============  =====================  ===========  ==========  ===========================
 board         device                 oscillator   clock       USB serial (FPGA rx, tx)
 ============  =====================  ===========  ==========  ===========================
-icebreaker    iCE40UP5K-SG48         12 MHz       42 MHz      FT2232H channel B: 6, 9
+icebreaker    iCE40UP5K-SG48         12 MHz       48 MHz      FT2232H channel B: 6, 9
 ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       90 MHz      FT231X: M1, L4
 ============  =====================  ===========  ==========  ===========================
 
@@ -72,14 +72,11 @@ class BoardSpec:
         return getattr(importlib.import_module(module), cls)()
 
 
-# Engine clocks: what the design meets with margin over nextpnr seeds (measured 2026-11-24:
-# iCE40 UP5K 44.7 / 45.7 / 46.5 MHz over seeds 3 / 2 / 1; ECP5 85F 98.9 MHz). The targets are
-# 48 and 125 MHz, not met. UP5K: the worst paths are 5-LUT control chains (the detector's
-# accept logic) whose routing is 15+ ns of the 21 ns. ECP5: a block RAM's clock-to-output is
-# 5.83 ns in nextpnr's model (Yosys never uses the RAM's output register) and a multiplier's
-# 3.93 ns (Yosys does not use its registers either), so at 125 MHz (8 ns) every RAM would have
-# to feed a flip-flop directly, and the pool's bitmap, the detector's reference and the link's
-# buffer do not yet.
+# Engine clocks. iCE40 UP5K: 48 MHz, the target (12 MHz x 4 from the PLL); nextpnr gives
+# 50.03 / 47.01 / 50.05 / 50.31 / 48.69 MHz over seeds 1-5 (2026-11-24), and the build tries
+# seeds in turn until one meets it. ECP5 85F: see the README; a block RAM's clock-to-output is
+# 5.83 ns in nextpnr's model whatever its output register mode, so 125 MHz (8 ns) leaves about
+# 2 ns of routing from every RAM to its flip-flop.
 BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             "clk12", 12e6, 48e6, "ice40", ("led_g", 0), ("led_r", 0)),
