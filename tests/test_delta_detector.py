@@ -349,6 +349,38 @@ def test_first_and_last_define_the_frame_position():
     assert got == expected and extra == []
 
 
+@pytest.mark.parametrize("idle", [0.0, 0.2])
+@pytest.mark.parametrize("channels, height, width, lanes", [(1, 2, 4, 1), (1, 4, 4, 2),
+                                                            (3, 2, 4, 4)])
+def test_short_frames_back_to_back_wait_for_their_words(channels, height, width, lanes, idle):
+    """Frames of one to four beats (and some of the whole reference), back to back: a beat
+    reads a word that one of the three beats ahead of it may not have written yet (after a
+    restart, words 0, 1 and 2), and must wait for it."""
+    rng = np.random.default_rng(channels * 100 + height * 10 + lanes)
+    shape = (channels, height, width)
+    depth = channels * height * width // lanes
+    reference = np.zeros(shape, np.uint8)
+    beats, expected = [], []
+    for _ in range(60):
+        count = int(rng.choice([1, 2, 3, 3, 4, depth]))
+        # Large steps and none: every beat either fires or not, so that the words written
+        # and the words read differ.
+        flat = reference.transpose(1, 2, 0).reshape(-1).copy()
+        values = np.where(rng.random(count * lanes) < 0.5, rng.integers(0, 256, count * lanes),
+                          flat[:count * lanes])
+        flat[:count * lanes] = values
+        frame = flat.reshape(height, width, channels).transpose(2, 0, 1)
+        frame_beats = beats_of(frame, lanes)[:count]
+        frame_beats[-1]["last"] = 1
+        beats += frame_beats
+        events, reference = detect_events(frame, reference, 20)
+        expected.append(events.tuples())
+    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes)
+    got, extra = run_detector(dut, beats, len(expected), threshold=20, dense=0, idle=idle,
+                              seed=lanes)
+    assert got == expected and extra == []
+
+
 def test_overlong_frame_wraps_to_sample_zero():
     rng = np.random.default_rng(5)
     frames = video(rng, 2, 1, 2, 4)
