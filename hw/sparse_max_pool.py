@@ -36,11 +36,37 @@ def _integer(name, value, lo, hi):
     return int(value)
 
 
-def _requantize(value, shift):
-    """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``."""
+# The first half of requantizing: the bits that a shift by 0..7 more can bring into the
+# result, and whether any bit above them is set (then the result is 255 whatever that shift).
+_COARSE_LAYOUT = data.StructLayout({"kept": unsigned(15), "above": unsigned(1)})
+
+
+def _requantize_coarse(value, shift):
+    """ReLU and the shift by ``8 * (shift // 8)`` of a signed accumulator, as
+    :data:`_COARSE_LAYOUT`: a 4-way choice per bit."""
     magnitude = Mux(value < 0, 0, value.as_unsigned())
-    shifted = magnitude >> shift
-    return Mux(shifted > 255, 255, shifted[:8])
+    padded = Cat(magnitude, Const(0, 8 * 3 + 16))
+    kept = [padded[8 * k:8 * k + 15] for k in range(4)]
+    above = [padded[8 * k + 15:].any() for k in range(4)]
+
+    def choose(options):
+        return Mux(shift[4], Mux(shift[3], options[3], options[2]),
+                   Mux(shift[3], options[1], options[0]))
+
+    return Cat(choose(kept), choose(above))
+
+
+def _requantize_fine(coarse, shift):
+    """The shift by ``shift % 8`` and the clamp to 255 of :func:`_requantize_coarse`'s result:
+    ``min(255, max(0, value) >> shift)`` (SPEC step 3)."""
+    coarse = data.View(_COARSE_LAYOUT, coarse)
+    shifted = coarse.kept >> shift[:3]
+    return Mux(coarse.above | shifted[8:].any(), 255, shifted[:8])
+
+
+def _requantize(value, shift):
+    """SPEC step 3 on a signed accumulator in one go: ``min(255, max(0, value) >> shift)``."""
+    return _requantize_fine(_requantize_coarse(value, shift), shift)
 
 
 class SparseMaxPool(wiring.Component):
@@ -59,7 +85,8 @@ class SparseMaxPool(wiring.Component):
     ``o = g * lanes + j``): the accumulator banks give the four accumulators of every lane of
     the window at once. A pipeline, one (window, group) per clock, max-pools them as raw signed
     values (requantization is monotonic, so the max commutes with it), then requantizes,
-    ``a = min(255, max(0, acc) >> shift)``, and compares with the stored last pooled value
+    ``a = min(255, max(0, acc) >> shift)`` (over two stages: ReLU and the shift by a multiple
+    of 8, then the shift by 0..7 and the clamp), and compares with the stored last pooled value
     ``P[o][py][px]`` (one memory per lane, uint8, address ``(g * H/2 + py) * W/2 + px``, the
     same as the read's). The new values are written back and the window's bitmap bit is
     cleared. A (window, group) with changed lanes goes to one of two result slots; the lanes
@@ -75,9 +102,10 @@ class SparseMaxPool(wiring.Component):
         issue       read (window, group) from the accumulators
         fetch       accumulators out, registered as they are
         pair        each lane's max of the two pairs registered
-        maximum     each lane's max of four registered; the stored values read
-        requantize  requantized maxima registered; the stored values out, registered as
-                    they are
+        maximum     each lane's max of four registered
+        coarse      ReLU and the shift by 0, 8, 16 or 24 registered; the stored values read
+        requantize  the shift by 0..7 and the clamp registered; the stored values out,
+                    registered as they are
         compare     compare, write back; into a result slot if a lane changed
         result      the slot's changed lanes to ``events``, one per clock (lowest lane first)
 
@@ -85,9 +113,9 @@ class SparseMaxPool(wiring.Component):
     takes one cycle per listed (window, group) and one per output event, overlapped. With
     ``events`` always ready, from the ``end_of_frame`` transfer on ``touched`` to the
     ``end_of_frame`` transfer on ``events``, a frame of G listed (window, group) giving E
-    events takes between ``max(G + 11 + n_last, E + 12)`` and ``G + E + 12`` cycles, where
-    n_last is the changed lanes of the last (window, group); exactly ``G + 11 + n_last`` when no
-    (window, group) changes more than one lane, and ``E + 12`` when every one changes the same
+    events takes between ``max(G + 12 + n_last, E + 13)`` and ``G + E + 13`` cycles, where
+    n_last is the changed lanes of the last (window, group); exactly ``G + 12 + n_last`` when no
+    (window, group) changes more than one lane, and ``E + 13`` when every one changes the same
     number n >= 1 of lanes. A frame without touched windows takes 5 cycles, whatever the frame
     size. The first read is issued 4 cycles after the ``end_of_frame`` transfer; ``read.done``
     is pulsed in the cycle the last read's data is taken (G + 4 cycles after that transfer
@@ -461,7 +489,23 @@ class SparseMaxPool(wiring.Component):
             for j in range(lanes):
                 m.d.sync += maximum[j].eq(larger(pairs[0][j], pairs[1][j]))
 
-        # Requantize, registered (a variable shift: its own stage).
+        # Requantize over two stages (a variable shift is a deep multiplexer): ReLU and the
+        # shift by a multiple of 8, registered; then the shift by 0..7 and the clamp.
+        coarse_valid = Signal()
+        coarse = Signal(data.ArrayLayout(_COARSE_LAYOUT, lanes))
+        coarse_group = Signal(range(groups))
+        coarse_window = Signal(window_shape)
+        coarse_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                coarse_valid.eq(maximum_valid),
+                coarse_group.eq(maximum_group),
+                coarse_window.eq(maximum_window),
+                coarse_address.eq(maximum_address),
+            ]
+            for j in range(lanes):
+                m.d.sync += coarse[j].eq(_requantize_coarse(maximum[j], self.shift))
+
         scaled_valid = Signal()
         scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         scaled_group = Signal(range(groups))
@@ -469,20 +513,20 @@ class SparseMaxPool(wiring.Component):
         scaled_address = Signal(range(groups * windows))
         with m.If(advance):
             m.d.sync += [
-                scaled_valid.eq(maximum_valid),
-                scaled_group.eq(maximum_group),
-                scaled_window.eq(maximum_window),
-                scaled_address.eq(maximum_address),
+                scaled_valid.eq(coarse_valid),
+                scaled_group.eq(coarse_group),
+                scaled_window.eq(coarse_window),
+                scaled_address.eq(coarse_address),
             ]
             for j in range(lanes):
-                m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
+                m.d.sync += scaled[j].eq(_requantize_fine(coarse[j], self.shift))
         # The stored values are read a stage early and registered as they come out, beside
         # the requantized maxima, so the compare and the result slots start from flip-flops.
         # Each (window, group) comes once per frame and a frame's reads wait for the previous
         # frame's pipeline to empty, so no write back is pending for the address read.
         stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         for j, port in enumerate(pooled_reads):
-            m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
+            m.d.comb += [port.addr.eq(maximum_address), port.en.eq(advance & maximum_valid)]
             with m.If(advance):
                 m.d.sync += stored[j].eq(port.data)
 
@@ -541,7 +585,7 @@ class SparseMaxPool(wiring.Component):
         pipeline_empty = Signal(init=1)
         with m.If(advance):
             m.d.sync += pipeline_empty.eq(~issue & ~fetched_valid & ~words_valid & ~pairs_valid
-                                          & ~maximum_valid & ~scaled_valid)
+                                          & ~maximum_valid & ~coarse_valid & ~scaled_valid)
         end_of_frame_load = Signal()
         m.d.comb += end_of_frame_load.eq(end_pending & pipeline_empty & (result_mask == 0)
                                          & out_free)

@@ -343,14 +343,15 @@ def expected_cycles(config, plan):
     if not changed:
         return 5
     to_issue = list(changed)
-    # Changed lanes of the (window, group) in the fetch, pair, maximum, requantize, compare
-    # and decide stages.
-    fetched = paired = maximum = requantized = compared = decided = None
+    # Changed lanes of the (window, group) in the fetch, pair, maximum, coarse shift,
+    # requantize, compare and decide stages.
+    fetched = paired = maximum = coarse = requantized = compared = decided = None
     result = waiting = 0         # events left in the two result slots
     cycle = 4
     while (to_issue or result or waiting
            or any(stage is not None
-                   for stage in (fetched, paired, maximum, requantized, compared, decided))):
+                   for stage in (fetched, paired, maximum, coarse, requantized, compared,
+                                 decided))):
         advance = not waiting
         gives = decided if advance and decided else 0
         result_free_after = result <= 1
@@ -360,13 +361,13 @@ def expected_cycles(config, plan):
         elif gives:
             waiting = gives
         if advance:
-            decided, compared, requantized, maximum, paired = (compared, requantized, maximum,
-                                                                paired, fetched)
+            decided, compared, requantized, coarse, maximum, paired = (
+                compared, requantized, coarse, maximum, paired, fetched)
             fetched = to_issue.pop(0) if to_issue else None
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
     reads, events = len(changed), sum(changed)
-    assert max(reads + 11 + changed[-1], events + 12) <= cycles <= reads + events + 12
+    assert max(reads + 12 + changed[-1], events + 13) <= cycles <= reads + events + 13
     return cycles
 
 
@@ -488,8 +489,8 @@ def run_cycles(config, window_counts, changed_lanes):
 def test_cycles_are_proportional_to_touched_windows_not_frame_size():
     """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
     cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
-    or per output event, whichever is more, plus a few: G + 11 cycles for G (window, group)
-    without changes, E + 12 for E events when every group changes n >= 1 lanes, 5 for a frame
+    or per output event, whichever is more, plus a few: G + 12 cycles for G (window, group)
+    without changes, E + 13 for E events when every group changes n >= 1 lanes, 5 for a frame
     without touched windows. Nothing is spent on untouched windows."""
     config = make_config(np.random.default_rng(6), 64, 64, 1, 8, 4, 3, 4, (0, 0))
     groups = 2
@@ -499,8 +500,8 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size():
         for count, got, plan in zip(counts, results, plans, strict=True):
             events = groups * count * changed_lanes
             assert len(plan["events"]) == events
-            expected = 5 if not count else (groups * count + 11 if not changed_lanes
-                                             else events + 12)
+            expected = 5 if not count else (groups * count + 12 if not changed_lanes
+                                             else events + 13)
             assert expected == expected_cycles(config, plan)
             print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
                   f" {events} events: {got['cycles']} cycles after the end of"
@@ -641,8 +642,8 @@ def test_memories_map_to_block_ram(tmp_path):
     flip_flops = sum(count for cell, count in cells.items() if cell.startswith("SB_DFF"))
     print(f"pool 64x48 Cout 8 lanes 2 accumulator 21 bits on iCE40: {cells}")
     # 2 x 6 EBRs of pooled values, 1 bitmap, 1-2 list: thousands of LUTs otherwise. About
-    # 700 flip-flops: seven pipeline stages of (window, group), among them the read words
-    # (4 x 2 x 21 bits) and the pair maxima (2 x 2 x 21 bits) registered for timing, and two
-    # result slots.
+    # 750 flip-flops: eight pipeline stages of (window, group), among them the read words
+    # (4 x 2 x 21 bits), the pair maxima (2 x 2 x 21 bits) and the half-requantized maxima
+    # registered for timing, and two result slots.
     assert 14 <= cells["SB_RAM40_4K"] <= 16
     assert cells["SB_LUT4"] < 1000 and flip_flops < 800
