@@ -13,16 +13,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, PIXELS_PER_CYCLE
-from .block_ram import NO_RW_CHECK, UncheckedReadPort
 from .layouts import DELTA_SHAPE, EventStream, PixelStream
 from .stream_register import StreamRegister
 
 __all__ = ["DeltaDetector"]
 
-# Beats the queue between the compare and the emit stage holds: the three stages ahead of it,
+# Beats the queue between the compare and the emit stage holds: the two stages ahead of it,
 # one more so that beats without events flow at one per clock, and one for the cycle a credit
 # takes to come back (the accept logic counts a beat that left a cycle late).
-QUEUE_DEPTH = 5
+QUEUE_DEPTH = 4
 
 
 def _integer(name, value, lo, hi):
@@ -39,10 +38,10 @@ class DeltaDetector(wiring.Component):
     :class:`~amaranth.lib.memory.Memory` of ``channels * height * width / pixels_per_cycle``
     words, each holding the ``pixels_per_cycle`` samples of one input beat. Every beat costs one
     synchronous read (when it is accepted) and one write, with one enable per sample, of the
-    samples that fire (as it leaves the compare stage, three cycles later). Within a frame
+    samples that fire (as it leaves the compare stage, two cycles later). Within a frame
     every word is read and written once, and the next frame reads word 0 long after it was
-    written; a beat that needs a word one of the three beats ahead of it has not yet written (a
-    frame of one to three beats, or ``first`` soon after ``first``) waits until it is written.
+    written; a beat that needs a word one of the two beats ahead of it has not yet written (a
+    frame of one or two beats, or ``first`` soon after ``first``) waits until it is written.
 
     Events of a frame come in raster order (y, then x, then channel), one per cycle; a beat with
     several events holds the emit stage until its events are out, and the input once the queue
@@ -56,13 +55,13 @@ class DeltaDetector(wiring.Component):
     ``channels * height * width`` samples wraps around to sample 0. A frame with ``last`` early
     is a short frame; the samples it did not reach keep their reference.
 
-    Pipeline, for timing (the read data goes into flip-flops and nothing else, no path from
-    either to ``pixels.ready``): input register; read (the sample minus and plus T worked out
-    beside it); reference registered; subtract and compare (``|d| > T`` as the reference below
-    ``x - T`` or above ``x + T``); write back; emit; output register. The input register is a
+    Pipeline, for timing (no path from the read data to a subtraction, nor from either to
+    ``pixels.ready``): input register; read (the sample minus and plus T worked out beside it);
+    subtract and compare (``|d| > T`` as the reference below ``x - T`` or above ``x + T``);
+    write back; emit; output register. The input register is a
     :class:`~eventconv.hw.stream_register.StreamRegister`: ``pixels.ready`` comes from its
     flip-flops, and the accept logic looks at a beat held in flip-flops, not at the input port.
-    The read, register and compare stages never stall: a beat is accepted only when a
+    The read and compare stages never stall: a beat is accepted only when a
     ``QUEUE_DEPTH``-entry queue in front of the emit stage has room for it and the beats
     ahead of it, so no ready chain runs from the emit stage back to the input. The output
     register has a skid register behind it, so ``events.ready`` only reaches register enables.
@@ -70,15 +69,15 @@ class DeltaDetector(wiring.Component):
     accepted.
 
     Latency: the first event of a beat (or its ``end_of_frame``) is valid on ``events``
-    ``LATENCY`` = 6 cycles after the beat is accepted (input register, read, reference
-    register, subtract and compare, emit, output register), when the queue and the skid
-    registers are empty. Throughput: one beat (``pixels_per_cycle`` samples) per clock while
-    beats have no event, across frame boundaries too (the frames of one to three beats above
-    aside); a beat with k events occupies the emit stage k cycles (one event per clock), the
-    ``last`` beat one more for the ``end_of_frame`` beat. A frame of N samples without events,
-    input always valid and output always ready, takes ``N / pixels_per_cycle + LATENCY`` cycles
-    from its first beat accepted to its ``end_of_frame`` beat transferred (both cycles
-    included); frames back to back take ``N / pixels_per_cycle`` cycles each.
+    ``LATENCY`` = 5 cycles after the beat is accepted (input register, read, subtract and
+    compare, emit, output register), when the queue and the skid registers are empty.
+    Throughput: one beat (``pixels_per_cycle`` samples) per clock while beats have no event,
+    across frame boundaries too (the frames of one or two beats above aside); a beat with k events
+    occupies the emit stage k cycles (one event per clock), the ``last`` beat one more for the
+    ``end_of_frame`` beat. A frame of N samples without events, input always valid and output
+    always ready, takes ``N / pixels_per_cycle + LATENCY`` cycles from its first beat accepted to
+    its ``end_of_frame`` beat transferred (both cycles included); frames back to back take
+    ``N / pixels_per_cycle`` cycles each.
 
     Reset: after ``rst`` the reference memory is cleared to 0, one word per cycle, for
     ``channels * height * width / pixels_per_cycle`` cycles, with ``pixels.ready`` low meanwhile.
@@ -115,7 +114,7 @@ class DeltaDetector(wiring.Component):
         ``width * channels``.
     """
 
-    LATENCY = 6
+    LATENCY = 5
 
     def __init__(self, *, height, width, channels, pixels_per_cycle=1):
         for name, value in (("height", height), ("width", width)):
@@ -146,15 +145,11 @@ class DeltaDetector(wiring.Component):
         height, width, channels = self._height, self._width, self._channels
 
         word = data.ArrayLayout(unsigned(8), lanes)
-        # No read-during-write logic on the read port (Yosys would put a multiplexer between
-        # the RAM and the compare): a beat never reads a word that a beat ahead of it has yet
-        # to write (the accept logic waits), and while the clear writes nothing is read.
-        m.submodules.reference = reference = Memory(shape=word, depth=depth, init=[],
-                                                    attrs=NO_RW_CHECK)
+        m.submodules.reference = reference = Memory(shape=word, depth=depth, init=[])
         # One write enable per sample: a sample that does not fire keeps its reference, no
         # multiplexer needed.
         write = reference.write_port(granularity=1)
-        read = UncheckedReadPort(m, reference, name="reference_read")
+        read = reference.read_port()
 
         def split(m, channel, offset, name):
             """(channel + offset) as (whole pixels to advance, channel within the pixel)."""
@@ -193,7 +188,7 @@ class DeltaDetector(wiring.Component):
             return after
 
         # Clear sequence: ``clearing`` resets to 1, so every ``rst`` clears the reference again.
-        # It writes zeros and counts with stage 3's address.
+        # It writes zeros and counts with stage 2's address.
         clearing = Signal(init=1)
 
         # Stage 0, input: the position of the next beat (word address and its first sample), and
@@ -204,95 +199,81 @@ class DeltaDetector(wiring.Component):
         next_address = Signal(range(depth))
         next_zero = Signal(init=1)  # next_address == 0
 
-        # Stages 1 to 3 hold beats whose word is not yet written back. Each keeps, for the
-        # accept logic, whether it is valid and at word 0, 1 or 2 (``at``: one flag each).
-        def word_flags(name):
-            return (Signal(name=f"{name}_at_0"), Signal(name=f"{name}_at_1"),
-                    Signal(name=f"{name}_at_2"))
-
         # Stage 1: the beat's samples while its reference word comes out of the read port.
         s1_valid = Signal()
         s1_samples = Signal(word)
         s1_last = Signal()
         s1_address = Signal(range(depth))
         s1_first = Signal()
-        s1_at = word_flags("s1")
+        s1_zero = Signal()  # s1_address == 0
+        # The beat's position (channel, x, y) is worked out in stage 1, off the accept logic:
+        # ``position`` is the one after the last beat that left stage 1.
+        position = (Signal(range(channels), name="position_channel"),
+                    Signal(range(width), name="position_x"),
+                    Signal(range(height), name="position_y"))
+        s1_channel, s1_x, s1_y = (Mux(s1_first, 0, value) for value in position)
+        s1_one = Signal()  # s1_address == 1
         # The samples minus and plus T: |x - r| > T is r < x - T or r > x + T, two compares
-        # of the reference with registers, no subtraction in front of them.
+        # of the read data with registers, no subtraction in front of them.
         bound_shape = signed(10)
         s1_low = Signal(data.ArrayLayout(bound_shape, lanes))
         s1_high = Signal(data.ArrayLayout(bound_shape, lanes))
         s1_dense = Signal()
 
-        # Stage 2: the reference word registered as it leaves the block RAM, nothing in front
-        # (an ECP5 DP16KD's clock to output alone is 5.8 ns).
+        # Stage 2: deltas, registered straight after the subtraction (the read data comes late).
         s2_valid = Signal()
-        s2_reference = Signal(word)
+        s2_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
         s2_samples = Signal(word)
-        s2_low = Signal.like(s1_low)
-        s2_high = Signal.like(s1_high)
-        s2_dense = Signal()
         s2_last = Signal()
         s2_address = Signal(range(depth))
-        s2_first = Signal()
-        s2_at = word_flags("s2")
+        s2_channel = Signal(range(channels))
+        s2_x = Signal(range(width))
+        s2_y = Signal(range(height))
+        s2_zero = Signal()
+        s2_one = Signal()
+        # The two compares, registered apart (each a carry chain straight from the read
+        # port), and dense mode: a sample emits if any is set.
+        s2_below = Signal(lanes)
+        s2_above = Signal(lanes)
+        s2_dense = Signal()
 
-        # Stage 3: deltas and the two compares, registered apart (each a carry chain from
-        # flip-flops), and dense mode: a sample emits if any is set. The samples that fire are
-        # written back from here.
+        # Stage 3: deltas and which samples still have to emit their event.
         s3_valid = Signal()
         s3_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
-        s3_samples = Signal(word)
-        s3_last = Signal()
-        s3_address = Signal(range(depth))
-        s3_first = Signal()
-        s3_below = Signal(lanes)
-        s3_above = Signal(lanes)
-        s3_dense = Signal()
+        s3_pending = Signal(lanes)
+        s3_end = Signal()
+        s3_channel = Signal(range(channels))
+        s3_x = Signal(range(width))
+        s3_y = Signal(range(height))
 
-        # Stage 4: deltas and which samples still have to emit their event. Every beat passes
-        # through it in order, so it counts the beats' position (channel, x, y) itself: fewer
-        # bits in the queue, no position carried through stages 1 to 3. ``position`` is the
-        # one after the last beat that left stage 4; ``end`` stays set until its beat leaves,
-        # so it is the beat's ``last``.
-        s4_valid = Signal()
-        s4_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
-        s4_pending = Signal(lanes)
-        s4_end = Signal()
-        s4_first = Signal()
-        position = (Signal(range(channels), name="position_channel"),
-                    Signal(range(width), name="position_x"),
-                    Signal(range(height), name="position_y"))
-        s4_channel, s4_x, s4_y = (Mux(s4_first, 0, value) for value in position)
-
-        # Stage 4 -> output register, one item per cycle: the lowest pending lane, else the end.
+        # Stage 3 -> output register, one item per cycle: the lowest pending lane, else the end.
         output_skid_valid = Signal()
         output_skid = Signal(self.events.payload.shape())
         output_free = ~output_skid_valid
         lane = Signal(range(lanes))
         for j in reversed(range(lanes)):
-            with m.If(s4_pending[j]):
+            with m.If(s3_pending[j]):
                 m.d.comb += lane.eq(j)
         lane_bit = Signal(lanes)
-        m.d.comb += lane_bit.eq(Mux(s4_pending.any(), 1 << lane, 0))
-        emit_event = s4_valid & s4_pending.any() & output_free
-        emit_end = s4_valid & ~s4_pending.any() & s4_end & output_free
-        pending_after = Mux(emit_event, s4_pending & ~lane_bit, s4_pending)
-        end_after = s4_end & ~emit_end
+        m.d.comb += lane_bit.eq(Mux(s3_pending.any(), 1 << lane, 0))
+        emit_event = s3_valid & s3_pending.any() & output_free
+        emit_end = s3_valid & ~s3_pending.any() & s3_end & output_free
+        pending_after = Mux(emit_event, s3_pending & ~lane_bit, s3_pending)
+        end_after = s3_end & ~emit_end
         # Free when empty or when its one remaining item leaves now: apart from the output's
         # ready, from registers only (the same as ``~(pending_after.any() | end_after)``).
-        single = (s4_pending & (s4_pending - 1)) == 0
-        last_item = Mux(s4_pending.any(), single & ~s4_end, s4_end)
-        s4_free = ~s4_valid | ~(s4_pending.any() | s4_end) | (output_free & last_item)
+        single = (s3_pending & (s3_pending - 1)) == 0
+        last_item = Mux(s3_pending.any(), single & ~s3_end, s3_end)
+        s3_free = ~s3_valid | ~(s3_pending.any() | s3_end) | (output_free & last_item)
 
-        event_carry, event_channel = split(m, s4_channel, lane, "event")
+        event_carry, event_channel = split(m, s3_channel, lane, "event")
         # An end-of-frame beat (or an empty cycle) carries zeros in every other field.
         item = Signal(self.events.payload.shape())
         m.d.comb += [
             item.channel.eq(Mux(emit_event, event_channel, 0)),
-            item.y.eq(Mux(emit_event, s4_y, 0)),
-            item.x.eq(Mux(emit_event, s4_x + event_carry, 0)),
-            item.delta.eq(Mux(emit_event, s4_delta[lane], 0)),
+            item.y.eq(Mux(emit_event, s3_y, 0)),
+            item.x.eq(Mux(emit_event, s3_x + event_carry, 0)),
+            item.delta.eq(Mux(emit_event, s3_delta[lane], 0)),
             item.end_of_frame.eq(emit_end),
         ]
         # The output register has a skid register behind it: the emit stage only looks at
@@ -306,86 +287,70 @@ class DeltaDetector(wiring.Component):
                              self.events.payload.eq(item)]
         with m.Elif(emit_event | emit_end):
             m.d.sync += [output_skid_valid.eq(1), output_skid.eq(item)]
-        # Stage 3: write the samples that fire into the reference. Stages 1 to 3 never stall:
-        # a beat is accepted only when the queue below has room for it and for every beat ahead
-        # of it, so no ready chain runs from the output back to the input.
+        # Stage 2: compare, write the samples that fire into the reference. Stages 1 and 2
+        # never stall: a beat is accepted only when the queue below has room for it and for
+        # every beat ahead of it, so no ready chain runs from the output back to the input.
         fire = Signal(lanes)
-        m.d.comb += fire.eq(Mux(s3_dense, (1 << lanes) - 1, s3_below | s3_above))
-        m.d.comb += [write.addr.eq(s3_address), write.data.eq(Mux(clearing, 0, s3_samples)),
-                     write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(s3_valid, fire, 0)))]
+        m.d.comb += fire.eq(Mux(s2_dense, (1 << lanes) - 1, s2_below | s2_above))
+        m.d.comb += [write.addr.eq(s2_address), write.data.eq(Mux(clearing, 0, s2_samples)),
+                     write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(s2_valid, fire, 0)))]
 
-        # The queue between stage 3 and stage 4: QUEUE_DEPTH entries, in a ring. A beat from
-        # stage 3 goes straight to stage 4 when the queue is empty and stage 4 frees.
-        entry = data.StructLayout({"delta": s4_delta.shape(), "pending": lanes, "end": 1,
-                                   "first": 1})
+        # The queue between stage 2 and stage 3: QUEUE_DEPTH entries, in a ring. A beat from
+        # stage 2 goes straight to stage 3 when the queue is empty and stage 3 frees.
+        entry = data.StructLayout({"delta": s3_delta.shape(), "pending": lanes, "end": 1,
+                                   "channel": s3_channel.shape(), "x": s3_x.shape(),
+                                   "y": s3_y.shape()})
         queue = Array(Signal(entry, name=f"queue_{i}") for i in range(QUEUE_DEPTH))
         queue_read = Signal(range(QUEUE_DEPTH))
         queue_write = Signal(range(QUEUE_DEPTH))
         queue_count = Signal(range(QUEUE_DEPTH + 1))
         arriving = Signal(entry)
-        m.d.comb += [arriving.delta.eq(s3_delta), arriving.pending.eq(fire),
-                     arriving.end.eq(s3_last), arriving.first.eq(s3_first)]
+        m.d.comb += [arriving.delta.eq(s2_delta), arriving.pending.eq(fire),
+                     arriving.end.eq(s2_last), arriving.channel.eq(s2_channel),
+                     arriving.x.eq(s2_x), arriving.y.eq(s2_y)]
         queued = queue_count != 0
-        pop = s4_free & queued
-        push = s3_valid & ~(s4_free & ~queued)
+        pop = s3_free & queued
+        push = s2_valid & ~(s3_free & ~queued)
         head = Mux(queued, queue[queue_read].as_value(), arriving.as_value())
         head = data.View(entry, head)
 
         def ring_next(pointer):
             return Mux(pointer == QUEUE_DEPTH - 1, 0, pointer + 1)
 
-        # The slot at ``queue_write`` is free whenever stage 3 holds a beat (the credits keep
-        # the queue from being full then), so it takes the beat whether or not it is pushed:
-        # the emit stage's state reaches only the write pointer, not every entry's enable.
-        with m.If(s3_valid):
-            m.d.sync += queue[queue_write].eq(arriving)
         with m.If(push):
-            m.d.sync += queue_write.eq(ring_next(queue_write))
+            m.d.sync += [queue[queue_write].eq(arriving), queue_write.eq(ring_next(queue_write))]
         with m.If(pop):
             m.d.sync += queue_read.eq(ring_next(queue_read))
         m.d.sync += queue_count.eq(queue_count + push - pop)
 
-        with m.If(s4_free):
-            m.d.sync += [s4_valid.eq(queued | s3_valid), s4_pending.eq(head.pending),
-                         s4_end.eq(head.end), s4_delta.eq(head.delta),
-                         s4_first.eq(head.first)]
-        with m.Elif(s4_valid):
-            m.d.sync += [s4_pending.eq(pending_after), s4_end.eq(end_after)]
-        # (The word address ``step`` gives is unused: the accept logic keeps its own.)
-        after = step(m, 0, s4_channel, s4_x, s4_y, "after")
-        with m.If(s4_valid & s4_free):
-            m.d.sync += [position[0].eq(Mux(s4_end, 0, after[1])),
-                         position[1].eq(Mux(s4_end, 0, after[2])),
-                         position[2].eq(Mux(s4_end, 0, after[3]))]
+        with m.If(s3_free):
+            m.d.sync += [s3_valid.eq(queued | s2_valid), s3_pending.eq(head.pending),
+                         s3_end.eq(head.end), s3_delta.eq(head.delta),
+                         s3_channel.eq(head.channel), s3_x.eq(head.x), s3_y.eq(head.y)]
+        with m.Elif(s3_valid):
+            m.d.sync += [s3_pending.eq(pending_after), s3_end.eq(end_after)]
 
         with m.If(clearing):
-            with m.If(s3_address == depth - 1):
+            with m.If(s2_address == depth - 1):
                 m.d.sync += clearing.eq(0)
-            m.d.sync += s3_address.eq(s3_address + 1)
+            m.d.sync += s2_address.eq(s2_address + 1)
         with m.Else():
-            m.d.sync += s3_address.eq(s2_address)
+            m.d.sync += s2_address.eq(s1_address)
 
-        # Stage 2 -> stage 3: subtract and compare, from flip-flops.
-        m.d.sync += s3_valid.eq(s2_valid)
+        # Stage 1 -> stage 2: subtract the reference word as it comes out of the read port.
+        m.d.sync += s2_valid.eq(s1_valid)
         for j in range(lanes):
-            reference_sample = s2_reference[j]
-            m.d.sync += [s3_delta[j].eq(s2_samples[j] - reference_sample),
+            reference_sample = read.data[j]
+            m.d.sync += [s2_delta[j].eq(s1_samples[j] - reference_sample),
                          # As the signs of differences: carry chains on both families.
-                         s3_below[j].eq((reference_sample - s2_low[j])[-1]),
-                         s3_above[j].eq((s2_high[j] - reference_sample)[-1])]
-        m.d.sync += [s3_dense.eq(s2_dense), s3_samples.eq(s2_samples), s3_last.eq(s2_last),
-                     s3_first.eq(s2_first)]
+                         s2_below[j].eq((reference_sample - s1_low[j])[-1]),
+                         s2_above[j].eq((s1_high[j] - reference_sample)[-1])]
+        m.d.sync += [s2_dense.eq(s1_dense), s2_samples.eq(s1_samples), s2_last.eq(s1_last),
+                     s2_zero.eq(s1_zero), s2_one.eq(s1_one), s2_channel.eq(s1_channel),
+                     s2_x.eq(s1_x), s2_y.eq(s1_y)]
 
-        # Stage 1 -> stage 2: the reference word as it comes out of the read port, registered
-        # as it is.
-        m.d.sync += [s2_valid.eq(s1_valid), s2_reference.eq(read.data),
-                     s2_samples.eq(s1_samples), s2_low.eq(s1_low), s2_high.eq(s1_high),
-                     s2_dense.eq(s1_dense), s2_last.eq(s1_last), s2_address.eq(s1_address),
-                     s2_first.eq(s1_first),
-                     *(after.eq(before) for after, before in zip(s2_at, s1_at, strict=True))]
-
-        # Stage 0 -> stage 1: accept a beat, read its reference word. The beat comes from the
-        # input register, so the accept logic starts from flip-flops.
+        # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
+        # beat comes from the input register, so the accept logic starts from flip-flops.
         m.d.comb += [
             input_register.i.payload.eq(self.pixels.payload),
             input_register.i.valid.eq(self.pixels.valid & ~clearing),
@@ -395,25 +360,21 @@ class DeltaDetector(wiring.Component):
         offered = input_register.o.valid
         address = Signal(range(depth))
         m.d.comb += address.eq(Mux(beat.first, 0, next_address))
-        # A beat writes its word as it leaves stage 3, so a beat for a word that stage 1, 2 or
-        # 3 still holds (a frame of one to three beats, or `first` soon after `first`) waits
-        # until it is written, rather than paying for a bypass (the read port has no
-        # read-during-write logic either: that never happens to a word that is used).
+        # A beat writes its word as it leaves stage 2, so a beat for a word that stage 1 or 2
+        # still holds (a frame of one or two beats, or `first` soon after `first`) waits until
+        # it is written, rather than paying for a transparent read port or a bypass.
         # From flags kept with the stages, no address comparison here. A beat at word 0 waits
-        # while any of the three stages holds word 0. Otherwise it is at ``next_address`` = a,
-        # not 0, one after the last beat accepted (L, at a - 1); an older beat at a is in
-        # flight only if a beat after it (L or the one before) started a frame at word 0, so a
-        # is 1 or 2: a = 1, L restarted at 0 and one of the two beats before L holds 1; a = 2,
-        # L is at 1, the beat before L restarted at 0, and the one before that holds 2.
-        # Both flags are registered, worked out from the values the stages get on the edge
-        # (stage 1 the beat accepted, stages 2 and 3 those of stages 1 and 2).
+        # while either stage holds word 0. Otherwise it is at ``next_address`` = (stage 1's
+        # word) + 1, not 0, which stage 2 can hold only when stage 1 holds word 0 (its beat
+        # started a frame or wrapped) and stage 2 word 1.
+        # Both flags are registered, worked out from the values the stages get on the edge.
         restart = beat.first | next_zero
-        zero_in_flight = Signal()   # some stage of 1, 2, 3 at word 0
-        next_in_flight = Signal()   # some stage of 1, 2, 3 at word next_address (not 0)
-        # Room in the queue for this beat and the ones in stages 1 to 3, should stage 4 stay
-        # busy: s1_valid + s2_valid + s3_valid + queue_count < QUEUE_DEPTH. Kept as credits: a
-        # beat accepted takes one, a beat that leaves for stage 4 (from the queue or straight
-        # from stage 3) gives it back a cycle later, from a register, so that the emit stage's
+        zero_in_flight = Signal()   # (s1_valid & s1_zero) | (s2_valid & s2_zero)
+        next_in_flight = Signal()   # s1_valid & s1_zero & s2_valid & s2_one
+        # Room in the queue for this beat and the ones in stages 1 and 2, should stage 3 stay
+        # busy: s1_valid + s2_valid + queue_count < QUEUE_DEPTH. Kept as credits: a beat
+        # accepted takes one, a beat that leaves for stage 3 (from the queue or straight from
+        # stage 2) gives it back a cycle later, from a register, so that the emit stage's
         # state is not on the accept logic's path.
         # Nothing is offered while clearing: the input register takes no beat then.
         credits = Signal(range(QUEUE_DEPTH + 1), init=QUEUE_DEPTH)
@@ -425,24 +386,18 @@ class DeltaDetector(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(offered & ~Mux(beat.first, wait_first, wait_other))
         released = Signal()
-        m.d.sync += released.eq(s4_free & (queued | s3_valid))
+        m.d.sync += released.eq(s3_free & (queued | s2_valid))
         credits_after = Signal.like(credits)
         next_zero_after = Signal()
         zero_after = Signal()
         next_after = Signal()
-        s1_at_0, s1_at_1, s1_at_2 = s1_at
-        s2_at_0, s2_at_1, s2_at_2 = s2_at
         m.d.comb += [
             credits_after.eq(credits - accept + released),
             next_zero_after.eq(Mux(accept, beat.last | (~beat.first &
                                                          (next_address == depth - 1)),
                                    next_zero)),
-            zero_after.eq((accept & restart) | s1_at_0 | s2_at_0),
-            # The cases above, for the beat after the edge: a = 1 after a restart is accepted
-            # (stage 1 or 2 holds 1), a = 2 after a beat at 1 (stage 1 at 0, stage 2 at 2), and
-            # with none accepted, a = 1 still blocked (stage 1 at 0, stage 2 at 1).
-            next_after.eq(Mux(accept, Mux(restart, s1_at_1 | s2_at_1, s1_at_0 & s2_at_2),
-                              s1_at_0 & s2_at_1)),
+            zero_after.eq((accept & restart) | (s1_valid & s1_zero)),
+            next_after.eq(accept & restart & s1_valid & s1_one),
         ]
         # No credit left after this cycle, from flags rather than through the adder.
         credits_zero = Signal()
@@ -467,9 +422,8 @@ class DeltaDetector(wiring.Component):
                          s1_high[j].eq(beat.data[j] + threshold)]
         m.d.sync += [s1_valid.eq(accept),
                      s1_samples.eq(beat.data), s1_last.eq(beat.last), s1_address.eq(address),
-                     s1_first.eq(beat.first), s1_at_0.eq(accept & restart),
-                     s1_at_1.eq(accept & ~restart & (next_address == 1)),
-                     s1_at_2.eq(accept & ~restart & (next_address == 2))]
+                     s1_first.eq(beat.first), s1_zero.eq(restart),
+                     s1_one.eq(~restart & (next_address == 1))]
         # The word address after a beat, worked out ahead from the registers (and for sample
         # 0, a constant), so that the offered beat's flags only pick one.
         with m.If(accept):
@@ -477,4 +431,10 @@ class DeltaDetector(wiring.Component):
                                             Mux(beat.first, 1 % depth,
                                                 Mux(next_address == depth - 1, 0,
                                                     next_address + 1))))
+        # (Its word address is unused: the accept logic keeps its own.)
+        after = step(m, 0, s1_channel, s1_x, s1_y, "after")
+        with m.If(s1_valid):
+            m.d.sync += [position[0].eq(Mux(s1_last, 0, after[1])),
+                         position[1].eq(Mux(s1_last, 0, after[2])),
+                         position[2].eq(Mux(s1_last, 0, after[3]))]
         return m
