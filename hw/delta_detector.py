@@ -369,8 +369,6 @@ class DeltaDetector(wiring.Component):
         # started a frame or wrapped) and stage 2 word 1.
         # Both flags are registered, worked out from the values the stages get on the edge.
         restart = beat.first | next_zero
-        zero_in_flight = Signal()   # (s1_valid & s1_zero) | (s2_valid & s2_zero)
-        next_in_flight = Signal()   # s1_valid & s1_zero & s2_valid & s2_one
         # Room in the queue for this beat and the ones in stages 1 and 2, should stage 3 stay
         # busy: s1_valid + s2_valid + queue_count < QUEUE_DEPTH. Kept as credits: a beat
         # accepted takes one, a beat that leaves for stage 3 (from the queue or straight from
@@ -380,7 +378,9 @@ class DeltaDetector(wiring.Component):
         credits = Signal(range(QUEUE_DEPTH + 1), init=QUEUE_DEPTH)
         # The accept logic reads two flip-flops and the beat's ``first`` flag, one LUT: whether
         # a beat must wait if it starts a frame, and if it does not. Each folds the hazard flag
-        # it would use (``restart`` picks ``zero_in_flight``) with the lack of credits.
+        # it would use with the lack of credits: after the edge, "word 0 in flight" is
+        # (s1_valid & s1_zero) | (s2_valid & s2_zero) and "the next word in flight"
+        # s1_valid & s1_zero & s2_valid & s2_one (``restart`` picks the first).
         wait_first = Signal()
         wait_other = Signal()
         accept = Signal()
@@ -407,7 +407,6 @@ class DeltaDetector(wiring.Component):
         m.d.sync += [
             credits.eq(credits_after), next_zero.eq(next_zero_after),
             credits_zero.eq(credits_after == 0), credits_one.eq(credits_after == 1),
-            zero_in_flight.eq(zero_after), next_in_flight.eq(next_after),
             wait_first.eq(zero_after | none_after),
             wait_other.eq(Mux(next_zero_after, zero_after, next_after) | none_after),
         ]
