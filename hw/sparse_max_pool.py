@@ -12,7 +12,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, Config
-from .block_ram import NO_RW_CHECK, UncheckedReadPort
 from .layouts import (
     DELTA_SHAPE,
     AccumulatorReadSignature,
@@ -36,37 +35,11 @@ def _integer(name, value, lo, hi):
     return int(value)
 
 
-# The first half of requantizing: the bits that a shift by 0..7 more can bring into the
-# result, and whether any bit above them is set (then the result is 255 whatever that shift).
-_COARSE_LAYOUT = data.StructLayout({"kept": unsigned(15), "above": unsigned(1)})
-
-
-def _requantize_coarse(value, shift):
-    """ReLU and the shift by ``8 * (shift // 8)`` of a signed accumulator, as
-    :data:`_COARSE_LAYOUT`: a 4-way choice per bit."""
-    magnitude = Mux(value < 0, 0, value.as_unsigned())
-    padded = Cat(magnitude, Const(0, 8 * 3 + 16))
-    kept = [padded[8 * k:8 * k + 15] for k in range(4)]
-    above = [padded[8 * k + 15:].any() for k in range(4)]
-
-    def choose(options):
-        return Mux(shift[4], Mux(shift[3], options[3], options[2]),
-                   Mux(shift[3], options[1], options[0]))
-
-    return Cat(choose(kept), choose(above))
-
-
-def _requantize_fine(coarse, shift):
-    """The shift by ``shift % 8`` and the clamp to 255 of :func:`_requantize_coarse`'s result:
-    ``min(255, max(0, value) >> shift)`` (SPEC step 3)."""
-    coarse = data.View(_COARSE_LAYOUT, coarse)
-    shifted = coarse.kept >> shift[:3]
-    return Mux(coarse.above | shifted[8:].any(), 255, shifted[:8])
-
-
 def _requantize(value, shift):
-    """SPEC step 3 on a signed accumulator in one go: ``min(255, max(0, value) >> shift)``."""
-    return _requantize_fine(_requantize_coarse(value, shift), shift)
+    """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``."""
+    magnitude = Mux(value < 0, 0, value.as_unsigned())
+    shifted = magnitude >> shift
+    return Mux(shifted > 255, 255, shifted[:8])
 
 
 class SparseMaxPool(wiring.Component):
@@ -76,17 +49,15 @@ class SparseMaxPool(wiring.Component):
     window, addressed by ``py`` and ``px`` side by side: ``(H/2) * 2**ceil(log2(W/2))`` bits)
     says which windows are already listed, and a list memory holds them in order of first
     arrival (with each window's read address when W/2 is not a power of two). One ``touched``
-    beat is taken per clock; its bitmap bit is read, registered as it leaves the RAM, and the
-    window listed and its bit set the cycle after. A window repeated within two cycles, whose
-    bit is not yet written, is recognised by forwarding.
+    beat is taken per clock; a window repeated on the next cycle, whose bitmap bit is still
+    being written, is recognised by forwarding.
 
     After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``,
     one read per listed window and channel group g (lanes j, output channels
     ``o = g * lanes + j``): the accumulator banks give the four accumulators of every lane of
     the window at once. A pipeline, one (window, group) per clock, max-pools them as raw signed
     values (requantization is monotonic, so the max commutes with it), then requantizes,
-    ``a = min(255, max(0, acc) >> shift)`` (over two stages: ReLU and the shift by a multiple
-    of 8, then the shift by 0..7 and the clamp), and compares with the stored last pooled value
+    ``a = min(255, max(0, acc) >> shift)``, and compares with the stored last pooled value
     ``P[o][py][px]`` (one memory per lane, uint8, address ``(g * H/2 + py) * W/2 + px``, the
     same as the read's). The new values are written back and the window's bitmap bit is
     cleared. A (window, group) with changed lanes goes to one of two result slots; the lanes
@@ -96,16 +67,13 @@ class SparseMaxPool(wiring.Component):
     Events come in list order, then group, then lane: deterministic for a given ``touched``
     sequence.
 
-    Pipeline (every block RAM's read data goes into flip-flops and nothing else: an ECP5
-    DP16KD's clock to output alone is 5.8 ns; the list's into the issue registers)::
+    Pipeline::
 
         issue       read (window, group) from the accumulators
         fetch       accumulators out, registered as they are
         pair        each lane's max of the two pairs registered
-        maximum     each lane's max of four registered
-        coarse      ReLU and the shift by 0, 8, 16 or 24 registered; the stored values read
-        requantize  the shift by 0..7 and the clamp registered; the stored values out,
-                    registered as they are
+        maximum     each lane's max of four registered; the stored values read
+        requantize  requantized maxima and the stored values registered
         compare     compare, write back; into a result slot if a lane changed
         result      the slot's changed lanes to ``events``, one per clock (lowest lane first)
 
@@ -113,13 +81,13 @@ class SparseMaxPool(wiring.Component):
     takes one cycle per listed (window, group) and one per output event, overlapped. With
     ``events`` always ready, from the ``end_of_frame`` transfer on ``touched`` to the
     ``end_of_frame`` transfer on ``events``, a frame of G listed (window, group) giving E
-    events takes between ``max(G + 12 + n_last, E + 13)`` and ``G + E + 13`` cycles, where
-    n_last is the changed lanes of the last (window, group); exactly ``G + 12 + n_last`` when no
-    (window, group) changes more than one lane, and ``E + 13`` when every one changes the same
-    number n >= 1 of lanes. A frame without touched windows takes 5 cycles, whatever the frame
-    size. The first read is issued 4 cycles after the ``end_of_frame`` transfer; ``read.done``
-    is pulsed in the cycle the last read's data is taken (G + 4 cycles after that transfer
-    when the result slots do not stop the reads, 3 for a frame without touched windows), and
+    events takes between ``max(G + 9 + n_last, E + 10)`` and ``G + E + 10`` cycles, where n_last
+    is the changed lanes of the last (window, group); exactly ``G + 9 + n_last`` when no
+    (window, group) changes more than one lane, and ``E + 10`` when every one changes the same
+    number n >= 1 of lanes. A frame without touched windows takes 4 cycles, whatever the frame
+    size. The first read is issued 3 cycles after the ``end_of_frame`` transfer; ``read.done``
+    is pulsed in the cycle the last read's data is taken (G + 3 cycles after that transfer
+    when the result slots do not stop the reads, 2 for a frame without touched windows), and
     ``touched`` is ready again from the next cycle, while the frame's last events still go
     out; from a frame's ``end_of_frame`` beat on ``touched`` until then ``touched`` is not
     ready. A frame's first read waits until the previous frame's ``end_of_frame`` beat is
@@ -269,33 +237,24 @@ class SparseMaxPool(wiring.Component):
             list_fields["address"] = unsigned(bits_for_count(windows))
         list_shape = data.StructLayout(list_fields)
         # The bitmap is addressed by the coordinates side by side (x low), not by the window
-        # address: no arithmetic between the incoming beat and the read port. Up to twice the
-        # bits, of a one-bit memory.
+        # address: no arithmetic between the incoming beat and the read port, nor on the write
+        # address that Yosys compares with it (it emulates the read port's behaviour when both
+        # meet). Up to twice the bits, of a one-bit memory.
         x_bits = (pooled_width - 1).bit_length()
 
         def bitmap_address(window):
             return Cat(window.x[:x_bits], window.y)
 
-        # Every read port's data goes into flip-flops and nothing else (an ECP5 DP16KD's clock
-        # to output alone is 5.8 ns), and none has read-during-write logic, which Yosys would
-        # put after the RAM: no read whose word is used meets a write of that word (the
-        # bitmap's forwarding covers the two beats before, the list is read again after the
-        # frame's last write, a (window, group) is read once per frame and the frames' reads
-        # do not overlap, and nothing is read during the clear).
-        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[],
-                                              attrs=NO_RW_CHECK)
-        bitmap_read = UncheckedReadPort(m, bitmap, name="bitmap_read")
-        bitmap_write = bitmap.write_port()
+        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[])
+        bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
         m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
-                                                        init=[], attrs=NO_RW_CHECK)
-        list_read = UncheckedReadPort(m, window_list, name="list_read")
-        list_write = window_list.write_port()
+                                                        init=[])
+        list_read, list_write = window_list.read_port(), window_list.write_port()
         pooled_reads, pooled_writes = [], []
         for j in range(lanes):
             m.submodules[f"pooled_{j}"] = pooled = Memory(shape=POOLED_SHAPE,
-                                                          depth=groups * windows, init=[],
-                                                          attrs=NO_RW_CHECK)
-            pooled_reads.append(UncheckedReadPort(m, pooled, name=f"pooled_read_{j}"))
+                                                          depth=groups * windows, init=[])
+            pooled_reads.append(pooled.read_port())
             pooled_writes.append(pooled.write_port())
 
         def window_address(window):
@@ -312,24 +271,18 @@ class SparseMaxPool(wiring.Component):
         finishing = Signal()        # every read issued; the last one's data not yet taken
         clear_address = Signal(range(groups * windows))
         clear_group = Signal(range(groups))
-        clear_window = Signal(window_shape)
 
-        # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 registers the bit
-        # as it leaves the RAM, stage 3 decides and writes the bit and the list entry.
+        # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 decides.
         take = self.touched.valid & self.touched.ready
         second_valid, second_end = Signal(), Signal()
         second_window = Signal(window_shape)
         second_address = Signal(range(windows))
-        third_valid, third_end, third_listed = Signal(), Signal(), Signal()
-        third_window = Signal(window_shape)
-        third_address = Signal(range(windows))
-        # A window taken one or two cycles after another beat of it: the bitmap write of that
-        # beat (in stage 3) is not yet visible to its read. Compared by coordinates as the
-        # beat is taken, with the beats in stages 2 and 3.
-        second_repeated, third_repeated = Signal(), Signal()
+        # The window stage 2 handled last cycle: its bitmap write is not yet visible to the
+        # read of the window now in stage 2. Compared by coordinates a stage early.
+        repeated = Signal()
         count = Signal(range(windows + 1))
         # Registered compares of ``count``: it is still while they are used (from the cycle
-        # after the end_of_frame beat reached stage 3 until the frame's reads are done).
+        # after the end_of_frame beat reached stage 2 until the frame's reads are done).
         count_is_zero = Signal(init=1)
         count_is_one = Signal()
         m.d.sync += [count_is_zero.eq(count == 0), count_is_one.eq(count == 1)]
@@ -338,32 +291,21 @@ class SparseMaxPool(wiring.Component):
             bitmap_read.addr.eq(bitmap_address(self.touched.payload)),
             bitmap_read.en.eq(take),
         ]
-        second_window_beat = second_valid & ~second_end
-        third_window_beat = third_valid & ~third_end
-
-        def same_window(window):
-            return (self.touched.payload.y == window.y) & (self.touched.payload.x == window.x)
-
+        window_beat = second_valid & ~second_end
         m.d.sync += [
             second_valid.eq(take),
             second_end.eq(self.touched.payload.end_of_frame),
             second_window.y.eq(self.touched.payload.y),
             second_window.x.eq(self.touched.payload.x),
             second_address.eq(window_address(self.touched.payload)),
-            second_repeated.eq((second_window_beat & same_window(second_window)) |
-                               (third_window_beat & same_window(third_window))),
-            third_valid.eq(second_valid),
-            third_end.eq(second_end),
-            third_window.eq(second_window),
-            third_address.eq(second_address),
-            third_repeated.eq(second_repeated),
-            third_listed.eq(bitmap_read.data),
+            repeated.eq(window_beat & (self.touched.payload.y == second_window.y) &
+                        (self.touched.payload.x == second_window.x)),
         ]
-        new_window = third_window_beat & ~(third_listed | third_repeated)
+        new_window = window_beat & ~(bitmap_read.data | repeated)
         m.d.comb += [
             list_write.addr.eq(count),
-            list_write.data.window.eq(third_window),
-            *([list_write.data.address.eq(third_address)] if address_in_list else []),
+            list_write.data.window.eq(second_window),
+            *([list_write.data.address.eq(second_address)] if address_in_list else []),
             list_write.en.eq(new_window),
         ]
 
@@ -388,10 +330,6 @@ class SparseMaxPool(wiring.Component):
         # the next cycle.
         next_index = Signal(range(windows + 1))
         next_index_plus_one = Signal(range(windows + 2), init=1)
-        # `current` (and with the address in the list, `base`) take the list's read data as it
-        # is, only with an enable: the window's first read address, with no logic between the
-        # block RAM and the flip-flops. The later groups' addresses step from it by one group's
-        # windows in `address`.
         current = Signal(window_shape)
         group = Signal(range(groups))
         last_group = Signal(init=groups == 1)       # group == groups - 1
@@ -399,20 +337,16 @@ class SparseMaxPool(wiring.Component):
         issue = Signal()
         last_issue = issue & last_group & last_window
         start_list = starting & ~end_pending
-        # The read address (g * H/2 + py) * W/2 + px: the window's own address for the first
-        # group, then a register stepped by one group's windows, so no multiply feeds the RAM.
-        base = Signal(range(windows)) if address_in_list else window_address(current)
-        first_group = Signal(init=1)        # group == 0
+        # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
+        # window's address and stepped by one group's windows, so no multiply feeds the RAM.
         address = Signal(range(groups * windows))
-        read_address = Signal(range(groups * windows))
         next_window = issue & last_group
         m.d.comb += [
             issue.eq(issuing & advance),
-            read_address.eq(Mux(first_group, base, address) if groups > 1 else base),
             list_read.addr.eq(next_index if groups > 1 else
                               Mux(start_list | next_window, next_index_plus_one, next_index)),
             list_read.en.eq(1),
-            self.read.addr.eq(read_address),
+            self.read.addr.eq(address),
             self.read.en.eq(issue),
         ]
 
@@ -427,7 +361,7 @@ class SparseMaxPool(wiring.Component):
                 fetched_last.eq(last_issue),
                 fetched_group.eq(group),
                 fetched_window.eq(current),
-                fetched_address.eq(read_address),
+                fetched_address.eq(address),
             ]
 
         # The accumulators are free once the last read's data is taken.
@@ -489,23 +423,7 @@ class SparseMaxPool(wiring.Component):
             for j in range(lanes):
                 m.d.sync += maximum[j].eq(larger(pairs[0][j], pairs[1][j]))
 
-        # Requantize over two stages (a variable shift is a deep multiplexer): ReLU and the
-        # shift by a multiple of 8, registered; then the shift by 0..7 and the clamp.
-        coarse_valid = Signal()
-        coarse = Signal(data.ArrayLayout(_COARSE_LAYOUT, lanes))
-        coarse_group = Signal(range(groups))
-        coarse_window = Signal(window_shape)
-        coarse_address = Signal(range(groups * windows))
-        with m.If(advance):
-            m.d.sync += [
-                coarse_valid.eq(maximum_valid),
-                coarse_group.eq(maximum_group),
-                coarse_window.eq(maximum_window),
-                coarse_address.eq(maximum_address),
-            ]
-            for j in range(lanes):
-                m.d.sync += coarse[j].eq(_requantize_coarse(maximum[j], self.shift))
-
+        # Requantize, registered (a variable shift: its own stage).
         scaled_valid = Signal()
         scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         scaled_group = Signal(range(groups))
@@ -513,20 +431,20 @@ class SparseMaxPool(wiring.Component):
         scaled_address = Signal(range(groups * windows))
         with m.If(advance):
             m.d.sync += [
-                scaled_valid.eq(coarse_valid),
-                scaled_group.eq(coarse_group),
-                scaled_window.eq(coarse_window),
-                scaled_address.eq(coarse_address),
+                scaled_valid.eq(maximum_valid),
+                scaled_group.eq(maximum_group),
+                scaled_window.eq(maximum_window),
+                scaled_address.eq(maximum_address),
             ]
             for j in range(lanes):
-                m.d.sync += scaled[j].eq(_requantize_fine(coarse[j], self.shift))
-        # The stored values are read a stage early and registered as they come out, beside
-        # the requantized maxima, so the compare and the result slots start from flip-flops.
+                m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
+        # The stored values are read a stage early and registered beside the requantized
+        # maxima, so the compare and the result slots start from flip-flops, not block RAM.
         # Each (window, group) comes once per frame and a frame's reads wait for the previous
         # frame's pipeline to empty, so no write back is pending for the address read.
         stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         for j, port in enumerate(pooled_reads):
-            m.d.comb += [port.addr.eq(maximum_address), port.en.eq(advance & maximum_valid)]
+            m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
             with m.If(advance):
                 m.d.sync += stored[j].eq(port.data)
 
@@ -585,10 +503,11 @@ class SparseMaxPool(wiring.Component):
         pipeline_empty = Signal(init=1)
         with m.If(advance):
             m.d.sync += pipeline_empty.eq(~issue & ~fetched_valid & ~words_valid & ~pairs_valid
-                                          & ~maximum_valid & ~coarse_valid & ~scaled_valid)
+                                          & ~maximum_valid & ~scaled_valid)
         end_of_frame_load = Signal()
         m.d.comb += end_of_frame_load.eq(end_pending & pipeline_empty & (result_mask == 0)
                                          & out_free)
+
         with m.If((result_mask != 0) & out_free):
             m.d.sync += [
                 self.events.valid.eq(1),
@@ -637,14 +556,14 @@ class SparseMaxPool(wiring.Component):
         # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
         # window when its first read is issued. The three never coincide (a new window comes
         # only while collecting, a first issue never then).
+        first_group = Signal(init=1)        # group == 0
         m.d.comb += [
-            bitmap_write.addr.eq(Mux(clearing, bitmap_address(clear_window),
-                                     Mux(collecting, bitmap_address(third_window),
-                                         bitmap_address(current)))),
+            # The clear counts its windows with ``current``.
+            bitmap_write.addr.eq(Mux(collecting, bitmap_address(second_window),
+                                     bitmap_address(current))),
             bitmap_write.data.eq(new_window),
             bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
-            self.touched.ready.eq(collecting & ~(second_valid & second_end)
-                                  & ~(third_valid & third_end)),
+            self.touched.ready.eq(collecting & ~(second_valid & second_end)),
         ]
 
         # The clear's last address, registered a cycle ahead.
@@ -652,20 +571,20 @@ class SparseMaxPool(wiring.Component):
         with m.If(clearing):
             m.d.sync += [clear_address.eq(clear_address + 1),
                          clear_last.eq(clear_address == groups * windows - 2)]
-            with m.If(clear_window.x == pooled_width - 1):
-                m.d.sync += clear_window.x.eq(0)
-                with m.If(clear_window.y == pooled_height - 1):
-                    m.d.sync += [clear_window.y.eq(0), clear_group.eq(clear_group + 1)]
+            with m.If(current.x == pooled_width - 1):
+                m.d.sync += current.x.eq(0)
+                with m.If(current.y == pooled_height - 1):
+                    m.d.sync += [current.y.eq(0), clear_group.eq(clear_group + 1)]
                 with m.Else():
-                    m.d.sync += clear_window.y.eq(clear_window.y + 1)
+                    m.d.sync += current.y.eq(current.y + 1)
             with m.Else():
-                m.d.sync += clear_window.x.eq(clear_window.x + 1)
+                m.d.sync += current.x.eq(current.x + 1)
 
         # The control, each flag's next value spelled out (a few flags each, no priority
         # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
         # collect).
         clear_end = clearing & clear_last
-        to_start = collecting & third_valid & third_end
+        to_start = collecting & second_valid & second_end
         start_empty = start_list & count_is_zero
         start_first = start_list & ~count_is_zero
         finished = advance & fetched_valid & fetched_last     # only while finishing
@@ -688,12 +607,13 @@ class SparseMaxPool(wiring.Component):
                 first_group.eq(from_list),
                 last_group.eq(Mux(from_list, groups == 1,
                                   group == groups - 2 if groups > 1 else 1)),
-                address.eq(read_address + windows),
             ]
             with m.If(from_list):
-                m.d.sync += current.eq(list_read.data.window)
-                if address_in_list:
-                    m.d.sync += base.eq(list_read.data.address)
+                m.d.sync += [current.eq(list_read.data.window),
+                             address.eq(list_read.data.address if address_in_list
+                                        else window_address(list_read.data.window))]
+            with m.Else():
+                m.d.sync += address.eq(address + windows)
         with m.If(start_first | (issue & last_group) | finished):
             m.d.sync += [
                 next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),

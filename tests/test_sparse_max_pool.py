@@ -225,10 +225,9 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     """Simulate the bench over ``plans``; returns per frame ``events`` (tuples, in order),
     ``done_after`` (cycles from ``start``, see ``cycles``, to ``read.done``; not with
     ``clear_after``),
-    ``cycles`` (touched end of frame taken to events end of frame taken; if later, from 3
+    ``cycles`` (touched end of frame taken to events end of frame taken; if later, from 2
     cycles before the previous frame's end of frame was taken on events, as a frame's reads
-    wait for that: its first read is then issued in the cycle after that transfer, where it
-    would be 4 cycles after its own end of frame) and
+    wait for that) and
     ``collect_cycles`` (touched beats and end of frame offered to the end of frame taken).
 
     ``clear_after=i``: after frame i the bench's ``clear`` is pulsed and the accumulators are
@@ -297,7 +296,7 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
                     break
                 events.append((int(beat.channel), int(beat.y), int(beat.x), int(beat.delta)))
             index = len(results)
-            start = ends[index] if not results else max(ends[index], results[-1]["out"] - 3)
+            start = ends[index] if not results else max(ends[index], results[-1]["out"] - 2)
             results.append({"events": events, "cycles": ctx.get(dut.now) - start,
                             "start": start,
                             "out": ctx.get(dut.now),
@@ -335,23 +334,22 @@ def changed_lanes_per_group(config, plan):
 def expected_cycles(config, plan):
     """Cycles of a frame's end-of-frame work with ``events`` always ready, from the
     end_of_frame transfer on ``touched`` to the one on ``events``: a cycle by cycle model of
-    the pool's pipeline as its docstring describes it (first read issued in cycle 4, one read
+    the pool's pipeline as its docstring describes it (first read issued in cycle 3, one read
     per cycle while the second result slot is empty, the result slot gives one event per
     cycle, end_of_frame loaded once everything is empty). Also checks the docstring's bounds.
     """
     changed = changed_lanes_per_group(config, plan)
     if not changed:
-        return 5
+        return 4
     to_issue = list(changed)
-    # Changed lanes of the (window, group) in the fetch, pair, maximum, coarse shift,
-    # requantize, compare and decide stages.
-    fetched = paired = maximum = coarse = requantized = compared = decided = None
+    # Changed lanes of the (window, group) in the fetch, pair, maximum, requantize, compare
+    # and decide stages.
+    fetched = paired = maximum = requantized = compared = decided = None
     result = waiting = 0         # events left in the two result slots
-    cycle = 4
+    cycle = 3
     while (to_issue or result or waiting
            or any(stage is not None
-                   for stage in (fetched, paired, maximum, coarse, requantized, compared,
-                                 decided))):
+                   for stage in (fetched, paired, maximum, requantized, compared, decided))):
         advance = not waiting
         gives = decided if advance and decided else 0
         result_free_after = result <= 1
@@ -361,13 +359,13 @@ def expected_cycles(config, plan):
         elif gives:
             waiting = gives
         if advance:
-            decided, compared, requantized, coarse, maximum, paired = (
-                compared, requantized, coarse, maximum, paired, fetched)
+            decided, compared, requantized, maximum, paired = (compared, requantized, maximum,
+                                                                paired, fetched)
             fetched = to_issue.pop(0) if to_issue else None
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
     reads, events = len(changed), sum(changed)
-    assert max(reads + 12 + changed[-1], events + 13) <= cycles <= reads + events + 13
+    assert max(reads + 10 + changed[-1], events + 11) <= cycles <= reads + events + 11
     return cycles
 
 
@@ -489,8 +487,8 @@ def run_cycles(config, window_counts, changed_lanes):
 def test_cycles_are_proportional_to_touched_windows_not_frame_size():
     """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
     cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
-    or per output event, whichever is more, plus a few: G + 12 cycles for G (window, group)
-    without changes, E + 13 for E events when every group changes n >= 1 lanes, 5 for a frame
+    or per output event, whichever is more, plus a few: G + 10 cycles for G (window, group)
+    without changes, E + 11 for E events when every group changes n >= 1 lanes, 4 for a frame
     without touched windows. Nothing is spent on untouched windows."""
     config = make_config(np.random.default_rng(6), 64, 64, 1, 8, 4, 3, 4, (0, 0))
     groups = 2
@@ -500,8 +498,8 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size():
         for count, got, plan in zip(counts, results, plans, strict=True):
             events = groups * count * changed_lanes
             assert len(plan["events"]) == events
-            expected = 5 if not count else (groups * count + 12 if not changed_lanes
-                                             else events + 13)
+            expected = 4 if not count else (groups * count + 10 if not changed_lanes
+                                             else events + 11)
             assert expected == expected_cycles(config, plan)
             print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
                   f" {events} events: {got['cycles']} cycles after the end of"
@@ -510,9 +508,9 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size():
             assert got["cycles"] == expected
             assert got["collect_cycles"] == len(plan["touched"]) + 1
             if changed_lanes <= 1:
-                # Nothing stops the reads: the last one's data is taken G + 4 cycles after the
-                # end of frame (3 for a frame without touched windows).
-                assert got["done_after"] == (groups * count + 4 if count else 3)
+                # Nothing stops the reads: the last one's data is taken G + 3 cycles after the
+                # end of frame (2 for a frame without touched windows).
+                assert got["done_after"] == (groups * count + 3 if count else 2)
 
 
 def test_clear_takes_clear_cycles_and_uses_the_shift_input():
@@ -642,8 +640,8 @@ def test_memories_map_to_block_ram(tmp_path):
     flip_flops = sum(count for cell, count in cells.items() if cell.startswith("SB_DFF"))
     print(f"pool 64x48 Cout 8 lanes 2 accumulator 21 bits on iCE40: {cells}")
     # 2 x 6 EBRs of pooled values, 1 bitmap, 1-2 list: thousands of LUTs otherwise. About
-    # 750 flip-flops: eight pipeline stages of (window, group), among them the read words
-    # (4 x 2 x 21 bits), the pair maxima (2 x 2 x 21 bits) and the half-requantized maxima
-    # registered for timing, and two result slots.
+    # 710 flip-flops: seven pipeline stages of (window, group), among them the read words
+    # (4 x 2 x 21 bits) and the pair maxima (2 x 2 x 21 bits) registered for timing, and two
+    # result slots.
     assert 14 <= cells["SB_RAM40_4K"] <= 16
     assert cells["SB_LUT4"] < 1000 and flip_flops < 800
