@@ -10,7 +10,7 @@ status LEDs. Boards (amaranth-boards platforms):
 board         device                 oscillator   clock       USB serial (FPGA rx, tx)
 ============  =====================  ===========  ==========  ===========================
 icebreaker    iCE40UP5K-SG48         12 MHz       48 MHz      FT2232H channel B: 6, 9
-ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       95 MHz      FT231X: M1, L4
+ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       100 MHz     FT231X: M1, L4
 ============  =====================  ===========  ==========  ===========================
 
 LEDs: one blinks at about 1.4 Hz (the clock runs), one lights for about 0.3 s after each
@@ -81,7 +81,7 @@ BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             "clk12", 12e6, 48e6, "ice40", ("led_g", 0), ("led_r", 0)),
     "ulx3s-85f": BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
-                           "clk25", 25e6, 95e6, "ecp5", ("led", 0), ("led", 1)),
+                           "clk25", 25e6, 100e6, "ecp5", ("led", 0), ("led", 1)),
 }
 
 

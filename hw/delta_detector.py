@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, PIXELS_PER_CYCLE
+from .block_ram import NO_RW_CHECK, UncheckedReadPort
 from .layouts import DELTA_SHAPE, EventStream, PixelStream
 from .stream_register import StreamRegister
 
@@ -145,11 +146,14 @@ class DeltaDetector(wiring.Component):
         height, width, channels = self._height, self._width, self._channels
 
         word = data.ArrayLayout(unsigned(8), lanes)
-        m.submodules.reference = reference = Memory(shape=word, depth=depth, init=[])
+        m.submodules.reference = reference = Memory(shape=word, depth=depth, init=[],
+                                                    attrs=NO_RW_CHECK)
         # One write enable per sample: a sample that does not fire keeps its reference, no
         # multiplexer needed.
         write = reference.write_port(granularity=1)
-        read = reference.read_port()
+        # A beat is never accepted (its word read) while stage 1 or 2 holds its word, so a
+        # read never meets the write of its address: no read-during-write logic after the RAM.
+        read = UncheckedReadPort(m, reference, name="reference_read")
 
         def split(m, channel, offset, name):
             """(channel + offset) as (whole pixels to advance, channel within the pixel)."""
