@@ -72,11 +72,11 @@ class BoardSpec:
         return getattr(importlib.import_module(module), cls)()
 
 
-# Engine clocks. iCE40 UP5K: 48 MHz, the target (12 MHz x 4 from the PLL); nextpnr gives
-# 50.03 / 47.01 / 50.05 / 50.31 / 48.69 MHz over seeds 1-5 (2026-11-24), and the build tries
-# seeds in turn until one meets it. ECP5 85F: see the README; a block RAM's clock-to-output is
-# 5.83 ns in nextpnr's model whatever its output register mode, so 125 MHz (8 ns) leaves about
-# 2 ns of routing from every RAM to its flip-flop.
+# Engine clocks (measured 2026-11-24, README "make synth"). iCE40 UP5K: 48 MHz, the target
+# (12 MHz x 4); nextpnr gives 48.42 / 48.00 / 47.03 / 47.77 / 43.01 MHz over seeds 1-5, and
+# the build tries seeds in turn until one meets it. ECP5 85F: 100 MHz (target 125); a block
+# RAM's clock-to-output is 5.83 ns in nextpnr's model whatever its output register mode, so
+# 125 MHz (8 ns) leaves about 2 ns of routing from every RAM to its flip-flop.
 BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             "clk12", 12e6, 48e6, "ice40", ("led_g", 0), ("led_r", 0)),
