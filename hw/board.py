@@ -73,7 +73,7 @@ class BoardSpec:
 
 
 # Engine clocks (measured 2026-11-24, README "make synth"). iCE40 UP5K: 48 MHz, the target
-# (12 MHz x 4); nextpnr gives 48.42 / 48.00 / 47.03 / 47.77 / 43.01 MHz over seeds 1-5, and
+# (12 MHz x 4); nextpnr gives 47.75 / 50.05 / 48.79 / 46.83 / 44.22 MHz over seeds 1-5, and
 # the build tries seeds in turn until one meets it. ECP5 85F: 100 MHz (target 125); a block
 # RAM's clock-to-output is 5.83 ns in nextpnr's model whatever its output register mode, so
 # 125 MHz (8 ns) leaves about 2 ns of routing from every RAM to its flip-flop.

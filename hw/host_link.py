@@ -608,26 +608,17 @@ class HostLink(wiring.Component):
             # Last, the error code by priority.
             length_bad = flag_length | (kind_is[Command.PIXELS] &
                                         (flag_count | flag_past_end))
-            with m.If(bad_overrun):
-                m.d.sync += code.eq(ErrorCode.OVERRUN)
-            with m.Elif(bad_framing):
-                m.d.sync += code.eq(ErrorCode.FRAMING)
-            with m.Elif(flag_short):
-                m.d.sync += code.eq(ErrorCode.LENGTH)
-            with m.Elif(flag_crc):
-                m.d.sync += code.eq(ErrorCode.CRC)
-            with m.Elif(flag_command):
-                m.d.sync += code.eq(ErrorCode.COMMAND)
-            with m.Elif(length_bad):
-                m.d.sync += code.eq(ErrorCode.LENGTH)
-            with m.Elif(kind_is[Command.PIXELS] & flag_position):
-                m.d.sync += code.eq(ErrorCode.POSITION)
-            with m.Elif(flag_busy):
-                m.d.sync += code.eq(ErrorCode.BUSY)
-            with m.Elif(flag_value):
-                m.d.sync += code.eq(ErrorCode.VALUE)
-            with m.Else():
-                m.d.sync += code.eq(0)
+            by_priority = [
+                (bad_overrun, ErrorCode.OVERRUN), (bad_framing, ErrorCode.FRAMING),
+                (flag_short, ErrorCode.LENGTH), (flag_crc, ErrorCode.CRC),
+                (flag_command, ErrorCode.COMMAND), (length_bad, ErrorCode.LENGTH),
+                (kind_is[Command.PIXELS] & flag_position, ErrorCode.POSITION),
+                (flag_busy, ErrorCode.BUSY), (flag_value, ErrorCode.VALUE),
+            ]
+            chosen_code = Const(0, 8)
+            for condition, error in reversed(by_priority):
+                chosen_code = Mux(condition, error, chosen_code)
+            m.d.sync += code.eq(chosen_code)
             goto("check", "decide")
 
         with m.If(parser_in["decide"]):
