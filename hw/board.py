@@ -164,6 +164,8 @@ class BoardCore(wiring.Component):
         As :class:`~eventconv.hw.host_link.HostLink`.
     timeout_cycles : int or None
         The link's packet timeout; None: :data:`LINK_TIMEOUT_SECONDS` worth of cycles.
+    registered_ram_outputs : bool
+        As :class:`~eventconv.hw.engine.EventConvEngine` (on for the ECP5 boards).
 
     Members
     -------
@@ -181,7 +183,7 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, config, *, clock_frequency, baud_rate=DEFAULT_BAUD_RATE, chunk=256,
-                 window=2, timeout_cycles=None):
+                 window=2, timeout_cycles=None, registered_ram_outputs=False):
         if not isinstance(config, Config):
             raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
         uart_divisor(clock_frequency, baud_rate)
@@ -195,7 +197,7 @@ class BoardCore(wiring.Component):
         self.link = HostLink(config=config, chunk=chunk, window=window,
                              timeout_cycles=timeout_cycles,
                              clock_frequency=int(round(clock_frequency)))
-        self.engine = EventConvEngine(config)
+        self.engine = EventConvEngine(config, registered_ram_outputs=registered_ram_outputs)
         for name in ("events_in_width", "macs_width", "events_out_width"):
             if getattr(self.engine, name) > FIGURE_WIDTH:
                 raise ValueError(f"engine figure {name} must be at most {FIGURE_WIDTH} bits "
@@ -281,8 +283,11 @@ class EventConvBoard(wiring.Component):
         target = spec.clock_frequency if clock_frequency is None else clock_frequency
         pll = ice40_pll_parameters if spec.family == "ice40" else ecp5_pll_parameters
         self.pll_parameters, self.clock_frequency = pll(spec.oscillator_frequency, target)
+        # The ECP5's block RAMs take 5.8 ns from clock to output in nextpnr's model: their
+        # read data goes into flip-flops first. The iCE40 does better without that stage.
         self.core = BoardCore(self.config, clock_frequency=self.clock_frequency,
-                              baud_rate=baud_rate)
+                              baud_rate=baud_rate,
+                              registered_ram_outputs=spec.family == "ecp5")
         super().__init__({})
 
     def elaborate(self, platform):

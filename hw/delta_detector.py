@@ -21,7 +21,8 @@ __all__ = ["DeltaDetector"]
 
 # Beats the queue between the compare and the emit stage holds: the two stages ahead of it,
 # one more so that beats without events flow at one per clock, and one for the cycle a credit
-# takes to come back (the accept logic counts a beat that left a cycle late).
+# takes to come back (the accept logic counts a beat that left a cycle late). One more with
+# ``reference_register`` (three stages ahead of it).
 QUEUE_DEPTH = 4
 
 
@@ -69,6 +70,12 @@ class DeltaDetector(wiring.Component):
     ``threshold`` and ``dense`` are registered, and sampled the cycle before a beat is
     accepted.
 
+    With ``reference_register`` the reference word goes from the block RAM into flip-flops and
+    nothing else, and the subtract and compare work from those a cycle later (an ECP5 DP16KD
+    alone takes 5.8 ns from clock to output in nextpnr's model): one more stage holds a word
+    not yet written, so frames of up to three beats wait as above, the queue has one more
+    entry, and ``LATENCY`` is 6.
+
     Latency: the first event of a beat (or its ``end_of_frame``) is valid on ``events``
     ``LATENCY`` = 5 cycles after the beat is accepted (input register, read, subtract and
     compare, emit, output register), when the queue and the skid registers are empty.
@@ -92,6 +99,9 @@ class DeltaDetector(wiring.Component):
     pixels_per_cycle : int
         Samples per input beat, one of 1, 2, 4, 8, dividing ``width * channels`` (so a beat never
         spans two rows).
+    reference_register : bool
+        Register the reference word as it leaves the block RAM (a stage more, see above). For
+        the ECP5; off by default (the iCE40 does better without it).
 
     Members
     -------
@@ -109,7 +119,7 @@ class DeltaDetector(wiring.Component):
     Raises
     ------
     TypeError
-        A parameter is not an integer.
+        A parameter is not an integer (``reference_register``: not a bool).
     ValueError
         A parameter is out of range, a frame side is odd, or ``pixels_per_cycle`` does not divide
         ``width * channels``.
@@ -117,7 +127,7 @@ class DeltaDetector(wiring.Component):
 
     LATENCY = 5
 
-    def __init__(self, *, height, width, channels, pixels_per_cycle=1):
+    def __init__(self, *, height, width, channels, pixels_per_cycle=1, reference_register=False):
         for name, value in (("height", height), ("width", width)):
             _integer(name, value, 2, MAX_FRAME_SIDE)
             if value % 2:
@@ -130,7 +140,13 @@ class DeltaDetector(wiring.Component):
         if (width * channels) % pixels_per_cycle:
             raise ValueError(f"pixels_per_cycle must divide width * channels = "
                              f"{width * channels}, not {pixels_per_cycle}")
+        if not isinstance(reference_register, bool):
+            raise TypeError(f"reference_register must be a bool (True or False), "
+                            f"not {reference_register!r}")
         self._height, self._width, self._channels = height, width, channels
+        self.reference_register = reference_register
+        self.LATENCY = type(self).LATENCY + reference_register
+        self.queue_depth = QUEUE_DEPTH + reference_register
         self._lanes = int(pixels_per_cycle)
         self.depth = channels * height * width // self._lanes
         super().__init__({
@@ -142,7 +158,7 @@ class DeltaDetector(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, depth = self._lanes, self.depth
+        lanes, depth, queue_depth = self._lanes, self.depth, self.queue_depth
         height, width, channels = self._height, self._width, self._channels
 
         word = data.ArrayLayout(unsigned(8), lanes)
@@ -224,6 +240,21 @@ class DeltaDetector(wiring.Component):
         s1_high = Signal(data.ArrayLayout(bound_shape, lanes))
         s1_dense = Signal()
 
+        # Stage R, with ``reference_register`` only: stage 1's beat a cycle on, its reference
+        # word registered as it leaves the block RAM. ``fed`` is what stage 2 works from.
+        fed = {"valid": s1_valid, "reference": read.data, "samples": s1_samples,
+               "low": s1_low, "high": s1_high, "dense": s1_dense, "last": s1_last,
+               "address": s1_address, "zero": s1_zero, "one": s1_one,
+               "channel": s1_channel, "x": s1_x, "y": s1_y}
+        if self.reference_register:
+            registered = {key: Signal(value.shape(), name=f"r_{key}")
+                          for key, value in fed.items()}
+            m.d.sync += [registered[key].eq(value) for key, value in fed.items()]
+            fed = registered
+            s1_two = Signal()  # s1_address == 2
+            r_two = Signal()
+            m.d.sync += r_two.eq(s1_two)
+
         # Stage 2: deltas, registered straight after the subtraction (the read data comes late).
         s2_valid = Signal()
         s2_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
@@ -299,15 +330,15 @@ class DeltaDetector(wiring.Component):
         m.d.comb += [write.addr.eq(s2_address), write.data.eq(Mux(clearing, 0, s2_samples)),
                      write.en.eq(Mux(clearing, (1 << lanes) - 1, Mux(s2_valid, fire, 0)))]
 
-        # The queue between stage 2 and stage 3: QUEUE_DEPTH entries, in a ring. A beat from
+        # The queue between stage 2 and stage 3: ``queue_depth`` entries, in a ring. A beat from
         # stage 2 goes straight to stage 3 when the queue is empty and stage 3 frees.
         entry = data.StructLayout({"delta": s3_delta.shape(), "pending": lanes, "end": 1,
                                    "channel": s3_channel.shape(), "x": s3_x.shape(),
                                    "y": s3_y.shape()})
-        queue = Array(Signal(entry, name=f"queue_{i}") for i in range(QUEUE_DEPTH))
-        queue_read = Signal(range(QUEUE_DEPTH))
-        queue_write = Signal(range(QUEUE_DEPTH))
-        queue_count = Signal(range(QUEUE_DEPTH + 1))
+        queue = Array(Signal(entry, name=f"queue_{i}") for i in range(queue_depth))
+        queue_read = Signal(range(queue_depth))
+        queue_write = Signal(range(queue_depth))
+        queue_count = Signal(range(queue_depth + 1))
         arriving = Signal(entry)
         m.d.comb += [arriving.delta.eq(s2_delta), arriving.pending.eq(fire),
                      arriving.end.eq(s2_last), arriving.channel.eq(s2_channel),
@@ -319,7 +350,7 @@ class DeltaDetector(wiring.Component):
         head = data.View(entry, head)
 
         def ring_next(pointer):
-            return Mux(pointer == QUEUE_DEPTH - 1, 0, pointer + 1)
+            return Mux(pointer == queue_depth - 1, 0, pointer + 1)
 
         with m.If(push):
             m.d.sync += [queue[queue_write].eq(arriving), queue_write.eq(ring_next(queue_write))]
@@ -339,19 +370,20 @@ class DeltaDetector(wiring.Component):
                 m.d.sync += clearing.eq(0)
             m.d.sync += s2_address.eq(s2_address + 1)
         with m.Else():
-            m.d.sync += s2_address.eq(s1_address)
+            m.d.sync += s2_address.eq(fed["address"])
 
-        # Stage 1 -> stage 2: subtract the reference word as it comes out of the read port.
-        m.d.sync += s2_valid.eq(s1_valid)
+        # Stage 1 (or R) -> stage 2: subtract the reference word as it comes out of the read
+        # port (or its register).
+        m.d.sync += s2_valid.eq(fed["valid"])
         for j in range(lanes):
-            reference_sample = read.data[j]
-            m.d.sync += [s2_delta[j].eq(s1_samples[j] - reference_sample),
+            reference_sample = fed["reference"][j]
+            m.d.sync += [s2_delta[j].eq(fed["samples"][j] - reference_sample),
                          # As the signs of differences: carry chains on both families.
-                         s2_below[j].eq((reference_sample - s1_low[j])[-1]),
-                         s2_above[j].eq((s1_high[j] - reference_sample)[-1])]
-        m.d.sync += [s2_dense.eq(s1_dense), s2_samples.eq(s1_samples), s2_last.eq(s1_last),
-                     s2_zero.eq(s1_zero), s2_one.eq(s1_one), s2_channel.eq(s1_channel),
-                     s2_x.eq(s1_x), s2_y.eq(s1_y)]
+                         s2_below[j].eq((reference_sample - fed["low"][j])[-1]),
+                         s2_above[j].eq((fed["high"][j] - reference_sample)[-1])]
+        m.d.sync += [s2_dense.eq(fed["dense"]), s2_samples.eq(fed["samples"]),
+                     s2_last.eq(fed["last"]), s2_zero.eq(fed["zero"]), s2_one.eq(fed["one"]),
+                     s2_channel.eq(fed["channel"]), s2_x.eq(fed["x"]), s2_y.eq(fed["y"])]
 
         # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
         # beat comes from the input register, so the accept logic starts from flip-flops.
@@ -374,12 +406,12 @@ class DeltaDetector(wiring.Component):
         # Both flags are registered, worked out from the values the stages get on the edge.
         restart = beat.first | next_zero
         # Room in the queue for this beat and the ones in stages 1 and 2, should stage 3 stay
-        # busy: s1_valid + s2_valid + queue_count < QUEUE_DEPTH. Kept as credits: a beat
+        # busy: s1_valid + s2_valid + queue_count < queue_depth. Kept as credits: a beat
         # accepted takes one, a beat that leaves for stage 3 (from the queue or straight from
         # stage 2) gives it back a cycle later, from a register, so that the emit stage's
         # state is not on the accept logic's path.
         # Nothing is offered while clearing: the input register takes no beat then.
-        credits = Signal(range(QUEUE_DEPTH + 1), init=QUEUE_DEPTH)
+        credits = Signal(range(queue_depth + 1), init=queue_depth)
         # The accept logic reads two flip-flops and the beat's ``first`` flag, one LUT: whether
         # a beat must wait if it starts a frame, and if it does not. Each folds the hazard flag
         # it would use with the lack of credits: after the edge, "word 0 in flight" is
@@ -400,9 +432,28 @@ class DeltaDetector(wiring.Component):
             next_zero_after.eq(Mux(accept, beat.last | (~beat.first &
                                                          (next_address == depth - 1)),
                                    next_zero)),
-            zero_after.eq((accept & restart) | (s1_valid & s1_zero)),
-            next_after.eq(accept & restart & s1_valid & s1_one),
         ]
+        if not self.reference_register:
+            m.d.comb += [
+                zero_after.eq((accept & restart) | (s1_valid & s1_zero)),
+                next_after.eq(accept & restart & s1_valid & s1_one),
+            ]
+        else:
+            # Stages 1, R and 2 hold words not yet written; after the edge, stage 1 the beat
+            # accepted, R and 2 those of 1 and R. A beat at a != 0 (one after the last beat
+            # accepted, L, at a - 1) meets an older beat at a only if L or the beat before it
+            # restarted at word 0, so a is 1 or 2: a = 1 when a restart is accepted and stage 1
+            # or R holds 1, or none is accepted, stage 1 holds 0 and R 1; a = 2 when a beat at
+            # 1 is accepted, stage 1 holds 0 and R 2.
+            s1_at = [s1_valid & flag for flag in (s1_zero, s1_one, s1_two)]
+            r_valid = fed["valid"]
+            r_at = [r_valid & flag for flag in (fed["zero"], fed["one"], r_two)]
+            m.d.comb += [
+                zero_after.eq((accept & restart) | s1_at[0] | r_at[0]),
+                next_after.eq(Mux(accept, Mux(restart, s1_at[1] | r_at[1], s1_at[0] & r_at[2]),
+                                  s1_at[0] & r_at[1])),
+            ]
+            m.d.sync += s1_two.eq(~restart & (next_address == 2))
         # No credit left after this cycle, from flags rather than through the adder.
         credits_zero = Signal()
         credits_one = Signal()

@@ -31,10 +31,11 @@ def reset_pooled_map(config):
                                                   config.width // 2)).astype(np.int64)
 
 
-def engine_verilog(config, name="eventconv_engine"):
+def engine_verilog(config, name="eventconv_engine", *, registered_ram_outputs=False):
     from .hw.engine import EventConvEngine
     from .sim.runner import export_verilog
-    return export_verilog(EventConvEngine(config), name)
+    return export_verilog(EventConvEngine(config, registered_ram_outputs=registered_ram_outputs),
+                          name)
 
 
 class _Progress:
@@ -77,17 +78,18 @@ class _Progress:
 
 
 def run_rtl(config: Config, frames, *, simulator="icarus", progress=False, idle=0.0,
-            stall=0.0, seed=0, build_root=None):
+            stall=0.0, seed=0, build_root=None, registered_ram_outputs=False):
     """Simulate the engine on ``frames`` (SPEC FRAMES.npy layout); returns OUT.npz's arrays.
 
     ``idle``/``stall`` add random input idle cycles and output backpressure (tests); the SPEC's
-    ``cycles`` figure assumes neither, which is the default.
+    ``cycles`` figure assumes neither, which is the default. ``registered_ram_outputs``: the
+    engine as the ECP5 boards build it (:class:`~eventconv.hw.engine.EventConvEngine`).
     """
     from .sim.runner import check_simulator, run_cocotb
 
     config.check_frames(frames)
     check_simulator(simulator)
-    verilog = engine_verilog(config)
+    verilog = engine_verilog(config, registered_ram_outputs=registered_ram_outputs)
     with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
         frames_path = Path(tmp) / "frames.npy"
         np.save(frames_path, frames)

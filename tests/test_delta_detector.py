@@ -136,9 +136,11 @@ def _with_reset(dut):
     return wrapper, wrapper.rst
 
 
-def check_against_model(frames, *, lanes, threshold, mode, idle=0.0, stall=0.0, seed=0):
+def check_against_model(frames, *, lanes, threshold, mode, idle=0.0, stall=0.0, seed=0,
+                        reference_register=False):
     _, channels, height, width = frames.shape
-    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes)
+    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
+                        reference_register=reference_register)
     beats = [b for frame in frames for b in beats_of(frame, lanes)]
     got, extra = run_detector(dut, beats, len(frames), threshold=threshold,
                               dense=int(mode == "dense"), idle=idle, stall=stall, seed=seed)
@@ -179,6 +181,17 @@ def test_equals_model_on_random_frames(height, width, channels, lanes, threshold
         assert any(expected[3:]) and expected[2] == []
 
 
+@pytest.mark.parametrize("idle, stall", stall_profiles())
+@pytest.mark.parametrize("height, width, channels, lanes, threshold, mode", CASES)
+def test_reference_register_equals_model(height, width, channels, lanes, threshold, mode,
+                                         idle, stall):
+    """The same with the reference word registered out of the block RAM (the ECP5 build)."""
+    rng = np.random.default_rng(height * 1000 + width * 10 + channels + lanes + threshold + 1)
+    frames = video(rng, 4, channels, height, width)
+    check_against_model(frames, lanes=lanes, threshold=threshold, mode=mode, idle=idle,
+                        stall=stall, seed=lanes + threshold + 1, reference_register=True)
+
+
 @pytest.mark.parametrize("lanes", [1, 4])
 def test_equals_model_on_real_clip(lanes):
     clip = np.load(DATA / "vtest_32x32.npy")[:6, None]
@@ -187,9 +200,12 @@ def test_equals_model_on_real_clip(lanes):
     assert all(0 < len(e) < clip[0].size // 4 for e in expected[1:])  # sparse, but moving
 
 
-def test_sparse_frames_take_one_cycle_per_beat_plus_latency():
+@pytest.mark.parametrize("reference_register, latency", [(False, 5), (True, 6)])
+def test_sparse_frames_take_one_cycle_per_beat_plus_latency(reference_register, latency):
     height, width, channels, lanes, frames = 12, 16, 1, 4, 3
-    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes)
+    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
+                        reference_register=reference_register)
+    assert dut.LATENCY == latency
     # All zeros equals the reset reference: no events in any frame.
     zero = np.zeros((channels, height, width), np.uint8)
     beats = beats_of(zero, lanes) * frames
@@ -219,7 +235,7 @@ def test_sparse_frames_take_one_cycle_per_beat_plus_latency():
     assert accepted[0] == dut.depth
     assert accepted == list(range(accepted[0], accepted[0] + frames * frame_beats))
     first_cycles = ends[0] - accepted[0] + 1
-    assert first_cycles == frame_beats + DeltaDetector.LATENCY
+    assert first_cycles == frame_beats + latency
     # Back to back: each further frame ends exactly one frame of beats later.
     assert np.diff(ends).tolist() == [frame_beats] * (frames - 1)
 
@@ -349,19 +365,21 @@ def test_first_and_last_define_the_frame_position():
     assert got == expected and extra == []
 
 
+@pytest.mark.parametrize("reference_register", [False, True])
 @pytest.mark.parametrize("idle", [0.0, 0.2])
 @pytest.mark.parametrize("channels, height, width, lanes", [(1, 2, 4, 1), (1, 4, 4, 2),
                                                             (3, 2, 4, 4)])
-def test_short_frames_back_to_back_wait_for_their_words(channels, height, width, lanes, idle):
+def test_short_frames_back_to_back_wait_for_their_words(channels, height, width, lanes, idle,
+                                                         reference_register):
     """Frames of one to four beats (and some of the whole reference), back to back: a beat
-    reads a word that one of the three beats ahead of it may not have written yet (after a
-    restart, words 0, 1 and 2), and must wait for it."""
+    reads a word that one of the beats ahead of it may not have written yet (after a restart,
+    words 0 and 1; with the reference register, 0, 1 and 2), and must wait for it."""
     rng = np.random.default_rng(channels * 100 + height * 10 + lanes)
     shape = (channels, height, width)
     depth = channels * height * width // lanes
     reference = np.zeros(shape, np.uint8)
     beats, expected = [], []
-    for _ in range(60):
+    for _ in range(300):
         count = int(rng.choice([1, 2, 3, 3, 4, depth]))
         # Large steps and none: every beat either fires or not, so that the words written
         # and the words read differ.
@@ -375,7 +393,8 @@ def test_short_frames_back_to_back_wait_for_their_words(channels, height, width,
         beats += frame_beats
         events, reference = detect_events(frame, reference, 20)
         expected.append(events.tuples())
-    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes)
+    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
+                        reference_register=reference_register)
     got, extra = run_detector(dut, beats, len(expected), threshold=20, dense=0, idle=idle,
                               seed=lanes)
     assert got == expected and extra == []
@@ -405,6 +424,8 @@ def test_overlong_frame_wraps_to_sample_zero():
      r"pixels_per_cycle must be one of 1, 2, 4, 8, not True"),
     ({"width": 6, "channels": 1, "pixels_per_cycle": 4}, ValueError,
      r"pixels_per_cycle must divide width \* channels = 6, not 4"),
+    ({"reference_register": 1}, TypeError,
+     r"reference_register must be a bool \(True or False\), not 1"),
 ])
 def test_parameter_errors(kwargs, error, message):
     params = {"height": 8, "width": 8, "channels": 1, "pixels_per_cycle": 1, **kwargs}
@@ -419,12 +440,14 @@ def test_parameters_kept():
     assert dut.events.payload.shape() == event_layout(3, 6, 4)
 
 
-@pytest.mark.parametrize("lanes, idle, stall", [(1, 0.3, 0.4), (4, 0.5, 0.5)])
-def test_verilog_under_icarus_equals_model(lanes, idle, stall):
+@pytest.mark.parametrize("lanes, idle, stall, reference_register",
+                         [(1, 0.3, 0.4, False), (4, 0.5, 0.5, False), (2, 0.4, 0.4, True)])
+def test_verilog_under_icarus_equals_model(lanes, idle, stall, reference_register):
     rng = np.random.default_rng(lanes)
     channels, height, width, threshold = 3, 4, 8, 6
     frames = video(rng, 4, channels, height, width)
-    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes)
+    dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
+                        reference_register=reference_register)
     pixels, events = pixel_layout(lanes), event_layout(channels, height, width)
     expected = model_events(frames, threshold, "event")
     beats = [pack(pixels, b) for frame in frames for b in beats_of(frame, lanes)]

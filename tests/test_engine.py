@@ -68,6 +68,17 @@ def test_rtl_equals_model_random_frames_under_stalls(k, cin, cout, h, w, thresho
     assert_rtl_equals_model(config, video(rng, config, 5), idle=idle, stall=stall, seed=k)
 
 
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]])
+def test_registered_ram_outputs_equal_model(case):
+    """The engine as the ECP5 boards build it (block RAM reads registered) gives the same."""
+    k, cin, cout, h, w, threshold, shift, mode, knobs, (idle, stall) = case
+    rng = np.random.default_rng(k * 100 + cin * 10 + cout + 1)
+    config = layer(rng, k=k, cin=cin, cout=cout, h=h, w=w, threshold=threshold, shift=shift,
+                   mode=mode, **knobs)
+    assert_rtl_equals_model(config, video(rng, config, 5), idle=idle, stall=stall, seed=k,
+                            registered_ram_outputs=True)
+
+
 def test_rtl_equals_model_on_real_clip():
     clip = load_clip("vtest_32x32")[:8]
     config = filter_bank_config(32, 32, channels_out=8, threshold=8, lanes=4,
@@ -172,3 +183,11 @@ def test_cycles_are_each_frames_own_cost():
     assert len(set(cycles[1:].tolist())) == 1, cycles
     assert 0 <= cycles[0] - cycles[1] <= events_out[0] + 2, (cycles, events_out)
     assert rtl["cycles"][0] >= max(64, model["macs"][0] // config.lanes)
+
+
+def test_registered_ram_outputs_must_be_a_bool():
+    from eventconv.hw.engine import EventConvEngine
+    config = filter_bank_config(8, 8)
+    with pytest.raises(TypeError, match=r"registered_ram_outputs must be a bool \(True or "
+                                        r"False\), not 'yes'"):
+        EventConvEngine(config, registered_ram_outputs="yes")
