@@ -38,7 +38,9 @@ class EventConvEngine(wiring.Component):
     registered_ram_outputs : bool
         Put block RAM read data into flip-flops before any logic, at a cycle of latency: the
         detector's reference word (:class:`~eventconv.hw.delta_detector.DeltaDetector`,
-        ``reference_register``). For the ECP5, whose DP16KD takes 5.8 ns from clock to output
+        ``reference_register``) and the pool's bitmap bit
+        (:class:`~eventconv.hw.sparse_max_pool.SparseMaxPool`, ``bitmap_register``). For the
+        ECP5, whose DP16KD takes 5.8 ns from clock to output
         in nextpnr's model; off by default (the iCE40 does better without it). Results are
         the same either way.
 
@@ -83,7 +85,7 @@ class EventConvEngine(wiring.Component):
         self.accumulator = AccumulatorUnit.from_config(c)
         self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
                                   accumulator_width=c.accumulator_width, bias=c.bias.tolist(),
-                                  lanes=c.lanes)
+                                  lanes=c.lanes, bitmap_register=registered_ram_outputs)
         taps = c.kernel_size * c.kernel_size
         #: Cycles after reset before the first frame's first beat is taken: the longest clear
         #: sequence of the blocks, plus a margin for their pipelines.

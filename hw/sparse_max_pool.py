@@ -12,6 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, Config
+from .block_ram import NO_RW_CHECK, UncheckedReadPort
 from .layouts import (
     DELTA_SHAPE,
     AccumulatorReadSignature,
@@ -93,6 +94,13 @@ class SparseMaxPool(wiring.Component):
     ready. A frame's first read waits until the previous frame's ``end_of_frame`` beat is
     loaded on ``events``.
 
+    With ``bitmap_register`` the bitmap bit goes from the block RAM into a flip-flop and
+    nothing else, and a third collection stage decides (an ECP5 DP16KD alone takes 5.8 ns
+    from clock to output in nextpnr's model): forwarding then covers the windows of the two
+    beats before, and every figure above from the ``end_of_frame`` transfer on ``touched``
+    is a cycle more (first read in cycle 4, ``read.done`` G + 4 or 3, a frame without
+    touched windows 5 cycles, ``G + 10 + n_last`` and so on).
+
     After reset a clear sequence writes the reset pooled map, ``min(255, max(0, bias[o]) >>
     shift)`` with ``shift`` sampled every cycle of the clear, into every stored value, and
     zeros into the bitmap: ``(Cout / lanes) * (H/2) * (W/2)`` cycles (:attr:`clear_cycles`),
@@ -157,7 +165,8 @@ class SparseMaxPool(wiring.Component):
 
     cycles_per_group = 1
 
-    def __init__(self, *, height, width, channels_out, accumulator_width, bias, lanes=1):
+    def __init__(self, *, height, width, channels_out, accumulator_width, bias, lanes=1,
+                 bitmap_register=False):
         for name, value in (("height", height), ("width", width)):
             _integer(name, value, 2, MAX_FRAME_SIDE)
             if value % 2:
@@ -170,6 +179,10 @@ class SparseMaxPool(wiring.Component):
         if channels_out % lanes:
             raise ValueError(f"lanes must divide channels_out = {channels_out}, not {lanes}")
         self._bias = self._check_bias(bias, channels_out, accumulator_width)
+        if not isinstance(bitmap_register, bool):
+            raise TypeError(f"bitmap_register must be a bool (True or False), "
+                            f"not {bitmap_register!r}")
+        self.bitmap_register = bitmap_register
 
         self.height, self.width = int(height), int(width)
         self.channels_out, self.lanes = channels_out, lanes
@@ -208,14 +221,15 @@ class SparseMaxPool(wiring.Component):
         return [int(value) for value in bias]
 
     @classmethod
-    def from_config(cls, config, *, lanes=None):
+    def from_config(cls, config, *, lanes=None, bitmap_register=False):
         """The pool for a :class:`~eventconv.config.Config` (its ``lanes`` unless given)."""
         if not isinstance(config, Config):
             raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
         return cls(height=config.height, width=config.width,
                    channels_out=config.channels_out,
                    accumulator_width=config.accumulator_width, bias=config.bias.tolist(),
-                   lanes=config.lanes if lanes is None else lanes)
+                   lanes=config.lanes if lanes is None else lanes,
+                   bitmap_register=bitmap_register)
 
     def elaborate(self, platform):
         m = Module()
@@ -245,8 +259,17 @@ class SparseMaxPool(wiring.Component):
         def bitmap_address(window):
             return Cat(window.x[:x_bits], window.y)
 
-        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[])
-        bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
+        if not self.bitmap_register:
+            m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits,
+                                                  init=[])
+            bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
+        else:
+            # No read-during-write logic after the RAM: a read that meets the write of its
+            # word is one of a window in the two stages ahead, which the forwarding covers.
+            m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits,
+                                                  init=[], attrs=NO_RW_CHECK)
+            bitmap_read = UncheckedReadPort(m, bitmap, name="bitmap_read")
+            bitmap_write = bitmap.write_port()
         m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
                                                         init=[])
         list_read, list_write = window_list.read_port(), window_list.write_port()
@@ -292,20 +315,36 @@ class SparseMaxPool(wiring.Component):
             bitmap_read.en.eq(take),
         ]
         window_beat = second_valid & ~second_end
+
+        # ``decide``: the stage that decides. Stage 2, or with ``bitmap_register`` stage 3,
+        # which takes stage 2's beat and its bitmap bit as it leaves the RAM; the beat taken
+        # then must also look past the window in stage 3 (its bit is written on the edge that
+        # reads the new beat's).
+        decide = {"valid": second_valid, "end": second_end, "window": second_window,
+                  "address": second_address, "listed": bitmap_read.data, "repeated": repeated}
+        repeat = (window_beat & (self.touched.payload.y == second_window.y) &
+                  (self.touched.payload.x == second_window.x))
+        if self.bitmap_register:
+            third = {key: Signal(value.shape(), name=f"third_{key}")
+                     for key, value in decide.items()}
+            m.d.sync += [third[key].eq(value) for key, value in decide.items()]
+            decide = third
+            repeat |= (third["valid"] & ~third["end"] &
+                       (self.touched.payload.y == third["window"].y) &
+                       (self.touched.payload.x == third["window"].x))
         m.d.sync += [
             second_valid.eq(take),
             second_end.eq(self.touched.payload.end_of_frame),
             second_window.y.eq(self.touched.payload.y),
             second_window.x.eq(self.touched.payload.x),
             second_address.eq(window_address(self.touched.payload)),
-            repeated.eq(window_beat & (self.touched.payload.y == second_window.y) &
-                        (self.touched.payload.x == second_window.x)),
+            repeated.eq(repeat),
         ]
-        new_window = window_beat & ~(bitmap_read.data | repeated)
+        new_window = decide["valid"] & ~decide["end"] & ~(decide["listed"] | decide["repeated"])
         m.d.comb += [
             list_write.addr.eq(count),
-            list_write.data.window.eq(second_window),
-            *([list_write.data.address.eq(second_address)] if address_in_list else []),
+            list_write.data.window.eq(decide["window"]),
+            *([list_write.data.address.eq(decide["address"])] if address_in_list else []),
             list_write.en.eq(new_window),
         ]
 
@@ -553,17 +592,20 @@ class SparseMaxPool(wiring.Component):
                 waiting_window.eq(decided_window),
             ]
 
+        touched_ready = collecting & ~(second_valid & second_end)
+        if self.bitmap_register:
+            touched_ready &= ~(decide["valid"] & decide["end"])
         # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
         # window when its first read is issued. The three never coincide (a new window comes
         # only while collecting, a first issue never then).
         first_group = Signal(init=1)        # group == 0
         m.d.comb += [
             # The clear counts its windows with ``current``.
-            bitmap_write.addr.eq(Mux(collecting, bitmap_address(second_window),
+            bitmap_write.addr.eq(Mux(collecting, bitmap_address(decide["window"]),
                                      bitmap_address(current))),
             bitmap_write.data.eq(new_window),
             bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
-            self.touched.ready.eq(collecting & ~(second_valid & second_end)),
+            self.touched.ready.eq(touched_ready),
         ]
 
         # The clear's last address, registered a cycle ahead.
@@ -584,7 +626,7 @@ class SparseMaxPool(wiring.Component):
         # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
         # collect).
         clear_end = clearing & clear_last
-        to_start = collecting & second_valid & second_end
+        to_start = collecting & decide["valid"] & decide["end"]
         start_empty = start_list & count_is_zero
         start_first = start_list & ~count_is_zero
         finished = advance & fetched_valid & fetched_last     # only while finishing

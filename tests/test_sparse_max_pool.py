@@ -47,9 +47,9 @@ class PoolBench(wiring.Component):
     of a run.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, bitmap_register=False):
         self.config = c = config
-        self.pool = SparseMaxPool.from_config(c)
+        self.pool = SparseMaxPool.from_config(c, bitmap_register=bitmap_register)
         self.groups = c.channels_out // c.lanes
         self.depth = self.groups * c.height * c.width // 4     # words per bank
         width = self.pool.accumulator_width
@@ -221,7 +221,7 @@ async def take_beat(ctx, stream, rng, stall):
 
 
 def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
-             shift_during_clear=None, wait_ready=False):
+             shift_during_clear=None, wait_ready=False, bitmap_register=False):
     """Simulate the bench over ``plans``; returns per frame ``events`` (tuples, in order),
     ``done_after`` (cycles from ``start``, see ``cycles``, to ``read.done``; not with
     ``clear_after``),
@@ -234,8 +234,10 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     loaded back to bias before the next frame. ``shift_during_clear``: the ``shift`` input
     while the reset clear runs, if not ``config.shift``. ``wait_ready``: offer a frame's first
     beat only once ``touched`` is ready (so ``collect_cycles`` measures the pool alone).
+    ``bitmap_register``: the pool's option (every end-of-frame figure a cycle later).
     """
-    dut = PoolBench(config)
+    dut = PoolBench(config, bitmap_register)
+    late = int(bitmap_register)
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
     results, ends, starts, done_times = [], [], [], []
@@ -296,7 +298,7 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
                     break
                 events.append((int(beat.channel), int(beat.y), int(beat.x), int(beat.delta)))
             index = len(results)
-            start = ends[index] if not results else max(ends[index], results[-1]["out"] - 2)
+            start = ends[index] if not results else max(ends[index], results[-1]["out"] - 2 - late)
             results.append({"events": events, "cycles": ctx.get(dut.now) - start,
                             "start": start,
                             "out": ctx.get(dut.now),
@@ -331,22 +333,23 @@ def changed_lanes_per_group(config, plan):
             for window in dict.fromkeys(plan["touched"]) for g in range(groups)]
 
 
-def expected_cycles(config, plan):
+def expected_cycles(config, plan, late=0):
     """Cycles of a frame's end-of-frame work with ``events`` always ready, from the
     end_of_frame transfer on ``touched`` to the one on ``events``: a cycle by cycle model of
-    the pool's pipeline as its docstring describes it (first read issued in cycle 3, one read
+    the pool's pipeline as its docstring describes it (first read issued in cycle 3, or 3 +
+    ``late`` with the bitmap register, one read
     per cycle while the second result slot is empty, the result slot gives one event per
     cycle, end_of_frame loaded once everything is empty). Also checks the docstring's bounds.
     """
     changed = changed_lanes_per_group(config, plan)
     if not changed:
-        return 4
+        return 4 + late
     to_issue = list(changed)
     # Changed lanes of the (window, group) in the fetch, pair, maximum, requantize, compare
     # and decide stages.
     fetched = paired = maximum = requantized = compared = decided = None
     result = waiting = 0         # events left in the two result slots
-    cycle = 3
+    cycle = 3 + late
     while (to_issue or result or waiting
            or any(stage is not None
                    for stage in (fetched, paired, maximum, requantized, compared, decided))):
@@ -365,16 +368,18 @@ def expected_cycles(config, plan):
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
     reads, events = len(changed), sum(changed)
-    assert max(reads + 10 + changed[-1], events + 11) <= cycles <= reads + events + 11
+    assert (max(reads + 10 + changed[-1], events + 11) + late <= cycles
+            <= reads + events + 11 + late)
     return cycles
 
 
-def check(plans, results, config=None):
+def check(plans, results, config=None, late=0):
     """Events exactly as planned; with ``config``, also the cycles (only without stalls)."""
     for index, (plan, got) in enumerate(zip(plans, results, strict=True)):
         assert got["events"] == plan["events"], f"events of frame {index}"
         if config is not None:
-            assert got["cycles"] == expected_cycles(config, plan), f"cycles of frame {index}"
+            assert got["cycles"] == expected_cycles(config, plan, late), \
+                f"cycles of frame {index}"
 
 
 # (height, width, channels_in, channels_out, lanes, kernel_size, shift, bias range, weights)
@@ -388,16 +393,18 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("bitmap_register", [False, True])
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("case", CASES)
-def test_events_equal_model_over_frames(case, idle, stall):
+def test_events_equal_model_over_frames(case, idle, stall, bitmap_register):
     rng = np.random.default_rng(sorted(CASES).index(case) * 10 + int(idle * 10))
     config = make_config(rng, *CASES[case])
     plans = model_plans(config, random_video(rng, config, 6), rng)
     if "huge" not in case:
         assert sum(len(plan["events"]) for plan in plans[1:]) > 5, "a test that tests nothing"
-    results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)))
-    check(plans, results, config if stall == 0 else None)
+    results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)),
+                       bitmap_register=bitmap_register)
+    check(plans, results, config if stall == 0 else None, late=int(bitmap_register))
 
 
 def test_events_equal_model_on_real_clip():
@@ -413,7 +420,8 @@ def test_events_equal_model_on_real_clip():
     check(plans, results)
 
 
-def test_repeated_windows_unchanged_windows_and_untouched_windows():
+@pytest.mark.parametrize("bitmap_register", [False, True])
+def test_repeated_windows_unchanged_windows_and_untouched_windows(bitmap_register):
     """Every window touched many times with nothing changed gives no event; a changed
     window gives one event per changed channel however often touched; a window changed but
     not touched gives nothing until a later frame touches it."""
@@ -439,7 +447,8 @@ def test_repeated_windows_unchanged_windows_and_untouched_windows():
     assert plans[0]["events"] == []
     assert [event[:3] for event in plans[1]["events"]] == [(o, 1, 2) for o in range(4)]
     assert [event[:3] for event in plans[2]["events"]] == [(1, 3, 0)]
-    results = run_pool(config, plans, stall=0.3, idle=0.2, seed=1)
+    results = run_pool(config, plans, stall=0.3, idle=0.2, seed=1,
+                       bitmap_register=bitmap_register)
     check(plans, results)
 
 
@@ -458,7 +467,7 @@ def test_reset_in_the_middle_restores_the_reset_pooled_map():
     check(plans, results)
 
 
-def run_cycles(config, window_counts, changed_lanes):
+def run_cycles(config, window_counts, changed_lanes, bitmap_register=False):
     """Frames touching ``n`` windows each (each given twice in a row), every one changing
     ``changed_lanes`` lanes of every group; no stalls. Returns the results and the plans."""
     h, w = config.height, config.width
@@ -479,12 +488,13 @@ def run_cycles(config, window_counts, changed_lanes):
         plans.append({"writes": writes_between(config, previous, new), "touched": beats,
                       "events": expected_events(config, new, stored, beats)})
         previous = new
-    results = run_pool(config, plans, wait_ready=True)
-    check(plans, results)
+    results = run_pool(config, plans, wait_ready=True, bitmap_register=bitmap_register)
+    check(plans, results, config, late=int(bitmap_register))
     return results, plans
 
 
-def test_cycles_are_proportional_to_touched_windows_not_frame_size():
+@pytest.mark.parametrize("bitmap_register", [False, True])
+def test_cycles_are_proportional_to_touched_windows_not_frame_size(bitmap_register):
     """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
     cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
     or per output event, whichever is more, plus a few: G + 10 cycles for G (window, group)
@@ -494,13 +504,14 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size():
     groups = 2
     counts = [0, 1, 5, 40, 0, 12]
     for changed_lanes in (0, 1, 4):
-        results, plans = run_cycles(config, counts, changed_lanes)
+        results, plans = run_cycles(config, counts, changed_lanes, bitmap_register)
         for count, got, plan in zip(counts, results, plans, strict=True):
             events = groups * count * changed_lanes
             assert len(plan["events"]) == events
-            expected = 4 if not count else (groups * count + 10 if not changed_lanes
-                                             else events + 11)
-            assert expected == expected_cycles(config, plan)
+            late = int(bitmap_register)    # the bitmap register: a cycle more
+            expected = late + (4 if not count else (groups * count + 10 if not changed_lanes
+                                                    else events + 11))
+            assert expected == expected_cycles(config, plan, late)
             print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
                   f" {events} events: {got['cycles']} cycles after the end of"
                   f" frame (expected {expected}), {got['collect_cycles']} cycles to collect"
@@ -510,7 +521,7 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size():
             if changed_lanes <= 1:
                 # Nothing stops the reads: the last one's data is taken G + 3 cycles after the
                 # end of frame (2 for a frame without touched windows).
-                assert got["done_after"] == (groups * count + 3 if count else 2)
+                assert got["done_after"] == late + (groups * count + 3 if count else 2)
 
 
 def test_clear_takes_clear_cycles_and_uses_the_shift_input():
@@ -571,6 +582,8 @@ GOOD = {"height": 6, "width": 8, "channels_out": 4, "accumulator_width": 12,
      r"bias\[2\] must be an integer in -2048\.\.2047 \(accumulator_width = 12\), not 2048"),
     ({"bias": [0, 0.5, 0, 0]}, TypeError,
      r"bias\[1\] must be an integer in -2048\.\.2047 \(accumulator_width = 12\), not 0\.5"),
+    ({"bitmap_register": "on"}, TypeError,
+     r"bitmap_register must be a bool \(True or False\), not 'on'"),
 ])
 def test_bad_parameters(changes, error, message):
     with pytest.raises(error, match=message):
@@ -586,12 +599,14 @@ def test_good_parameters_and_derived_figures():
 
 # --- The exported Verilog under Icarus, driven by sim/sparse_max_pool_tb.py ----------------
 
-@pytest.mark.parametrize("idle, stall", [(0.3, 0.3), (0.0, 0.0)])
-def test_exported_verilog_under_cocotb(idle, stall):
+@pytest.mark.parametrize("idle, stall, bitmap_register",
+                         [(0.3, 0.3, False), (0.0, 0.0, False), (0.0, 0.0, True),
+                          (0.4, 0.4, True)])
+def test_exported_verilog_under_cocotb(idle, stall, bitmap_register):
     rng = np.random.default_rng(8)
     config = make_config(rng, 8, 6, 1, 4, 2, 3, 7, (-2000, 4000))
     plans = model_plans(config, random_video(rng, config, 4, change=0.2), rng)
-    dut = PoolBench(config)
+    dut = PoolBench(config, bitmap_register)
     windows = window_layout(config.height, config.width)
     events = event_layout(config.channels_out, config.height // 2, config.width // 2)
     load_layout = dut.load_data.shape()
@@ -617,7 +632,7 @@ def test_exported_verilog_under_cocotb(idle, stall):
         print(f"cocotb frame {index}: {len(set(plan['touched']))} windows,"
               f" {len(plan['events'])} events, {got['cycles']} cycles")
         if stall == 0:
-            assert got["cycles"] == expected_cycles(config, plan)
+            assert got["cycles"] == expected_cycles(config, plan, int(bitmap_register))
     assert result["extra"] == []
     assert result["protocol_errors"] == 0
     assert result["releases"] == len(plans)
