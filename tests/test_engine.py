@@ -185,6 +185,7 @@ def test_cycles_are_each_frames_own_cost():
     assert rtl["cycles"][0] >= max(64, model["macs"][0] // config.lanes)
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_registered_ram_outputs_must_be_a_bool():
     from eventconv.hw.engine import EventConvEngine
     config = filter_bank_config(8, 8)
