@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Signal
 
-__all__ = ["NO_RW_CHECK", "UncheckedReadPort"]
+__all__ = ["NO_RW_CHECK", "UncheckedReadPort", "register_stage"]
 
 #: Memory attributes for a memory read through :class:`UncheckedReadPort`.
 NO_RW_CHECK = {"no_rw_check": 1}
@@ -47,3 +47,14 @@ class UncheckedReadPort:
         self.data = Signal(memory.shape, name=f"{name}_data", reset_less=True)
         with m.If(self.en):
             m.d.sync += self.data.eq(port.data)
+
+
+def register_stage(m, fields, prefix):
+    """A pipeline stage more: each value of the dict ``fields`` registered (``sync`` domain)
+    into a signal named ``{prefix}_{key}``; returns the dict of those signals. Used to put a
+    block RAM's read data, and the beat that goes with it, into flip-flops before any logic.
+    """
+    registered = {key: Signal(value.shape(), name=f"{prefix}_{key}")
+                  for key, value in fields.items()}
+    m.d.sync += [registered[key].eq(value) for key, value in fields.items()]
+    return registered

@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, PIXELS_PER_CYCLE
-from .block_ram import NO_RW_CHECK, UncheckedReadPort
+from .block_ram import NO_RW_CHECK, UncheckedReadPort, register_stage
 from .layouts import DELTA_SHAPE, EventStream, PixelStream
 from .stream_register import StreamRegister
 
@@ -247,10 +247,7 @@ class DeltaDetector(wiring.Component):
                "address": s1_address, "zero": s1_zero, "one": s1_one,
                "channel": s1_channel, "x": s1_x, "y": s1_y}
         if self.reference_register:
-            registered = {key: Signal(value.shape(), name=f"r_{key}")
-                          for key, value in fed.items()}
-            m.d.sync += [registered[key].eq(value) for key, value in fed.items()]
-            fed = registered
+            fed = register_stage(m, fed, "r")
             s1_two = Signal()  # s1_address == 2
             r_two = Signal()
             m.d.sync += r_two.eq(s1_two)

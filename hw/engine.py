@@ -41,8 +41,8 @@ class EventConvEngine(wiring.Component):
         ``reference_register``) and the pool's bitmap bit
         (:class:`~eventconv.hw.sparse_max_pool.SparseMaxPool`, ``bitmap_register``). For the
         ECP5, whose DP16KD takes 5.8 ns from clock to output
-        in nextpnr's model; off by default (the iCE40 does better without it). Results are
-        the same either way.
+        in nextpnr's model; off by default (the iCE40 does better without it). The outputs
+        are the same either way; a frame takes a cycle or two more.
 
     Members
     -------

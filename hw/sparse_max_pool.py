@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import MAX_CHANNELS, MAX_FRAME_SIDE, Config
-from .block_ram import NO_RW_CHECK, UncheckedReadPort
+from .block_ram import NO_RW_CHECK, UncheckedReadPort, register_stage
 from .layouts import (
     DELTA_SHAPE,
     AccumulatorReadSignature,
@@ -325,10 +325,7 @@ class SparseMaxPool(wiring.Component):
         repeat = (window_beat & (self.touched.payload.y == second_window.y) &
                   (self.touched.payload.x == second_window.x))
         if self.bitmap_register:
-            third = {key: Signal(value.shape(), name=f"third_{key}")
-                     for key, value in decide.items()}
-            m.d.sync += [third[key].eq(value) for key, value in decide.items()]
-            decide = third
+            decide = third = register_stage(m, decide, "third")
             repeat |= (third["valid"] & ~third["end"] &
                        (self.touched.payload.y == third["window"].y) &
                        (self.touched.payload.x == third["window"].x))
