@@ -259,15 +259,15 @@ class SparseMaxPool(wiring.Component):
         def bitmap_address(window):
             return Cat(window.x[:x_bits], window.y)
 
+        # With ``bitmap_register``, no read-during-write logic after the RAM: a read that meets
+        # the write of its word is one of a window in the two stages ahead, which the
+        # forwarding covers.
+        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[],
+                                              attrs=NO_RW_CHECK if self.bitmap_register
+                                              else None)
         if not self.bitmap_register:
-            m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits,
-                                                  init=[])
             bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
         else:
-            # No read-during-write logic after the RAM: a read that meets the write of its
-            # word is one of a window in the two stages ahead, which the forwarding covers.
-            m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits,
-                                                  init=[], attrs=NO_RW_CHECK)
             bitmap_read = UncheckedReadPort(m, bitmap, name="bitmap_read")
             bitmap_write = bitmap.write_port()
         m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
