@@ -17,6 +17,7 @@ from .layouts import (
     times,
     window_layout,
 )
+from .multiplier import registered_multiply
 
 __all__ = ["AccumulatorUnit"]
 
@@ -46,6 +47,13 @@ class AccumulatorUnit(wiring.Component):
                 which in-flight write the beat must take instead (address compare) registered
         mult    bank selected, or a forwarded sum; delta * weight registered (one DSP per lane)
         write   accumulator + product written back to its bank; window pushed to ``touched``
+
+    With ``registered_multiplier`` the weight is read in the row stage instead, and the
+    multiplier gets a stage of its own: weight and delta registered in the memory stage, the
+    product in the mult stage, and registered again into the write stage. On an ECP5 platform
+    (``platform.family == "ecp5"``) those two register stages are the MULT18X18D's own input
+    and output registers (:func:`~eventconv.hw.multiplier.registered_multiply`). Latency,
+    throughput and results are the same.
 
     Latency: a beat taken in cycle t is written at the end of cycle t+5, and its window (or the
     end of frame) is valid on ``touched`` from cycle t+6 (:attr:`LATENCY`). Every memory's read
@@ -85,6 +93,8 @@ class AccumulatorUnit(wiring.Component):
         In -128..127.
     bias : list of int, [Cout], or None
         Reset value of each output channel's accumulators, in -2**31..2**31-1; None means 0.
+    registered_multiplier : bool
+        Registers on both sides of each multiplier (see above); for the ECP5.
 
     Attributes
     ----------
@@ -118,14 +128,15 @@ class AccumulatorUnit(wiring.Component):
     TypeError, ValueError
         A shape parameter is out of range (see
         :func:`~eventconv.hw.fanout.check_geometry`), or weights or bias have the wrong shape
-        or values out of range (as :class:`eventconv.config.Config`).
+        or values out of range (as :class:`eventconv.config.Config`), or
+        ``registered_multiplier`` is not a bool.
     """
 
     #: Cycles from an update beat's transfer to its window (or end of frame) valid on touched.
     LATENCY = 6
 
     def __init__(self, *, height, width, channels_in, channels_out, kernel_size, weights,
-                 bias=None, lanes=1):
+                 bias=None, lanes=1, registered_multiplier=False):
         check_geometry(height=height, width=width, channels_in=channels_in,
                        channels_out=channels_out, kernel_size=kernel_size, lanes=lanes)
         # Config checks weights and bias and owns the accumulator width derivation: one place.
@@ -135,6 +146,10 @@ class AccumulatorUnit(wiring.Component):
         if bias is not None:
             obj["bias"] = bias
         self._config = config = Config.from_dict(obj)
+        if not isinstance(registered_multiplier, bool):
+            raise TypeError(f"registered_multiplier must be a bool (True or False), "
+                            f"not {registered_multiplier!r}")
+        self.registered_multiplier = registered_multiplier
         self.accumulator_width = config.accumulator_width
         self.groups = config.channels_out // config.lanes
         self.depth = self.groups * config.height * config.width // 4
@@ -154,14 +169,15 @@ class AccumulatorUnit(wiring.Component):
         })
 
     @classmethod
-    def from_config(cls, config, *, lanes=None):
+    def from_config(cls, config, *, lanes=None, registered_multiplier=False):
         """The unit for a :class:`~eventconv.config.Config` (its ``lanes`` unless given)."""
         if not isinstance(config, Config):
             raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
         return cls(height=config.height, width=config.width, channels_in=config.channels_in,
                    channels_out=config.channels_out, kernel_size=config.kernel_size,
                    weights=config.weights, bias=config.bias,
-                   lanes=config.lanes if lanes is None else lanes)
+                   lanes=config.lanes if lanes is None else lanes,
+                   registered_multiplier=registered_multiplier)
 
     def _weight_rom(self, lane):
         c = self._config
@@ -334,7 +350,17 @@ class AccumulatorUnit(wiring.Component):
                 m.d.sync += [written[k][key].eq(written[k - 1][key]) for key in written[k]]
             for j in range(lanes):
                 m.d.sync += [raw[j][q].eq(read_ports[j][q].data) for q in range(BANKS)]
-                m.d.sync += weight[j].eq(weight_ports[j].data)
+                if not self.registered_multiplier:
+                    m.d.sync += weight[j].eq(weight_ports[j].data)
+                else:
+                    # The weight is read a stage early, so the multiplier has a stage of its
+                    # own between registers that feed nothing else: the weight and the delta
+                    # registered in the memory stage, the product in the mult stage (on the
+                    # ECP5 the MULT18X18D's own registers).
+                    product = registered_multiply(m, platform, read["delta"],
+                                                  weight_ports[j].data, advance,
+                                                  name=f"multiplier_{j}")
+                    m.d.sync += write_product[j].eq(product)
                 stored = Mux(mult["bank"][1],
                              Mux(mult["bank"][0], raw[j][3], raw[j][2]),
                              Mux(mult["bank"][0], raw[j][1], raw[j][0]))
@@ -342,10 +368,9 @@ class AccumulatorUnit(wiring.Component):
                                 Mux(hits[1], written[0]["data"][j],
                                     Mux(hits[2], written[1]["data"][j],
                                         written[2]["data"][j])))
-                m.d.sync += [
-                    write_product[j].eq(mult["delta"] * weight[j]),
-                    write_old[j].eq(Mux(hits.any(), forwarded, stored)),
-                ]
+                if not self.registered_multiplier:
+                    m.d.sync += write_product[j].eq(mult["delta"] * weight[j])
+                m.d.sync += write_old[j].eq(Mux(hits.any(), forwarded, stored))
             # The window the write stage compares against after this edge.
             # Both compares side by side, then ``emit`` picks one (not a window multiplexer
             # in front of one compare).
@@ -389,7 +414,8 @@ class AccumulatorUnit(wiring.Component):
                            bias)
             m.d.comb += [
                 write_sum[j].eq(write_old[j] + write_product[j]),
-                weight_ports[j].addr.eq(read_weight_address),
+                weight_ports[j].addr.eq(row_weight_base + row_tap if self.registered_multiplier
+                                        else read_weight_address),
                 weight_ports[j].en.eq(advance),
             ]
             for q in range(BANKS):

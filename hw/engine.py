@@ -36,13 +36,19 @@ class EventConvEngine(wiring.Component):
         and ``mode`` of the configuration are only the suggested values of the runtime inputs.
         ``pixels_per_cycle`` and ``lanes`` set the parallelism.
     registered_ram_outputs : bool
-        Put block RAM read data into flip-flops before any logic, at a cycle of latency: the
-        detector's reference word (:class:`~eventconv.hw.delta_detector.DeltaDetector`,
-        ``reference_register``) and the pool's bitmap bit
-        (:class:`~eventconv.hw.sparse_max_pool.SparseMaxPool`, ``bitmap_register``). For the
-        ECP5, whose DP16KD takes 5.8 ns from clock to output
-        in nextpnr's model; off by default (the iCE40 does better without it). The outputs
-        are the same either way; a frame takes a cycle or two more.
+        Put every block RAM's read data into flip-flops before any logic, at a cycle of
+        latency where it needs one: the detector's reference word
+        (:class:`~eventconv.hw.delta_detector.DeltaDetector`, ``reference_register``), the
+        pool's bitmap bit, list entry and stored values
+        (:class:`~eventconv.hw.sparse_max_pool.SparseMaxPool`, ``registered_ram_outputs``);
+        and give the accumulators' multipliers a stage of their own
+        (:class:`~eventconv.hw.accumulator.AccumulatorUnit`, ``registered_multiplier``: on an
+        ECP5 platform the MULT18X18D's own registers); and load the register slices' skid
+        registers from a flip-flop enable
+        (:class:`~eventconv.hw.stream_register.StreamRegister`, ``skid_loads_when_empty``).
+        For the ECP5, whose DP16KD takes 5.8 ns from clock to output and whose MULT18X18D
+        3.9 ns through in nextpnr's model; off by default (the iCE40 does better without it).
+        The outputs are the same either way; a frame takes a cycle or two more.
 
     Members
     -------
@@ -75,6 +81,7 @@ class EventConvEngine(wiring.Component):
             raise TypeError(f"registered_ram_outputs must be a bool (True or False), "
                             f"not {registered_ram_outputs!r}")
         self.config = c = config
+        self.registered_ram_outputs = registered_ram_outputs
         self.event_queue_depth = EVENT_QUEUE_DEPTH
         self.detector = DeltaDetector(height=c.height, width=c.width, channels=c.channels_in,
                                       pixels_per_cycle=c.pixels_per_cycle,
@@ -82,10 +89,11 @@ class EventConvEngine(wiring.Component):
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
-        self.accumulator = AccumulatorUnit.from_config(c)
+        self.accumulator = AccumulatorUnit.from_config(
+            c, registered_multiplier=registered_ram_outputs)
         self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
                                   accumulator_width=c.accumulator_width, bias=c.bias.tolist(),
-                                  lanes=c.lanes, bitmap_register=registered_ram_outputs)
+                                  lanes=c.lanes, registered_ram_outputs=registered_ram_outputs)
         taps = c.kernel_size * c.kernel_size
         #: Cycles after reset before the first frame's first beat is taken: the longest clear
         #: sequence of the blocks, plus a margin for their pipelines.
@@ -128,7 +136,7 @@ class EventConvEngine(wiring.Component):
         ]
         # The queue's RAM data goes straight into the fan-out's range arithmetic otherwise.
         m.submodules.event_register = event_register = StreamRegister(
-            detector.events.payload.shape())
+            detector.events.payload.shape(), skid_loads_when_empty=self.registered_ram_outputs)
         m.d.comb += [
             event_register.i.payload.eq(event_queue.r_data),
             event_register.i.valid.eq(event_queue.r_rdy),
@@ -137,7 +145,8 @@ class EventConvEngine(wiring.Component):
         wiring.connect(m, event_register.o, fanout.events)
         for name, source, sink in (("update_register", fanout.updates, accumulator.updates),
                                    ("touched_register", accumulator.touched, pool.touched)):
-            m.submodules[name] = register = StreamRegister(source.payload.shape())
+            m.submodules[name] = register = StreamRegister(
+                source.payload.shape(), skid_loads_when_empty=self.registered_ram_outputs)
             wiring.connect(m, source, register.i)
             wiring.connect(m, register.o, sink)
         wiring.connect(m, pool.read, accumulator.read)
@@ -201,7 +210,8 @@ class EventConvEngine(wiring.Component):
         frame_counter(fanout.updates, macs, self.macs_width, self.config.lanes)
 
         events_out = Signal(self.events_out_width)
-        m.submodules.output_register = output = StreamRegister(pool.events.payload.shape())
+        m.submodules.output_register = output = StreamRegister(
+            pool.events.payload.shape(), skid_loads_when_empty=self.registered_ram_outputs)
         wiring.connect(m, pool.events, output.i)
         wiring.connect(m, output.o, wiring.flipped(self.events))
         leaving = self.events.valid & self.events.ready

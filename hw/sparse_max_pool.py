@@ -94,12 +94,15 @@ class SparseMaxPool(wiring.Component):
     ready. A frame's first read waits until the previous frame's ``end_of_frame`` beat is
     loaded on ``events``.
 
-    With ``bitmap_register`` the bitmap bit goes from the block RAM into a flip-flop and
-    nothing else, and a third collection stage decides (an ECP5 DP16KD alone takes 5.8 ns
-    from clock to output in nextpnr's model): forwarding then covers the windows of the two
-    beats before, and every figure above from the ``end_of_frame`` transfer on ``touched``
-    is a cycle more (first read in cycle 4, ``read.done`` G + 4 or 3, a frame without
-    touched windows 5 cycles, ``G + 10 + n_last`` and so on).
+    With ``registered_ram_outputs`` every block RAM's read data goes into flip-flops and
+    nothing else, without read-during-write logic (an ECP5 DP16KD alone takes 5.8 ns from
+    clock to output in nextpnr's model): the bitmap bit into a register, and a third
+    collection stage decides (forwarding then covers the windows of the two beats before);
+    the list entry into the issue registers with an enable only (the clear counts with its
+    own register); the stored values into their register. Every figure above from the
+    ``end_of_frame`` transfer on ``touched`` is then a cycle more (first read in cycle 4,
+    ``read.done`` G + 4 or 3, a frame without touched windows 5 cycles, ``G + 10 + n_last``
+    and so on).
 
     After reset a clear sequence writes the reset pooled map, ``min(255, max(0, bias[o]) >>
     shift)`` with ``shift`` sampled every cycle of the clear, into every stored value, and
@@ -166,7 +169,7 @@ class SparseMaxPool(wiring.Component):
     cycles_per_group = 1
 
     def __init__(self, *, height, width, channels_out, accumulator_width, bias, lanes=1,
-                 bitmap_register=False):
+                 registered_ram_outputs=False):
         for name, value in (("height", height), ("width", width)):
             _integer(name, value, 2, MAX_FRAME_SIDE)
             if value % 2:
@@ -179,10 +182,10 @@ class SparseMaxPool(wiring.Component):
         if channels_out % lanes:
             raise ValueError(f"lanes must divide channels_out = {channels_out}, not {lanes}")
         self._bias = self._check_bias(bias, channels_out, accumulator_width)
-        if not isinstance(bitmap_register, bool):
-            raise TypeError(f"bitmap_register must be a bool (True or False), "
-                            f"not {bitmap_register!r}")
-        self.bitmap_register = bitmap_register
+        if not isinstance(registered_ram_outputs, bool):
+            raise TypeError(f"registered_ram_outputs must be a bool (True or False), "
+                            f"not {registered_ram_outputs!r}")
+        self.registered_ram_outputs = registered_ram_outputs
 
         self.height, self.width = int(height), int(width)
         self.channels_out, self.lanes = channels_out, lanes
@@ -221,7 +224,7 @@ class SparseMaxPool(wiring.Component):
         return [int(value) for value in bias]
 
     @classmethod
-    def from_config(cls, config, *, lanes=None, bitmap_register=False):
+    def from_config(cls, config, *, lanes=None, registered_ram_outputs=False):
         """The pool for a :class:`~eventconv.config.Config` (its ``lanes`` unless given)."""
         if not isinstance(config, Config):
             raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
@@ -229,7 +232,7 @@ class SparseMaxPool(wiring.Component):
                    channels_out=config.channels_out,
                    accumulator_width=config.accumulator_width, bias=config.bias.tolist(),
                    lanes=config.lanes if lanes is None else lanes,
-                   bitmap_register=bitmap_register)
+                   registered_ram_outputs=registered_ram_outputs)
 
     def elaborate(self, platform):
         m = Module()
@@ -259,25 +262,37 @@ class SparseMaxPool(wiring.Component):
         def bitmap_address(window):
             return Cat(window.x[:x_bits], window.y)
 
-        # With ``bitmap_register``, no read-during-write logic after the RAM: a read that meets
-        # the write of its word is one of a window in the two stages ahead, which the
-        # forwarding covers.
+        # With ``registered_ram_outputs`` every read port's data goes into flip-flops and
+        # nothing else, without Yosys's read-during-write logic: no read whose word is used
+        # meets a write of that word. The bitmap's forwarding covers the windows of the two
+        # stages ahead; the list is read after the frame's last write (an entry is written in
+        # the deciding stage at the latest the cycle before the end_of_frame beat gets there,
+        # and the first read that counts is on the edge after that); a (window, group) is read
+        # from the stored values once per frame, the frames' reads do not overlap, and nothing
+        # is read during the clear.
+        ram_registers = self.registered_ram_outputs
+        unchecked = NO_RW_CHECK if ram_registers else None
         m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[],
-                                              attrs=NO_RW_CHECK if self.bitmap_register
-                                              else None)
-        if not self.bitmap_register:
+                                              attrs=unchecked)
+        if not ram_registers:
             bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
         else:
             bitmap_read = UncheckedReadPort(m, bitmap, name="bitmap_read")
             bitmap_write = bitmap.write_port()
         m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
-                                                        init=[])
-        list_read, list_write = window_list.read_port(), window_list.write_port()
+                                                        init=[], attrs=unchecked)
+        if not ram_registers:
+            list_read, list_write = window_list.read_port(), window_list.write_port()
+        else:
+            list_read = UncheckedReadPort(m, window_list, name="list_read")
+            list_write = window_list.write_port()
         pooled_reads, pooled_writes = [], []
         for j in range(lanes):
             m.submodules[f"pooled_{j}"] = pooled = Memory(shape=POOLED_SHAPE,
-                                                          depth=groups * windows, init=[])
-            pooled_reads.append(pooled.read_port())
+                                                          depth=groups * windows, init=[],
+                                                          attrs=unchecked)
+            pooled_reads.append(pooled.read_port() if not ram_registers else
+                                UncheckedReadPort(m, pooled, name=f"pooled_read_{j}"))
             pooled_writes.append(pooled.write_port())
 
         def window_address(window):
@@ -316,7 +331,7 @@ class SparseMaxPool(wiring.Component):
         ]
         window_beat = second_valid & ~second_end
 
-        # ``decide``: the stage that decides. Stage 2, or with ``bitmap_register`` stage 3,
+        # ``decide``: the stage that decides. Stage 2, or with ``registered_ram_outputs`` stage 3,
         # which takes stage 2's beat and its bitmap bit as it leaves the RAM; the beat taken
         # then must also look past the window in stage 3 (its bit is written on the edge that
         # reads the new beat's).
@@ -324,7 +339,7 @@ class SparseMaxPool(wiring.Component):
                   "address": second_address, "listed": bitmap_read.data, "repeated": repeated}
         repeat = (window_beat & (self.touched.payload.y == second_window.y) &
                   (self.touched.payload.x == second_window.x))
-        if self.bitmap_register:
+        if self.registered_ram_outputs:
             decide = third = register_stage(m, decide, "third")
             repeat |= (third["valid"] & ~third["end"] &
                        (self.touched.payload.y == third["window"].y) &
@@ -376,13 +391,27 @@ class SparseMaxPool(wiring.Component):
         # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
         # window's address and stepped by one group's windows, so no multiply feeds the RAM.
         address = Signal(range(groups * windows))
+        read_address = address
+        # With ``registered_ram_outputs`` the list's read data goes into ``current`` (and the
+        # window's address into ``base`` when the list holds it) with an enable only: the
+        # window's own address is the first group's read address, and ``address`` steps from
+        # it by one group's windows for the next groups. The clear then counts its windows
+        # with ``clear_window``, not with ``current``.
+        clear_window = current
+        if ram_registers:
+            clear_window = Signal(window_shape)
+            first_group = Signal(init=1)        # group == 0
+            base = Signal(range(windows)) if address_in_list else window_address(current)
+            read_address = Signal(range(groups * windows))
+            m.d.comb += read_address.eq(Mux(first_group, base, address) if groups > 1
+                                        else base)
         next_window = issue & last_group
         m.d.comb += [
             issue.eq(issuing & advance),
             list_read.addr.eq(next_index if groups > 1 else
                               Mux(start_list | next_window, next_index_plus_one, next_index)),
             list_read.en.eq(1),
-            self.read.addr.eq(address),
+            self.read.addr.eq(read_address),
             self.read.en.eq(issue),
         ]
 
@@ -397,7 +426,7 @@ class SparseMaxPool(wiring.Component):
                 fetched_last.eq(last_issue),
                 fetched_group.eq(group),
                 fetched_window.eq(current),
-                fetched_address.eq(address),
+                fetched_address.eq(read_address),
             ]
 
         # The accumulators are free once the last read's data is taken.
@@ -590,16 +619,21 @@ class SparseMaxPool(wiring.Component):
             ]
 
         touched_ready = collecting & ~(second_valid & second_end)
-        if self.bitmap_register:
+        if self.registered_ram_outputs:
             touched_ready &= ~(decide["valid"] & decide["end"])
         # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
         # window when its first read is issued. The three never coincide (a new window comes
         # only while collecting, a first issue never then).
-        first_group = Signal(init=1)        # group == 0
+        if not ram_registers:
+            first_group = Signal(init=1)        # group == 0
+        write_address = Mux(collecting, bitmap_address(decide["window"]),
+                            bitmap_address(current))
+        if ram_registers:
+            write_address = Mux(clearing, bitmap_address(clear_window), write_address)
         m.d.comb += [
-            # The clear counts its windows with ``current``.
-            bitmap_write.addr.eq(Mux(collecting, bitmap_address(decide["window"]),
-                                     bitmap_address(current))),
+            # The clear counts its windows with ``clear_window`` (``current`` without
+            # ``registered_ram_outputs``).
+            bitmap_write.addr.eq(write_address),
             bitmap_write.data.eq(new_window),
             bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
             self.touched.ready.eq(touched_ready),
@@ -610,14 +644,14 @@ class SparseMaxPool(wiring.Component):
         with m.If(clearing):
             m.d.sync += [clear_address.eq(clear_address + 1),
                          clear_last.eq(clear_address == groups * windows - 2)]
-            with m.If(current.x == pooled_width - 1):
-                m.d.sync += current.x.eq(0)
-                with m.If(current.y == pooled_height - 1):
-                    m.d.sync += [current.y.eq(0), clear_group.eq(clear_group + 1)]
+            with m.If(clear_window.x == pooled_width - 1):
+                m.d.sync += clear_window.x.eq(0)
+                with m.If(clear_window.y == pooled_height - 1):
+                    m.d.sync += [clear_window.y.eq(0), clear_group.eq(clear_group + 1)]
                 with m.Else():
-                    m.d.sync += current.y.eq(current.y + 1)
+                    m.d.sync += clear_window.y.eq(clear_window.y + 1)
             with m.Else():
-                m.d.sync += current.x.eq(current.x + 1)
+                m.d.sync += clear_window.x.eq(clear_window.x + 1)
 
         # The control, each flag's next value spelled out (a few flags each, no priority
         # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
@@ -647,12 +681,19 @@ class SparseMaxPool(wiring.Component):
                 last_group.eq(Mux(from_list, groups == 1,
                                   group == groups - 2 if groups > 1 else 1)),
             ]
-            with m.If(from_list):
-                m.d.sync += [current.eq(list_read.data.window),
-                             address.eq(list_read.data.address if address_in_list
-                                        else window_address(list_read.data.window))]
-            with m.Else():
-                m.d.sync += address.eq(address + windows)
+            if not ram_registers:
+                with m.If(from_list):
+                    m.d.sync += [current.eq(list_read.data.window),
+                                 address.eq(list_read.data.address if address_in_list
+                                            else window_address(list_read.data.window))]
+                with m.Else():
+                    m.d.sync += address.eq(address + windows)
+            else:
+                m.d.sync += address.eq(read_address + windows)
+                with m.If(from_list):
+                    m.d.sync += current.eq(list_read.data.window)
+                    if address_in_list:
+                        m.d.sync += base.eq(list_read.data.address)
         with m.If(start_first | (issue & last_group) | finished):
             m.d.sync += [
                 next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),

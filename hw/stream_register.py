@@ -19,6 +19,11 @@ class StreamRegister(wiring.Component):
     ----------
     layout : shape-castable
         Payload of the stream.
+    skid_loads_when_empty : bool
+        Load the skid register with ``i.payload`` in every cycle it is empty, not only when a
+        beat must wait in it: its enable is then a flip-flop, not a function of ``o.ready``
+        (on the ECP5 the consumer's ready and this enable were a path of four LUTs over a
+        wide payload). The same beats come out either way.
 
     Members
     -------
@@ -29,8 +34,12 @@ class StreamRegister(wiring.Component):
     reordered.
     """
 
-    def __init__(self, layout):
+    def __init__(self, layout, *, skid_loads_when_empty=False):
+        if not isinstance(skid_loads_when_empty, bool):
+            raise TypeError(f"skid_loads_when_empty must be a bool (True or False), "
+                            f"not {skid_loads_when_empty!r}")
         self.layout = layout
+        self.skid_loads_when_empty = skid_loads_when_empty
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
 
     def elaborate(self, platform):
@@ -46,5 +55,10 @@ class StreamRegister(wiring.Component):
                 m.d.sync += [self.o.payload.eq(self.i.payload),
                              self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid_payload.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+            if not self.skid_loads_when_empty:
+                m.d.sync += skid_payload.eq(self.i.payload)
+        if self.skid_loads_when_empty:
+            with m.If(~skid_valid):
+                m.d.sync += skid_payload.eq(self.i.payload)
         return m

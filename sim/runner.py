@@ -41,11 +41,27 @@ def unpack(layout, value):
     return {name: plain(const[name]) for name, _ in layout}
 
 
-def export_verilog(component, name):
-    """Plain Verilog of ``component`` with top module ``name`` (deterministic text)."""
+def export_verilog(component, name, *, platform=None):
+    """Plain Verilog of ``component`` with top module ``name`` (deterministic text), elaborated
+    for ``platform`` (None: no platform; see :data:`ECP5_PRIMITIVES`)."""
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amaranth.back import verilog
-    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    return verilog.convert(component, name=name, platform=platform, emit_src=False,
+                           strip_internal_attrs=True)
+
+
+class Ecp5Primitives:
+    """Stands in for an ECP5 platform at elaboration (``family == "ecp5"``), so a design
+    exported for simulation instantiates the ECP5 primitives a board build would; simulate it
+    with :data:`ECP5_MODELS` among the sources."""
+
+    family = "ecp5"
+
+
+#: Elaborate with this to get the ECP5 primitives (:class:`Ecp5Primitives`).
+ECP5_PRIMITIVES = Ecp5Primitives()
+#: Simulation models of the ECP5 primitives eventconv instantiates (written for eventconv).
+ECP5_MODELS = (Path(__file__).parent / "models" / "MULT18X18D.v",)
 
 
 def _verilator_env():

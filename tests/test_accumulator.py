@@ -25,7 +25,14 @@ from eventconv.hw.layouts import (
     window_layout,
 )
 from eventconv.model import EventConvModel, Events, accumulate, fanout_updates
-from eventconv.sim.runner import export_verilog, pack, run_cocotb, unpack
+from eventconv.sim.runner import (
+    ECP5_MODELS,
+    ECP5_PRIMITIVES,
+    export_verilog,
+    pack,
+    run_cocotb,
+    unpack,
+)
 from streams import make_rng, simulate, stall_profiles, stream_put
 
 END_OF_FRAME = {"channel": 0, "y": 0, "x": 0, "delta": 0, "end_of_frame": 1}
@@ -37,12 +44,13 @@ class FanoutAccumulator(wiring.Component):
     outside. ``clear`` is an extra synchronous reset, so a test can reset in the middle of a run.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, registered_multiplier=False):
         self.config = c = config
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
-        self.accumulator = AccumulatorUnit.from_config(c)
+        self.accumulator = AccumulatorUnit.from_config(
+            c, registered_multiplier=registered_multiplier)
         super().__init__({
             "events": In(EventStream(c.channels_in, c.height, c.width)),
             "touched": Out(WindowStream(c.height, c.width)),
@@ -120,16 +128,18 @@ def memory_image(config, words):
 
 
 def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
-              release_always=False, clear_after=None, noisy_reads=False):
+              release_always=False, clear_after=None, noisy_reads=False,
+              registered_multiplier=False):
     """Simulate the chain. Returns per frame a dict: ``peeked`` (memory image in the cycle the
     end of frame shows on touched), ``read_back`` (through ``read``), ``windows``, ``beats``
     (touched transfers) and ``from_update`` (cycles from the frame's first update beat taken by
     the accumulator to its end of frame valid on touched).
 
     With ``noisy_reads``, ``read`` is driven with random addresses and ``en`` whenever the
-    sink is not reading: the unit must ignore it outside the hold.
+    sink is not reading: the unit must ignore it outside the hold. ``registered_multiplier``:
+    the unit's option (the weight read a stage early, the product a stage of its own).
     """
-    dut = FanoutAccumulator(config)
+    dut = FanoutAccumulator(config, registered_multiplier)
     unit = dut.accumulator
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
@@ -244,13 +254,15 @@ GEOMETRIES = [
 
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-def test_accumulators_equal_model_over_frames(geometry, idle, stall):
+@pytest.mark.parametrize("registered_multiplier", [False, True], ids=["", "regmul"])
+def test_accumulators_equal_model_over_frames(geometry, idle, stall, registered_multiplier):
     rng = np.random.default_rng(list(geometry) + [int(idle * 10)])
     config = make_config(rng, *geometry)
     change = 0.2 if geometry[0] < 7 else 0.08
     frames = [[]] + video_frames(rng, config, 3, change=change)
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
-                        hold_cycles=int(rng.integers(1, 20)), noisy_reads=True)
+                        hold_cycles=int(rng.integers(1, 20)), noisy_reads=True,
+                        registered_multiplier=registered_multiplier)
     check_chain(config, frames, results)
 
 
@@ -276,7 +288,8 @@ HAZARD_GEOMETRIES = [
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("geometry", HAZARD_GEOMETRIES,
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-def test_back_to_back_updates_of_one_address(geometry, idle, stall):
+@pytest.mark.parametrize("registered_multiplier", [False, True], ids=["", "regmul"])
+def test_back_to_back_updates_of_one_address(geometry, idle, stall, registered_multiplier):
     """Bursts on one pixel (both channels: one accumulator address) and its neighbours."""
     rng = np.random.default_rng(list(geometry) + [int(stall * 10)])
     config = make_config(rng, *geometry)
@@ -286,14 +299,16 @@ def test_back_to_back_updates_of_one_address(geometry, idle, stall):
     frames = [burst(rng, config, one_pixel, 30, reference),
               burst(rng, config, neighbours, 40, reference),
               burst(rng, config, [(0, 3, 3)], 10, reference)]
-    results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)))
+    results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
+                        registered_multiplier=registered_multiplier)
     check_chain(config, frames, results)
 
 
 @pytest.mark.parametrize("geometry", [(1, 4, 4, 2, 2, 2), (1, 4, 4, 1, 4, 1), (3, 6, 6, 2, 4, 2),
                                       (7, 8, 8, 1, 2, 1)],
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-def test_throughput_of_fanout_and_accumulator(geometry):
+@pytest.mark.parametrize("registered_multiplier", [False, True], ids=["", "regmul"])
+def test_throughput_of_fanout_and_accumulator(geometry, registered_multiplier):
     """No stalls: a frame of U update beats shows its end on touched U + LATENCY cycles after
     its first update beat is taken (U beats, then the end-of-frame beat, LATENCY to touched):
     the fan-out and the accumulator never lose a cycle, even on back-to-back hazards."""
@@ -304,7 +319,7 @@ def test_throughput_of_fanout_and_accumulator(geometry):
               for c in range(config.channels_in)]
     frames = [burst(rng, config, pixels, 40, reference), burst(rng, config, pixels[:2], 20,
                                                                reference)]
-    results = run_chain(config, frames)
+    results = run_chain(config, frames, registered_multiplier=registered_multiplier)
     check_chain(config, frames, results)
     for index, (frame, got) in enumerate(zip(frames, results, strict=True)):
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frame) // config.lanes
@@ -396,6 +411,8 @@ def test_touched_is_deduplicated_but_complete():
     ({"bias": [0, 0, 0]}, ValueError, r"bias must be nested lists shaped \[4\], not \[3\]"),
     ({"bias": [0, 0, 0, 2**31]}, ValueError,
      r"bias\[3\] must be an integer in -2147483648\.\.2147483647, not 2147483648"),
+    ({"registered_multiplier": 1}, TypeError,
+     r"registered_multiplier must be a bool \(True or False\), not 1"),
 ])
 def test_accumulator_bad_parameters(changes, error, message):
     params = {"height": 6, "width": 8, "channels_in": 2, "channels_out": 4, "kernel_size": 3,
@@ -412,11 +429,15 @@ def test_from_config_rejects_other_objects():
 
 # The exported Verilog under Icarus, driven by sim/accumulator_tb.py.
 
-@pytest.mark.parametrize("geometry, idle, stall", [
-    ((3, 6, 8, 2, 4, 2), 0.3, 0.3),
-    ((1, 4, 4, 2, 2, 2), 0.0, 0.0),
+@pytest.mark.parametrize("geometry, idle, stall, registered_multiplier, ecp5", [
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, False, False),
+    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, False, False),
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, True, False),
+    # The board build's netlist: the multipliers are MULT18X18D primitives (our model of it).
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, True, True),
+    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, True, True),
 ])
-def test_exported_verilog_under_cocotb(geometry, idle, stall):
+def test_exported_verilog_under_cocotb(geometry, idle, stall, registered_multiplier, ecp5):
     rng = np.random.default_rng(list(geometry) + [9])
     config = make_config(rng, *geometry)
     if geometry[0] == 1:
@@ -426,7 +447,7 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall):
                   burst(rng, config, pixels, 20, reference)]
     else:
         frames = [[]] + video_frames(rng, config, 3)
-    dut = FanoutAccumulator(config)
+    dut = FanoutAccumulator(config, registered_multiplier)
     events = event_layout(config.channels_in, config.height, config.width)
     windows = window_layout(config.height, config.width)
     data_layout = dut.read.signature.members["data"].shape
@@ -436,9 +457,12 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall):
         "end_of_frame_mask": pack(windows, {"end_of_frame": 1}),
         "depth": dut.accumulator.depth, "idle": idle, "stall": stall, "seed": 4,
     }
-    result = run_cocotb(verilog_text=export_verilog(dut, "fanout_accumulator"),
-                        toplevel="fanout_accumulator", test_module="eventconv.sim.accumulator_tb",
-                        case=case)
+    verilog_text = export_verilog(dut, "fanout_accumulator",
+                                  platform=ECP5_PRIMITIVES if ecp5 else None)
+    assert ("MULT18X18D" in verilog_text) == ecp5
+    result = run_cocotb(verilog_text=verilog_text, toplevel="fanout_accumulator",
+                        test_module="eventconv.sim.accumulator_tb", case=case,
+                        extra_sources=ECP5_MODELS if ecp5 else ())
     for index, ((acc, expected_windows), got) in enumerate(
             zip(expected_frames(config, frames), result["frames"], strict=True)):
         touched = [unpack(windows, beat) for beat in got["touched"]]

@@ -8,9 +8,10 @@ from streams import make_rng, simulate, stall_profiles, stream_get, stream_put
 
 
 @pytest.mark.parametrize("idle, stall", stall_profiles())
-def test_every_beat_once_in_order(idle, stall):
+@pytest.mark.parametrize("skid_loads_when_empty", [False, True])
+def test_every_beat_once_in_order(idle, stall, skid_loads_when_empty):
     layout = event_layout(4, 8, 8)
-    dut = StreamRegister(layout)
+    dut = StreamRegister(layout, skid_loads_when_empty=skid_loads_when_empty)
     rng = make_rng(7)
     beats = [{"channel": i % 4, "y": i % 8, "x": (i * 5) % 8, "delta": (i * 37) % 511 - 255,
               "end_of_frame": int(i % 17 == 0)} for i in range(300)]
@@ -32,8 +33,9 @@ def test_every_beat_once_in_order(idle, stall):
     assert got == beats
 
 
-def test_full_throughput_without_stalls():
-    dut = StreamRegister(event_layout(1, 4, 4))
+@pytest.mark.parametrize("skid_loads_when_empty", [False, True])
+def test_full_throughput_without_stalls(skid_loads_when_empty):
+    dut = StreamRegister(event_layout(1, 4, 4), skid_loads_when_empty=skid_loads_when_empty)
     cycles = []
 
     async def bench(ctx):
@@ -50,3 +52,9 @@ def test_full_throughput_without_stalls():
 
     simulate(dut, [bench])
     assert cycles == list(range(1, 40))  # latency 1, one beat per clock
+
+
+def test_bad_option_is_refused():
+    with pytest.raises(TypeError, match=r"skid_loads_when_empty must be a bool \(True or False\), "
+                                        r"not 1"):
+        StreamRegister(event_layout(1, 4, 4), skid_loads_when_empty=1)
