@@ -95,6 +95,11 @@ class AccumulatorUnit(wiring.Component):
         Reset value of each output channel's accumulators, in -2**31..2**31-1; None means 0.
     registered_multiplier : bool
         Registers on both sides of each multiplier (see above); for the ECP5.
+    registered_read : bool
+        ``read`` is registered (:class:`~eventconv.hw.layouts.AccumulatorReadSignature`,
+        ``registered``): during the hold the memory stage's data registers are the reader's,
+        loaded when it holds ``read.take``; so each bank's RAM output feeds one register only
+        (on the ECP5, the RAM's own output register). For the ECP5.
 
     Attributes
     ----------
@@ -129,14 +134,14 @@ class AccumulatorUnit(wiring.Component):
         A shape parameter is out of range (see
         :func:`~eventconv.hw.fanout.check_geometry`), or weights or bias have the wrong shape
         or values out of range (as :class:`eventconv.config.Config`), or
-        ``registered_multiplier`` is not a bool.
+        ``registered_multiplier`` or ``registered_read`` is not a bool.
     """
 
     #: Cycles from an update beat's transfer to its window (or end of frame) valid on touched.
     LATENCY = 6
 
     def __init__(self, *, height, width, channels_in, channels_out, kernel_size, weights,
-                 bias=None, lanes=1, registered_multiplier=False):
+                 bias=None, lanes=1, registered_multiplier=False, registered_read=False):
         check_geometry(height=height, width=width, channels_in=channels_in,
                        channels_out=channels_out, kernel_size=kernel_size, lanes=lanes)
         # Config checks weights and bias and owns the accumulator width derivation: one place.
@@ -150,6 +155,10 @@ class AccumulatorUnit(wiring.Component):
             raise TypeError(f"registered_multiplier must be a bool (True or False), "
                             f"not {registered_multiplier!r}")
         self.registered_multiplier = registered_multiplier
+        if not isinstance(registered_read, bool):
+            raise TypeError(f"registered_read must be a bool (True or False), "
+                            f"not {registered_read!r}")
+        self.registered_read = registered_read
         self.accumulator_width = config.accumulator_width
         self.groups = config.channels_out // config.lanes
         self.depth = self.groups * config.height * config.width // 4
@@ -165,11 +174,13 @@ class AccumulatorUnit(wiring.Component):
             "touched": Out(WindowStream(config.height, config.width)),
             "read": In(AccumulatorReadSignature(address_width=self.address_width,
                                                 accumulator_width=self.accumulator_width,
-                                                lanes=config.lanes)),
+                                                lanes=config.lanes,
+                                                registered=registered_read)),
         })
 
     @classmethod
-    def from_config(cls, config, *, lanes=None, registered_multiplier=False):
+    def from_config(cls, config, *, lanes=None, registered_multiplier=False,
+                    registered_read=False):
         """The unit for a :class:`~eventconv.config.Config` (its ``lanes`` unless given)."""
         if not isinstance(config, Config):
             raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
@@ -177,7 +188,8 @@ class AccumulatorUnit(wiring.Component):
                    channels_out=config.channels_out, kernel_size=config.kernel_size,
                    weights=config.weights, bias=config.bias,
                    lanes=config.lanes if lanes is None else lanes,
-                   registered_multiplier=registered_multiplier)
+                   registered_multiplier=registered_multiplier,
+                   registered_read=registered_read)
 
     def _weight_rom(self, lane):
         c = self._config
@@ -349,7 +361,8 @@ class AccumulatorUnit(wiring.Component):
             for k in (1, 2):
                 m.d.sync += [written[k][key].eq(written[k - 1][key]) for key in written[k]]
             for j in range(lanes):
-                m.d.sync += [raw[j][q].eq(read_ports[j][q].data) for q in range(BANKS)]
+                if not self.registered_read:
+                    m.d.sync += [raw[j][q].eq(read_ports[j][q].data) for q in range(BANKS)]
                 if not self.registered_multiplier:
                     m.d.sync += weight[j].eq(weight_ports[j].data)
                 else:
@@ -384,6 +397,13 @@ class AccumulatorUnit(wiring.Component):
                     last_window.eq(write["window"]),
                     last_window_valid.eq(~write["eof"]),
                 ]
+
+        if self.registered_read:
+            # ``raw`` is the reader's data register too: during the hold it loads when the
+            # reader takes, so each RAM output feeds this one register.
+            with m.If(Mux(holding, self.read.take, advance)):
+                m.d.sync += [raw[j][q].eq(read_ports[j][q].data)
+                             for j in range(lanes) for q in range(BANKS)]
 
         # The commit stage: loaded with the write stage's beat on advance, or with the clear
         # sequence's address (its data, the bias, per lane below) while clearing.
@@ -425,7 +445,8 @@ class AccumulatorUnit(wiring.Component):
                     # between ``advance`` and the RAMs' read enables.
                     read_port.addr.eq(Mux(holding, self.read.addr, read_address)),
                     read_port.en.eq(Mux(holding, self.read.en, advance)),
-                    self.read.data[q][j].eq(read_port.data),
+                    self.read.data[q][j].eq(raw[j][q] if self.registered_read
+                                            else read_port.data),
                     write_port.addr.eq(written[0]["address"]),
                     write_port.data.eq(written[0]["data"][j]),
                     # A commit held through a stall is written again: the same word, harmless

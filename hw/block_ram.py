@@ -49,12 +49,15 @@ class UncheckedReadPort:
             m.d.sync += self.data.eq(port.data)
 
 
-def register_stage(m, fields, prefix):
+def register_stage(m, fields, prefix, *, reset_less=()):
     """A pipeline stage more: each value of the dict ``fields`` registered (``sync`` domain)
     into a signal named ``{prefix}_{key}``; returns the dict of those signals. Used to put a
     block RAM's read data, and the beat that goes with it, into flip-flops before any logic.
+    The registers of the keys in ``reset_less`` have no reset: a block RAM's data register
+    then qualifies for the ECP5 RAM's own output register (:mod:`eventconv.ecp5_outreg`).
     """
-    registered = {key: Signal(value.shape(), name=f"{prefix}_{key}")
+    registered = {key: Signal(value.shape(), name=f"{prefix}_{key}",
+                              reset_less=key in reset_less)
                   for key, value in fields.items()}
     m.d.sync += [registered[key].eq(value) for key, value in fields.items()]
     return registered

@@ -247,7 +247,7 @@ class DeltaDetector(wiring.Component):
                "address": s1_address, "zero": s1_zero, "one": s1_one,
                "channel": s1_channel, "x": s1_x, "y": s1_y}
         if self.reference_register:
-            fed = register_stage(m, fed, "r")
+            fed = register_stage(m, fed, "r", reset_less=("reference",))
             s1_two = Signal()  # s1_address == 2
             r_two = Signal()
             m.d.sync += r_two.eq(s1_two)

@@ -90,7 +90,8 @@ class EventConvEngine(wiring.Component):
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
         self.accumulator = AccumulatorUnit.from_config(
-            c, registered_multiplier=registered_ram_outputs)
+            c, registered_multiplier=registered_ram_outputs,
+            registered_read=registered_ram_outputs)
         self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
                                   accumulator_width=c.accumulator_width, bias=c.bias.tolist(),
                                   lanes=c.lanes, registered_ram_outputs=registered_ram_outputs)

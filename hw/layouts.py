@@ -117,15 +117,25 @@ class AccumulatorReadSignature(wiring.Signature):
     it has taken the data of its last read (it may be that read's data cycle), and the
     accumulators may change again. The accumulator unit only honours reads between a frame's
     end and ``done``.
+
+    With ``registered``, ``data`` is a register behind the RAMs' output: it loads the word read
+    at the end of each cycle in which the reader holds ``take`` high (the reader's stage
+    enable), so a read with ``en`` in cycle t is in ``data`` from t + 2 if ``take`` is high in
+    t + 1. Every RAM output then feeds one register (on the ECP5, the RAM's own output
+    register). ``done`` then means the reader is past the register too: after ``done`` the
+    register follows the unit's own pipeline again.
     """
 
-    def __init__(self, *, address_width, accumulator_width, lanes):
-        super().__init__({
+    def __init__(self, *, address_width, accumulator_width, lanes, registered=False):
+        members = {
             "addr": Out(unsigned(address_width)),
             "en":   Out(1),
             "data": In(data.ArrayLayout(data.ArrayLayout(signed(accumulator_width), lanes), 4)),
             "done": Out(1),
-        })
+        }
+        if registered:
+            members["take"] = Out(1)
+        super().__init__(members)
 
 
 def times(value, constant):

@@ -99,10 +99,13 @@ class SparseMaxPool(wiring.Component):
     clock to output in nextpnr's model): the bitmap bit into a register, and a third
     collection stage decides (forwarding then covers the windows of the two beats before);
     the list entry into the issue registers with an enable only (the clear counts with its
-    own register); the stored values into their register. Every figure above from the
-    ``end_of_frame`` transfer on ``touched`` is then a cycle more (first read in cycle 4,
-    ``read.done`` G + 4 or 3, a frame without touched windows 5 cycles, ``G + 10 + n_last``
-    and so on).
+    own register); the stored values, read a stage earlier, into two registers one after the
+    other; and ``read`` is registered (its ``data`` the accumulator unit's register, loaded
+    with ``read.take``). Every figure above from the ``end_of_frame`` transfer on
+    ``touched`` is then a cycle more (first read in cycle 4, a frame without touched windows
+    5 cycles, ``G + 10 + n_last`` and so on), and ``read.done`` two more when there are reads
+    (G + 5; 3 for a frame without touched windows), once the last read's data has left the
+    accumulator unit's register.
 
     After reset a clear sequence writes the reset pooled map, ``min(255, max(0, bias[o]) >>
     shift)`` with ``shift`` sampled every cycle of the clear, into every stored value, and
@@ -198,7 +201,8 @@ class SparseMaxPool(wiring.Component):
             "touched": In(WindowStream(self.height, self.width)),
             "read": Out(AccumulatorReadSignature(address_width=self.address_width,
                                                  accumulator_width=accumulator_width,
-                                                 lanes=lanes)),
+                                                 lanes=lanes,
+                                                 registered=registered_ram_outputs)),
             "events": Out(EventStream(channels_out, self.height // 2, self.width // 2)),
             "shift": In(5),
         })
@@ -340,7 +344,7 @@ class SparseMaxPool(wiring.Component):
         repeat = (window_beat & (self.touched.payload.y == second_window.y) &
                   (self.touched.payload.x == second_window.x))
         if self.registered_ram_outputs:
-            decide = third = register_stage(m, decide, "third")
+            decide = third = register_stage(m, decide, "third", reset_less=("listed",))
             repeat |= (third["valid"] & ~third["end"] &
                        (self.touched.payload.y == third["window"].y) &
                        (self.touched.payload.x == third["window"].x))
@@ -381,7 +385,7 @@ class SparseMaxPool(wiring.Component):
         # the next cycle.
         next_index = Signal(range(windows + 1))
         next_index_plus_one = Signal(range(windows + 2), init=1)
-        current = Signal(window_shape)
+        current = Signal(window_shape, reset_less=ram_registers)
         group = Signal(range(groups))
         last_group = Signal(init=groups == 1)       # group == groups - 1
         last_window = Signal()                      # next_index == count
@@ -401,7 +405,8 @@ class SparseMaxPool(wiring.Component):
         if ram_registers:
             clear_window = Signal(window_shape)
             first_group = Signal(init=1)        # group == 0
-            base = Signal(range(windows)) if address_in_list else window_address(current)
+            base = (Signal(range(windows), reset_less=True) if address_in_list
+                    else window_address(current))
             read_address = Signal(range(groups * windows))
             m.d.comb += read_address.eq(Mux(first_group, base, address) if groups > 1
                                         else base)
@@ -417,6 +422,7 @@ class SparseMaxPool(wiring.Component):
 
         # Fetch: the read's data is out and registered as it is.
         fetched_valid, fetched_last = Signal(), Signal()
+        words_valid = Signal()
         fetched_group = Signal(range(groups))
         fetched_window = Signal(window_shape)
         fetched_address = Signal(range(groups * windows))
@@ -429,10 +435,18 @@ class SparseMaxPool(wiring.Component):
                 fetched_address.eq(read_address),
             ]
 
-        # The accumulators are free once the last read's data is taken.
+        # The accumulators are free once the last read's data is taken: with
+        # ``registered_ram_outputs`` the read's data register is the unit's (``read.take``
+        # loads it as the stage after fetch moves), so once it has moved past that register
+        # too. ``taken`` is that moment.
         done = Signal()
+        taken = advance & fetched_valid & fetched_last
+        if ram_registers:
+            words_last = Signal()
+            taken = advance & words_valid & words_last
+            m.d.comb += self.read.take.eq(advance)
         m.d.comb += [
-            done.eq((advance & fetched_valid & fetched_last) | (start_list & count_is_zero)),
+            done.eq(taken | (start_list & count_is_zero)),
             self.read.done.eq(done),
         ]
 
@@ -442,15 +456,18 @@ class SparseMaxPool(wiring.Component):
         # The read data is registered as it arrives, and the max of four is taken as two
         # levels of two, each its own stage: the block RAM's clock to output and a wide signed
         # compare chain do not share a cycle.
-        words_valid = Signal()
         words = Signal(data.ArrayLayout(lane_accumulators, 4))
+        if ram_registers:
+            words = self.read.data
+            with m.If(advance):
+                m.d.sync += words_last.eq(fetched_last)
         words_group = Signal(range(groups))
         words_window = Signal(window_shape)
         words_address = Signal(range(groups * windows))
         with m.If(advance):
             m.d.sync += [
                 words_valid.eq(fetched_valid),
-                words.eq(self.read.data),
+                *([] if ram_registers else [words.eq(self.read.data)]),
                 words_group.eq(fetched_group),
                 words_window.eq(fetched_window),
                 words_address.eq(fetched_address),
@@ -507,11 +524,20 @@ class SparseMaxPool(wiring.Component):
         # maxima, so the compare and the result slots start from flip-flops, not block RAM.
         # Each (window, group) comes once per frame and a frame's reads wait for the previous
         # frame's pipeline to empty, so no write back is pending for the address read.
-        stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        # With ``registered_ram_outputs`` they are read a stage earlier still and registered
+        # twice, in ``stored_early`` (on the ECP5 the RAM's own output register) and in
+        # ``stored`` beside the logic: the RAM's data does not cross the chip into the compare.
+        stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes), reset_less=ram_registers)
         for j, port in enumerate(pooled_reads):
-            m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
-            with m.If(advance):
-                m.d.sync += stored[j].eq(port.data)
+            if not ram_registers:
+                m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
+                with m.If(advance):
+                    m.d.sync += stored[j].eq(port.data)
+            else:
+                stored_early = Signal(POOLED_SHAPE, name=f"stored_early_{j}", reset_less=True)
+                m.d.comb += [port.addr.eq(words_address), port.en.eq(advance & words_valid)]
+                with m.If(advance):
+                    m.d.sync += [stored_early.eq(port.data), stored[j].eq(stored_early)]
 
         # Compare and write back. The clear writes the requantized bias.
         changed = Signal(lanes)
@@ -660,7 +686,7 @@ class SparseMaxPool(wiring.Component):
         to_start = collecting & decide["valid"] & decide["end"]
         start_empty = start_list & count_is_zero
         start_first = start_list & ~count_is_zero
-        finished = advance & fetched_valid & fetched_last     # only while finishing
+        finished = taken     # only while finishing
         m.d.sync += [
             clearing.eq(clearing & ~clear_last),
             collecting.eq((collecting & ~to_start) | clear_end | start_empty | finished),

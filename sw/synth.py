@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from .ecp5_outreg import absorb_file
+
 __all__ = ["synth_board", "SynthError", "parse_nextpnr_log", "tool_environment",
            "CONSTRAINT_FILES", "constraints_dir", "pin_file", "main"]
 
@@ -140,6 +142,16 @@ def place_again(build_dir, seed):
                    env={**os.environ, **tool_environment()})
 
 
+def synthesize_only(build_dir):
+    """Run the build script's Yosys step alone (it writes ``top.json`` and ``top.rpt``)."""
+    script = (Path(build_dir) / "build_top.sh").read_text()
+    lines = [line for line in script.splitlines()
+             if not line.startswith('"$') or line.startswith('"$YOSYS"')]
+    (Path(build_dir) / "synthesize.sh").write_text("\n".join(lines) + "\n")
+    subprocess.run(["bash", "synthesize.sh"], cwd=build_dir, check=True,
+                   env={**os.environ, **tool_environment()})
+
+
 def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
     """Build ``board``'s bitstream for ``config`` (None: the board's default layer).
 
@@ -154,6 +166,7 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
     platform = spec.create_platform()
     build_dir = Path(build_root) / board
     build_dir.mkdir(parents=True, exist_ok=True)
+    absorbed, skipped = [], {}
     options = {}        # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges
     if spec.family == "ice40":
         # Multiplies into SB_MAC16; a clock enable only where 4+ flip-flops share it (fewer
@@ -174,7 +187,18 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
         for attempt, seed in enumerate(PLACEMENT_SEEDS):
             last = attempt + 1 == len(PLACEMENT_SEEDS)
             try:
-                if attempt == 0:
+                if attempt == 0 and spec.family == "ecp5":
+                    # Synthesis, then the RAMs' output registers take the flip-flops behind
+                    # them (nextpnr: 0.96 instead of 5.83 ns from clock to data), then place
+                    # and route.
+                    options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
+                    plan = platform.build(top, name="top", build_dir=str(build_dir),
+                                          do_build=False, **options)
+                    plan.extract(str(build_dir))
+                    synthesize_only(build_dir)
+                    absorbed, skipped = absorb_file(build_dir / "top.json")
+                    place_again(build_dir, seed)
+                elif attempt == 0:
                     options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
                     platform.build(top, name="top", build_dir=str(build_dir),
                                    do_program=False, **options)
@@ -228,6 +252,8 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
         "bitstream": str(build_dir / ("top.bin" if spec.family == "ice40" else "top.bit")),
         "build_seconds": round(seconds, 1),
     }
+    if spec.family == "ecp5":
+        report["ram_output_registers"] = {"absorbed": len(absorbed), "skipped": skipped}
     problems = []
     try:
         report["pins"] = check_constraints(board, build_dir)
@@ -278,6 +304,11 @@ def report_markdown(report):
         f"{report.get('pins', '')}.",
         f"Bitstream: `{report['bitstream']}` ({report['build_seconds']} s).",
     ]
+    outreg = report.get("ram_output_registers")
+    if outreg is not None:
+        lines += ["", f"Block RAM read ports given their output register (REGMODE OUTREG): "
+                      f"{outreg['absorbed']}, left as they were: {len(outreg['skipped'])}."]
+        lines += [f"- `{port}`: {reason}" for port, reason in outreg["skipped"].items()]
     if report["problems"]:
         lines += ["", "Problems:", *[f"- {p}" for p in report["problems"]]]
     return "\n".join(lines) + "\n"

@@ -100,10 +100,18 @@ class PoolBench(wiring.Component):
                 m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
                     shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
                 read, write = memory.read_port(), memory.write_port()
+                if self.pool.registered_ram_outputs:
+                    # The unit's data register: loaded when the pool takes during the hold,
+                    # every cycle (with words from elsewhere) outside it.
+                    register = Signal.like(read.data, name=f"register_{j}_{q}")
+                    with m.If(pool.read.take | ~self.holding):
+                        m.d.sync += register.eq(read.data)
+                    m.d.comb += pool.read.data[q][j].eq(register)
+                else:
+                    m.d.comb += pool.read.data[q][j].eq(read.data)
                 m.d.comb += [
                     read.addr.eq(pool.read.addr),
                     read.en.eq(pool.read.en),
-                    pool.read.data[q][j].eq(read.data),
                     write.addr.eq(self.load_address),
                     write.data.eq(self.load_data[j]),
                     write.en.eq(self.load_enable & (self.load_bank == q)),
@@ -521,8 +529,10 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size(registered_ra
             assert got["collect_cycles"] == len(plan["touched"]) + 1
             if changed_lanes <= 1:
                 # Nothing stops the reads: the last one's data is taken G + 3 cycles after the
-                # end of frame (2 for a frame without touched windows).
-                assert got["done_after"] == late + (groups * count + 3 if count else 2)
+                # end of frame (2 for a frame without touched windows). With the option, the
+                # bitmap register's cycle, and the read's data register: a cycle more once
+                # there are reads.
+                assert got["done_after"] == late + (groups * count + 3 + late if count else 2)
 
 
 def test_clear_takes_clear_cycles_and_uses_the_shift_input():
