@@ -10,7 +10,7 @@ status LEDs. Boards (amaranth-boards platforms):
 board         device                 oscillator   clock       USB serial (FPGA rx, tx)
 ============  =====================  ===========  ==========  ===========================
 icebreaker    iCE40UP5K-SG48         12 MHz       48 MHz      FT2232H channel B: 6, 9
-ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       115 MHz     FT231X: M1, L4
+ulx3s-85f     LFE5U-85F-6BG381C      25 MHz       125 MHz     FT231X: M1, L4
 ============  =====================  ===========  ==========  ===========================
 
 LEDs: one blinks at about 1.4 Hz (the clock runs), one lights for about 0.3 s after each
@@ -74,16 +74,16 @@ class BoardSpec:
 
 # Engine clocks (measured 2026-11-24, README "make synth"). iCE40 UP5K: 48 MHz, the target
 # (12 MHz x 4); nextpnr gives 47.75 / 50.05 / 48.79 / 46.83 / 44.22 MHz over seeds 1-5, and
-# the build tries seeds in turn until one meets it. ECP5 85F: 115 MHz (target 125), built with
-# ``registered_ram_outputs`` (every block RAM read goes into flip-flops before any logic, the
-# multipliers use the MULT18X18D's own registers); a block RAM's clock-to-output is 5.83 ns in
-# nextpnr's model whatever its output register mode, so 125 MHz (8 ns) leaves about 2 ns of
-# routing from every RAM to its flip-flop, and the placer does not keep them that close.
+# the build tries seeds in turn until one meets it. ECP5 85F: 125 MHz, the target (25 MHz x 5),
+# built with ``registered_ram_outputs``: every block RAM read port feeds one register, which
+# the build then moves into the RAM (``REGMODE OUTREG``, :mod:`eventconv.ecp5_outreg`: 0.96
+# instead of 5.83 ns from clock to data in nextpnr's model), and the multipliers use the
+# MULT18X18D's own registers; nextpnr gives 130.99 / 128.44 MHz on seeds 1 and 2.
 BOARDS = {
     "icebreaker": BoardSpec("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
                             "clk12", 12e6, 48e6, "ice40", ("led_g", 0), ("led_r", 0)),
     "ulx3s-85f": BoardSpec("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
-                           "clk25", 25e6, 115e6, "ecp5", ("led", 0), ("led", 1)),
+                           "clk25", 25e6, 125e6, "ecp5", ("led", 0), ("led", 1)),
 }
 
 
@@ -167,7 +167,9 @@ class BoardCore(wiring.Component):
     timeout_cycles : int or None
         The link's packet timeout; None: :data:`LINK_TIMEOUT_SECONDS` worth of cycles.
     registered_ram_outputs : bool
-        As :class:`~eventconv.hw.engine.EventConvEngine` (on for the ECP5 boards).
+        As :class:`~eventconv.hw.engine.EventConvEngine`, and the host link's buffer read
+        through a register too (:class:`~eventconv.hw.host_link.HostLink`,
+        ``registered_buffer``); on for the ECP5 boards.
 
     Members
     -------
@@ -198,7 +200,8 @@ class BoardCore(wiring.Component):
                                            baud_rate=baud_rate)
         self.link = HostLink(config=config, chunk=chunk, window=window,
                              timeout_cycles=timeout_cycles,
-                             clock_frequency=int(round(clock_frequency)))
+                             clock_frequency=int(round(clock_frequency)),
+                             registered_buffer=registered_ram_outputs)
         self.engine = EventConvEngine(config, registered_ram_outputs=registered_ram_outputs)
         for name in ("events_in_width", "macs_width", "events_out_width"):
             if getattr(self.engine, name) > FIGURE_WIDTH:

@@ -119,6 +119,7 @@ from ..driver import (
     Reply,
     config_digest,
 )
+from .block_ram import NO_RW_CHECK, UncheckedReadPort
 from .layouts import EventStream, PixelStream, event_layout
 from .uart import received_layout
 
@@ -250,6 +251,12 @@ class HostLink(wiring.Component):
         Cycles without a byte after which an unfinished packet is dropped (TIMEOUT), >= 16.
     clock_frequency : int
         Reported in INFO (Hz), 0..2**32-1.
+    registered_buffer : bool
+        The buffer's read data goes into a register that feeds nothing else, a cycle before it
+        is used (samples then take three cycles each): on the ECP5 the block RAM's own output
+        register (:mod:`eventconv.ecp5_outreg`). No read meets a write of its word (a slot
+        is written only while it is free and read only while it is full), so the RAM has no
+        read-during-write logic either.
 
     Members
     -------
@@ -259,7 +266,8 @@ class HostLink(wiring.Component):
     send : ``Out(stream.Signature(8))``
         Bytes for the UART transmitter.
     pixels : ``Out(PixelStream(pixels_per_cycle))``
-        To the engine: two cycles per sample plus one per beat.
+        To the engine: two cycles per sample (three with ``registered_buffer``) plus one per
+        beat.
     events : ``In(EventStream(Cout, H/2, W/2))``
         From the engine.
     threshold : ``Out(8)``, shift : ``Out(5)``, dense : ``Out(1)``
@@ -283,7 +291,7 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, *, config, chunk=256, window=2, timeout_cycles=1_000_000,
-                 clock_frequency=0):
+                 clock_frequency=0, registered_buffer=False):
         if not isinstance(config, Config):
             raise TypeError(f"config must be an eventconv.config.Config, not {config!r}")
         for name, value in (("chunk", chunk), ("window", window),
@@ -301,6 +309,10 @@ class HostLink(wiring.Component):
         if not 0 <= clock_frequency < 2**32:
             raise ValueError(f"clock_frequency must be an integer in 0..{2**32 - 1}, "
                              f"not {clock_frequency!r}")
+        if not isinstance(registered_buffer, bool):
+            raise TypeError(f"registered_buffer must be a bool (True or False), "
+                            f"not {registered_buffer!r}")
+        self.registered_buffer = registered_buffer
         self.frame_size = config.height * config.width * config.channels_in
         if self.frame_size >= 2**OFFSET_WIDTH:
             raise ValueError(f"frame size H * W * Cin must be below 2**24, "
@@ -350,9 +362,18 @@ class HostLink(wiring.Component):
         m.submodules.encoder = encoder = PacketEncoder()
         wiring.connect(m, encoder.send, wiring.flipped(self.send))
 
-        m.submodules.buffer = buffer = Memory(shape=8, depth=window * chunk, init=[])
-        write_port = buffer.write_port()
-        read_port = buffer.read_port()
+        if not self.registered_buffer:
+            m.submodules.buffer = buffer = Memory(shape=8, depth=window * chunk, init=[])
+            write_port = buffer.write_port()
+            read_port = buffer.read_port()
+            buffer_word = read_port.data
+        else:
+            m.submodules.buffer = buffer = Memory(shape=8, depth=window * chunk, init=[],
+                                                  attrs=NO_RW_CHECK)
+            write_port = buffer.write_port()
+            read_port = UncheckedReadPort(m, buffer, name="buffer_read")
+            buffer_word = Signal(8, reset_less=True)
+            m.d.sync += buffer_word.eq(read_port.data)
 
         # Expected position of the next PIXELS packet.
         expected_frame = Signal(FRAME_WIDTH)
@@ -696,9 +717,12 @@ class HostLink(wiring.Component):
                     m.next = "read"
             with m.State("read"):
                 m.d.comb += read_port.en.eq(1)
-                m.next = "latch"
+                m.next = "fetch" if self.registered_buffer else "latch"
+            if self.registered_buffer:
+                with m.State("fetch"):      # the word goes into ``buffer_word``
+                    m.next = "latch"
             with m.State("latch"):
-                m.d.sync += [beat[i].eq(Mux(lane == i, read_port.data, beat[i]))
+                m.d.sync += [beat[i].eq(Mux(lane == i, buffer_word, beat[i]))
                              for i in range(ppc)]
                 m.d.sync += [sample_index.eq(sample_index + 1), lane.eq(lane + 1),
                              remaining.eq(remaining - 1), slot_last.eq(remaining == 1)]

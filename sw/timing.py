@@ -22,6 +22,7 @@ from amaranth.hdl import ClockDomain, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .ecp5_outreg import absorb_file
 from .synth import tool_environment
 
 __all__ = ["BlockHarness", "block_timing", "blocks", "main"]
@@ -79,8 +80,10 @@ class BlockHarness(wiring.Component):
         return m
 
 
-def blocks(config):
-    """Name -> factory of each block for ``config`` (an :class:`eventconv.config.Config`)."""
+def blocks(config, registered=False):
+    """Name -> factory of each block for ``config`` (an :class:`eventconv.config.Config`);
+    ``registered``: with the options the ECP5 boards build with (``registered_ram_outputs``
+    and the blocks' own)."""
     from .hw.accumulator import AccumulatorUnit
     from .hw.delta_detector import DeltaDetector
     from .hw.engine import EventConvEngine
@@ -90,29 +93,33 @@ def blocks(config):
     return {
         "detector": lambda: DeltaDetector(height=c.height, width=c.width,
                                           channels=c.channels_in,
-                                          pixels_per_cycle=c.pixels_per_cycle),
+                                          pixels_per_cycle=c.pixels_per_cycle,
+                                          reference_register=registered),
         "fanout": lambda: FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes),
-        "accumulator": lambda: AccumulatorUnit.from_config(c),
+        "accumulator": lambda: AccumulatorUnit.from_config(
+            c, registered_multiplier=registered, registered_read=registered),
         "pool": lambda: SparseMaxPool(height=c.height, width=c.width,
                                       channels_out=c.channels_out,
                                       accumulator_width=c.accumulator_width,
-                                      bias=c.bias.tolist(), lanes=c.lanes),
-        "engine": lambda: EventConvEngine(c),
-        "hostlink": lambda: _host_link(c),
-        "board": lambda: _board_core(c),
+                                      bias=c.bias.tolist(), lanes=c.lanes,
+                                      registered_ram_outputs=registered),
+        "engine": lambda: EventConvEngine(c, registered_ram_outputs=registered),
+        "hostlink": lambda: _host_link(c, registered),
+        "board": lambda: _board_core(c, registered),
     }
 
 
-def _host_link(config):
+def _host_link(config, registered):
     from .hw.host_link import HostLink
-    return HostLink(config=config, timeout_cycles=2_400_000, clock_frequency=48_000_000)
+    return HostLink(config=config, timeout_cycles=2_400_000, clock_frequency=48_000_000,
+                    registered_buffer=registered)
 
 
-def _board_core(config):
+def _board_core(config, registered):
     from .hw.board import BoardCore
-    return BoardCore(config, clock_frequency=48e6)
+    return BoardCore(config, clock_frequency=48e6, registered_ram_outputs=registered)
 
 
 def block_timing(dut, family, mhz, workdir, seed=1):
@@ -133,6 +140,8 @@ def block_timing(dut, family, mhz, workdir, seed=1):
     (workdir / "top.ys").write_text(script)
     subprocess.run([yosys, "-q", "-l", "yosys.log", "top.ys"], cwd=workdir,
                    check=True, stdout=subprocess.DEVNULL)
+    if family == "ecp5":
+        absorb_file(workdir / "top.json")      # as make synth does
     result = subprocess.run(pnr + ["--json", "top.json", "--freq", str(mhz),
                                    "--timing-allow-fail", "--seed", str(seed), "-l", "pnr.log",
                                    "-q"], cwd=workdir, capture_output=True, text=True)
@@ -170,7 +179,7 @@ def main(argv=None):
     board = args.board or ("icebreaker" if args.family == "ice40" else "ulx3s-85f")
     config = Config.from_json(args.config) if args.config else default_config(board)
     mhz = args.freq or (48 if args.family == "ice40" else 125)
-    table = blocks(config)
+    table = blocks(config, registered=args.family == "ecp5")
     names = args.names or list(table)
     for name in names:
         if name not in table:

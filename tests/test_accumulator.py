@@ -44,19 +44,20 @@ class FanoutAccumulator(wiring.Component):
     outside. ``clear`` is an extra synchronous reset, so a test can reset in the middle of a run.
     """
 
-    def __init__(self, config, registered_multiplier=False):
+    def __init__(self, config, registered_multiplier=False, registered_read=False):
         self.config = c = config
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
         self.accumulator = AccumulatorUnit.from_config(
-            c, registered_multiplier=registered_multiplier)
+            c, registered_multiplier=registered_multiplier, registered_read=registered_read)
         super().__init__({
             "events": In(EventStream(c.channels_in, c.height, c.width)),
             "touched": Out(WindowStream(c.height, c.width)),
             "read": In(AccumulatorReadSignature(
                 address_width=self.accumulator.address_width,
-                accumulator_width=self.accumulator.accumulator_width, lanes=c.lanes)),
+                accumulator_width=self.accumulator.accumulator_width, lanes=c.lanes,
+                registered=registered_read)),
             "clear": In(1),
         })
 
@@ -129,17 +130,17 @@ def memory_image(config, words):
 
 def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
               release_always=False, clear_after=None, noisy_reads=False,
-              registered_multiplier=False):
+              registered_multiplier=False, registered_read=False):
     """Simulate the chain. Returns per frame a dict: ``peeked`` (memory image in the cycle the
     end of frame shows on touched), ``read_back`` (through ``read``), ``windows``, ``beats``
     (touched transfers) and ``from_update`` (cycles from the frame's first update beat taken by
     the accumulator to its end of frame valid on touched).
 
     With ``noisy_reads``, ``read`` is driven with random addresses and ``en`` whenever the
-    sink is not reading: the unit must ignore it outside the hold. ``registered_multiplier``:
-    the unit's option (the weight read a stage early, the product a stage of its own).
+    sink is not reading: the unit must ignore it outside the hold. ``registered_multiplier``,
+    ``registered_read``: the unit's options (the sink then reads through the data register).
     """
-    dut = FanoutAccumulator(config, registered_multiplier)
+    dut = FanoutAccumulator(config, registered_multiplier, registered_read)
     unit = dut.accumulator
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
@@ -202,11 +203,19 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                     cycle += 1
                 words = [[[] for _ in range(4)] for _ in range(config.lanes)]
                 reading[0] = True
+                if registered_read:
+                    ctx.set(dut.read.take, 1)
                 for address in range(unit.depth):
                     ctx.set(dut.read.addr, address)
                     ctx.set(dut.read.en, 1)
                     await ctx.tick()
                     ctx.set(dut.read.en, 0)
+                    if registered_read:
+                        # The word is in the data register a cycle later; idle reads
+                        # (random addresses, ``en`` low) must not disturb it.
+                        ctx.set(dut.read.addr, noise_rng.randrange(unit.depth))
+                        await ctx.tick()
+                        cycle += 1
                     data = ctx.get(dut.read.data)
                     for j in range(config.lanes):
                         for q in range(4):
@@ -254,15 +263,16 @@ GEOMETRIES = [
 
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-@pytest.mark.parametrize("registered_multiplier", [False, True], ids=["", "regmul"])
-def test_accumulators_equal_model_over_frames(geometry, idle, stall, registered_multiplier):
+# ecp5: the options the ECP5 boards build with (registered multiplier and read).
+@pytest.mark.parametrize("ecp5", [False, True], ids=["", "ecp5"])
+def test_accumulators_equal_model_over_frames(geometry, idle, stall, ecp5):
     rng = np.random.default_rng(list(geometry) + [int(idle * 10)])
     config = make_config(rng, *geometry)
     change = 0.2 if geometry[0] < 7 else 0.08
     frames = [[]] + video_frames(rng, config, 3, change=change)
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
                         hold_cycles=int(rng.integers(1, 20)), noisy_reads=True,
-                        registered_multiplier=registered_multiplier)
+                        registered_multiplier=ecp5, registered_read=ecp5)
     check_chain(config, frames, results)
 
 
@@ -288,8 +298,9 @@ HAZARD_GEOMETRIES = [
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("geometry", HAZARD_GEOMETRIES,
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-@pytest.mark.parametrize("registered_multiplier", [False, True], ids=["", "regmul"])
-def test_back_to_back_updates_of_one_address(geometry, idle, stall, registered_multiplier):
+# ecp5: the options the ECP5 boards build with (registered multiplier and read).
+@pytest.mark.parametrize("ecp5", [False, True], ids=["", "ecp5"])
+def test_back_to_back_updates_of_one_address(geometry, idle, stall, ecp5):
     """Bursts on one pixel (both channels: one accumulator address) and its neighbours."""
     rng = np.random.default_rng(list(geometry) + [int(stall * 10)])
     config = make_config(rng, *geometry)
@@ -300,15 +311,16 @@ def test_back_to_back_updates_of_one_address(geometry, idle, stall, registered_m
               burst(rng, config, neighbours, 40, reference),
               burst(rng, config, [(0, 3, 3)], 10, reference)]
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
-                        registered_multiplier=registered_multiplier)
+                        registered_multiplier=ecp5, registered_read=ecp5)
     check_chain(config, frames, results)
 
 
 @pytest.mark.parametrize("geometry", [(1, 4, 4, 2, 2, 2), (1, 4, 4, 1, 4, 1), (3, 6, 6, 2, 4, 2),
                                       (7, 8, 8, 1, 2, 1)],
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-@pytest.mark.parametrize("registered_multiplier", [False, True], ids=["", "regmul"])
-def test_throughput_of_fanout_and_accumulator(geometry, registered_multiplier):
+# ecp5: the options the ECP5 boards build with (registered multiplier and read).
+@pytest.mark.parametrize("ecp5", [False, True], ids=["", "ecp5"])
+def test_throughput_of_fanout_and_accumulator(geometry, ecp5):
     """No stalls: a frame of U update beats shows its end on touched U + LATENCY cycles after
     its first update beat is taken (U beats, then the end-of-frame beat, LATENCY to touched):
     the fan-out and the accumulator never lose a cycle, even on back-to-back hazards."""
@@ -319,7 +331,7 @@ def test_throughput_of_fanout_and_accumulator(geometry, registered_multiplier):
               for c in range(config.channels_in)]
     frames = [burst(rng, config, pixels, 40, reference), burst(rng, config, pixels[:2], 20,
                                                                reference)]
-    results = run_chain(config, frames, registered_multiplier=registered_multiplier)
+    results = run_chain(config, frames, registered_multiplier=ecp5, registered_read=ecp5)
     check_chain(config, frames, results)
     for index, (frame, got) in enumerate(zip(frames, results, strict=True)):
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frame) // config.lanes
@@ -413,6 +425,8 @@ def test_touched_is_deduplicated_but_complete():
      r"bias\[3\] must be an integer in -2147483648\.\.2147483647, not 2147483648"),
     ({"registered_multiplier": 1}, TypeError,
      r"registered_multiplier must be a bool \(True or False\), not 1"),
+    ({"registered_read": "no"}, TypeError,
+     r"registered_read must be a bool \(True or False\), not 'no'"),
 ])
 def test_accumulator_bad_parameters(changes, error, message):
     params = {"height": 6, "width": 8, "channels_in": 2, "channels_out": 4, "kernel_size": 3,

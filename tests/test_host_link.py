@@ -48,10 +48,10 @@ class LinkBench:
     """HostLink with a host (bytes in, decoded answers out) and an engine stand-in."""
 
     def __init__(self, config, *, chunk=8, window=2, timeout=300, stall=0.0, idle=0.0,
-                 seed=0):
+                 seed=0, registered_buffer=False):
         self.config = config
         self.dut = HostLink(config=config, chunk=chunk, window=window, timeout_cycles=timeout,
-                            clock_frequency=CLOCK)
+                            clock_frequency=CLOCK, registered_buffer=registered_buffer)
         self.rng = random.Random(seed)
         self.stall, self.idle = stall, idle
         self.to_board = deque()           # (byte, framing_error, overrun)
@@ -185,10 +185,13 @@ def test_info_reports_the_built_in_layer():
 
 
 @pytest.mark.parametrize("idle,stall", stall_profiles())
-@pytest.mark.parametrize("ppc,cin", [(1, 1), (2, 1), (4, 2)])
-def test_frames_go_to_the_engine_and_outputs_come_back(ppc, cin, idle, stall):
+@pytest.mark.parametrize("ppc,cin,registered_buffer", [(1, 1, False), (2, 1, False),
+                                                       (4, 2, False), (2, 1, True)])
+def test_frames_go_to_the_engine_and_outputs_come_back(ppc, cin, registered_buffer, idle,
+                                                       stall):
     config = layer(h=4, w=4, cin=cin, cout=3, ppc=ppc)
-    bench = LinkBench(config, chunk=8, stall=stall, idle=idle, seed=ppc * 10 + cin)
+    bench = LinkBench(config, chunk=8, stall=stall, idle=idle, seed=ppc * 10 + cin,
+                      registered_buffer=registered_buffer)
     size = 16 * cin
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (3, size), dtype=np.uint8)
@@ -405,6 +408,8 @@ def test_config_resets_position_frame_numbers_and_drops_pending_output():
     ({"timeout_cycles": 15}, ValueError, r"timeout_cycles must be an integer in 16..\d+, "
                                          r"not 15"),
     ({"clock_frequency": -1}, ValueError, r"clock_frequency must be an integer in 0..\d+"),
+    ({"registered_buffer": 1}, TypeError,
+     r"registered_buffer must be a bool \(True or False\), not 1"),
 ])
 def test_parameter_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
