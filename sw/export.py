@@ -45,8 +45,10 @@ def payload_fields(layout):
     return ", ".join(f"`{name}` [{f.offset + f.width - 1}:{f.offset}]" for name, f in layout)
 
 
-def export_engine(config: Config, output, name="eventconv_engine"):
+def export_engine(config: Config, output, name="eventconv_engine", *,
+                  registered_ram_outputs=False):
     """Write ``output`` (Verilog), and beside it ``.json`` (configuration) and ``.md`` (ports).
+    ``registered_ram_outputs``: as :class:`eventconv.hw.engine.EventConvEngine`.
 
     Returns the paths written. The text depends only on the configuration (reproducible).
     """
@@ -55,7 +57,7 @@ def export_engine(config: Config, output, name="eventconv_engine"):
     from .sim.runner import export_verilog
 
     output = Path(output)
-    engine = EventConvEngine(config)
+    engine = EventConvEngine(config, registered_ram_outputs=registered_ram_outputs)
     output.write_text(export_verilog(engine, name))
     config_path = output.with_suffix(".json")
     config_path.write_text(json.dumps(config.to_dict(), indent=1) + "\n")
@@ -64,7 +66,12 @@ def export_engine(config: Config, output, name="eventconv_engine"):
            f"{c.width}x{c.height}, Cin={c.channels_in}, Cout={c.channels_out}, "
            f"K={c.kernel_size}, accumulator {c.accumulator_width} bits, "
            f"{c.pixels_per_cycle} pixel(s)/cycle, {c.lanes} lane(s); configuration in "
-           f"`{config_path.name}`. Semantics: SPEC.md.", "", port_table(engine),
+           f"`{config_path.name}`. Semantics: SPEC.md.", "",
+           *([("Built with `registered_ram_outputs`: every block RAM read port feeds one "
+               "register with no reset (a flow that can should move it into the RAM, as "
+               "`eventconv.ecp5_outreg` does for the ECP5's DP16KD); a frame takes a cycle "
+               "or two more, with the same results."), ""] if registered_ram_outputs else []),
+           port_table(engine),
            f"Input payload fields: {payload_fields(pixel_layout(c.pixels_per_cycle))}.", "",
            "Output payload fields: "
            f"{payload_fields(event_layout(c.channels_out, c.height // 2, c.width // 2))}.", ""]
