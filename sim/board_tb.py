@@ -41,17 +41,20 @@ class BoardSimulation(ByteTransport):
         The link's packet timeout.
     chunk, window : int
         As :class:`~eventconv.hw.host_link.HostLink`.
+    registered_ram_outputs : bool
+        As :class:`~eventconv.hw.board.BoardCore` (the ECP5 boards' variant).
     simulator, build_root
         As :func:`eventconv.sim.runner.run_cocotb`.
     """
 
     def __init__(self, config, *, baud_divisor=8, timeout_cycles=3000, chunk=64, window=2,
-                 simulator="icarus", build_root="build/sim"):
+                 simulator="icarus", build_root="build/sim", registered_ram_outputs=False):
         from ..hw.board import BoardCore
         from .runner import export_verilog, run_cocotb
         clock = 1e9 / CLOCK_PERIOD_NS
         core = BoardCore(config, clock_frequency=clock, baud_rate=clock / baud_divisor,
-                         chunk=chunk, window=window, timeout_cycles=timeout_cycles)
+                         chunk=chunk, window=window, timeout_cycles=timeout_cycles,
+                         registered_ram_outputs=registered_ram_outputs)
         verilog = export_verilog(core, "eventconv_board")
         self.byte_seconds = 10 * baud_divisor * CLOCK_PERIOD_NS * 1e-9
         self._folder = tempfile.TemporaryDirectory(prefix="eventconv-bridge-")

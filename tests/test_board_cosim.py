@@ -140,10 +140,13 @@ def test_board_frames_equal_model_and_link_recovers_from_bad_bytes():
                                       "weights": [[[[1, -2, 3], [0, 5, 0], [-7, 8, 9]]],
                                                   [[[9, 9, 9], [9, 9, 9], [9, 9, 9]]]],
                                       "bias": [100, -5000], "pixels_per_cycle": 2}])
-def test_board_dense_mode_two_pixels_per_cycle(changes):
+@pytest.mark.parametrize("registered_ram_outputs", [False, True], ids=["", "ecp5"])
+def test_board_dense_mode_two_pixels_per_cycle(changes, registered_ram_outputs):
+    """Also the ECP5 boards' variant: every RAM read port behind one register."""
     config = layer(**changes)
     frames = video(2, 3, config)
     with BoardSimulation(config, chunk=16, timeout_cycles=LINK_TIMEOUT_CYCLES,
-                         build_root=BUILD) as board:
+                         build_root=BUILD,
+                         registered_ram_outputs=registered_ram_outputs) as board:
         link = BoardLink(board, config, timeout=TIMEOUT)
         assert_equals_model(config, frames, link.run(frames))
