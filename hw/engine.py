@@ -36,19 +36,21 @@ class EventConvEngine(wiring.Component):
         and ``mode`` of the configuration are only the suggested values of the runtime inputs.
         ``pixels_per_cycle`` and ``lanes`` set the parallelism.
     registered_ram_outputs : bool
-        Put every block RAM's read data into flip-flops before any logic, at a cycle of
-        latency where it needs one: the detector's reference word
+        Make every block RAM read port feed exactly one register with no reset, at a cycle
+        of latency where it needs one: the detector's reference word
         (:class:`~eventconv.hw.delta_detector.DeltaDetector`, ``reference_register``), the
-        pool's bitmap bit, list entry and stored values
-        (:class:`~eventconv.hw.sparse_max_pool.SparseMaxPool`, ``registered_ram_outputs``);
-        and give the accumulators' multipliers a stage of their own
-        (:class:`~eventconv.hw.accumulator.AccumulatorUnit`, ``registered_multiplier``: on an
-        ECP5 platform the MULT18X18D's own registers); and load the register slices' skid
-        registers from a flip-flop enable
+        pool's bitmap bit, list entry and stored values, and its accumulator reads, whose data
+        register is the accumulator unit's (:class:`~eventconv.hw.sparse_max_pool.SparseMaxPool`,
+        ``registered_ram_outputs``; :class:`~eventconv.hw.accumulator.AccumulatorUnit`,
+        ``registered_read``); give the accumulators' multipliers a stage of their own
+        (``registered_multiplier``: on an ECP5 platform the MULT18X18D's own registers); and
+        load the register slices' skid registers from a flip-flop enable
         (:class:`~eventconv.hw.stream_register.StreamRegister`, ``skid_loads_when_empty``).
-        For the ECP5, whose DP16KD takes 5.8 ns from clock to output and whose MULT18X18D
-        3.9 ns through in nextpnr's model; off by default (the iCE40 does better without it).
-        The outputs are the same either way; a frame takes a cycle or two more.
+        For the ECP5: its DP16KD takes 5.83 ns from clock to data in nextpnr's model, 0.96 ns
+        with its output register, into which the board build moves those registers
+        (:mod:`eventconv.ecp5_outreg`); its MULT18X18D takes 3.9 ns through. Off by default
+        (the iCE40 does better without it). The outputs are the same either way; a frame
+        takes a cycle or two more.
 
     Members
     -------
