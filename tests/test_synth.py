@@ -43,6 +43,27 @@ def test_icebreaker_bitstream_meets_timing(tmp_path):
     assert report["pins"].startswith("pin file top.pcf equals")
 
 
+def test_ulx3s_bitstream_meets_timing_with_every_ram_register_in_its_ram(tmp_path):
+    """The ECP5 build (about a minute): every block RAM read port's register goes into the
+    RAM (REGMODE OUTREG) before place and route, and the 125 MHz clock is met."""
+    report = synth_board("ulx3s-85f", None, build_root=tmp_path)
+    folder = tmp_path / "ulx3s-85f"
+    assert (folder / "top.bit").stat().st_size > 100_000
+    clock = report["clock"]
+    assert clock["met"] and clock["design_mhz"] == 125
+    rams = report["resources"]["block RAM (18 kbit)"]["used"]
+    assert report["ram_output_registers"] == {"absorbed": rams, "skipped": {}}
+    netlist = json.loads((folder / "top.json").read_text())
+    modes = [c["parameters"].get("REGMODE_A", "").strip() + "/" +
+             c["parameters"].get("REGMODE_B", "").strip()
+             for m in netlist["modules"].values() for c in m["cells"].values()
+             if c["type"] == "DP16KD"]
+    assert len(modes) == rams and all("OUTREG" in mode for mode in modes)
+    text = (folder / "report.md").read_text()
+    assert f"(REGMODE OUTREG): {rams}, left as they were: 0." in text
+    assert "timing met" in text
+
+
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_constraints_are_the_pins_the_board_top_requests(board):
     generated, committed = CONSTRAINT_FILES[board]
