@@ -73,7 +73,7 @@ class BoardSpec:
 
 
 # Engine clocks (measured 2026-11-24, README "make synth"). iCE40 UP5K: 48 MHz, the target
-# (12 MHz x 4); nextpnr gives 47.75 / 50.05 / 48.79 / 46.83 / 44.22 MHz over seeds 1-5, and
+# (12 MHz x 4); nextpnr gives 49.44 / 47.50 / 45.92 / 48.72 / 49.49 MHz over seeds 1-5, and
 # the build tries seeds in turn until one meets it. ECP5 85F: 125 MHz, the target (25 MHz x 5),
 # built with ``registered_ram_outputs``: every block RAM read port feeds one register, which
 # the build then moves into the RAM (``REGMODE OUTREG``, :mod:`eventconv.ecp5_outreg`: 0.96

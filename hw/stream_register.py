@@ -23,7 +23,8 @@ class StreamRegister(wiring.Component):
         Load the skid register with ``i.payload`` in every cycle it is empty, not only when a
         beat must wait in it: its enable is then a flip-flop, not a function of ``o.ready``
         (on the ECP5 the consumer's ready and this enable were a path of four LUTs over a
-        wide payload). The same beats come out either way.
+        wide payload; the engine's slices use it on both families). The same beats come out
+        either way.
 
     Members
     -------
