@@ -1,14 +1,14 @@
 """Move the flip-flops behind each ECP5 block RAM read port into the RAM (``REGMODE OUTREG``).
 
 A DP16KD read port without its output register takes 5.83 ns from clock to data in nextpnr's
-model (1 of the 8 ns of a 125 MHz cycle is then left for routing and logic); with the output
+model (2.17 of the 8 ns of a 125 MHz cycle are then left for routing and logic); with the output
 register on (``REGMODE_A/B = "OUTREG"``) it takes 0.96 ns. Yosys never turns it on: it maps a
 synchronous read port to the RAM's read latch and leaves any register after it in the fabric.
 :func:`absorb_output_registers` edits Yosys's JSON netlist between synthesis and place and
 route: where every used data output of a RAM port feeds exactly one flip-flop, and those
-flip-flops share the RAM port's clock and one clock enable and have no set or reset, the
-flip-flops are removed and the port's output register takes their place (clock enable on
-``OCEA/B``). The design's cycle behaviour is unchanged: the output register loads the read
+flip-flops share the RAM port's clock and one clock enable, have no set or reset and start at
+0, the flip-flops are removed and the port's output register takes their place (clock enable
+on ``OCEA/B``). The design's cycle behaviour is unchanged: the output register loads the read
 latch's word on the same edges the flip-flops did.
 
 The design must give each RAM read port that single register stage (see
@@ -74,6 +74,8 @@ def _port_registers(module, loads, ram, side):
             return f"DO{side}{i}'s flip-flop has another clock"
         if c.get("LSR", ["0"]) != ["0"] or p.get("LSRMUX", "LSR") != "LSR":
             return f"DO{side}{i}'s flip-flop has a set or reset"
+        if p.get("REGSET", "RESET") != "RESET":
+            return f"DO{side}{i}'s flip-flop starts at 1"   # the RAM's register starts at 0
         cemux = p.get("CEMUX", "CE")
         if cemux == "1":
             enables.add(("1", False))

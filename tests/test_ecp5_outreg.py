@@ -21,7 +21,8 @@ from eventconv.synth import tool_environment
 class RamBehindRegister(wiring.Component):
     """A RAM read into a register, then a little logic. ``kind``: ``"enable"`` (the register
     has a clock enable), ``"inverted"`` (enabled by the complement of an input), ``"reset"``
-    (the register has a reset), ``"two_loads"`` (the RAM data also feeds a second register)."""
+    (the register has a reset), ``"two_loads"`` (the RAM data also feeds a second register),
+    ``"starts_at_one"`` (no reset, but an initial value of all ones)."""
 
     def __init__(self, kind):
         self.kind = kind
@@ -35,7 +36,8 @@ class RamBehindRegister(wiring.Component):
         read = UncheckedReadPort(m, ram, name="read")
         m.d.comb += [write.addr.eq(self.addr), write.data.eq(self.wdata),
                      write.en.eq(self.we), read.addr.eq(self.addr), read.en.eq(1)]
-        word = Signal(8, reset_less=self.kind != "reset")
+        word = Signal(8, reset_less=self.kind != "reset",
+                      init=0xFF if self.kind == "starts_at_one" else 0)
         enable = ~self.take if self.kind == "inverted" else self.take
         with m.If(enable):
             m.d.sync += word.eq(read.data)
@@ -119,6 +121,7 @@ def test_inverted_enable_gets_one_inverter(tmp_path):
 @pytest.mark.parametrize("kind, reason", [
     ("reset", r"DO[AB]\d+'s flip-flop has a set or reset"),
     ("two_loads", r"DO[AB]\d+ has 2 loads"),
+    ("starts_at_one", r"DO[AB]\d+'s flip-flop starts at 1"),
 ])
 def test_registers_that_do_not_qualify_are_left_alone(tmp_path, kind, reason):
     netlist = synthesize(RamBehindRegister(kind), tmp_path)
