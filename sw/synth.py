@@ -128,28 +128,32 @@ def unmapped_memories(yosys_log):
     return re.findall(r"\$mem\w*", stat)
 
 
+def _run_steps(build_dir, name, keep, edit=lambda text: text):
+    """Run the build script's setup lines and its tool lines for which ``keep(line)`` holds,
+    through ``edit``, as ``name`` (YoWASP tools take paths relative to the working
+    directory)."""
+    script = (Path(build_dir) / "build_top.sh").read_text()
+    lines = [line for line in script.splitlines() if not line.startswith('"$') or keep(line)]
+    (Path(build_dir) / name).write_text(edit("\n".join(lines) + "\n"))
+    subprocess.run(["bash", name], cwd=build_dir, check=True,
+                   env={**os.environ, **tool_environment()})
+
+
 def place_again(build_dir, seed):
     """Run the build script's place-and-route and packing steps again with another nextpnr
     seed, on the netlist Yosys already wrote (``top.json``)."""
-    script = (Path(build_dir) / "build_top.sh").read_text()
-    lines = [line for line in script.splitlines() if not line.startswith('"$YOSYS"')]
-    text = re.sub(r"--seed \d+", f"--seed {seed}", "\n".join(lines)) + "\n"
-    if f"--seed {seed}" not in text:
-        raise SynthError(f"no nextpnr seed option in {Path(build_dir) / 'build_top.sh'}")
-    (Path(build_dir) / "place_again.sh").write_text(text)
-    # YoWASP tools take paths relative to the working directory.
-    subprocess.run(["bash", "place_again.sh"], cwd=build_dir, check=True,
-                   env={**os.environ, **tool_environment()})
+    def reseed(text):
+        text = re.sub(r"--seed \d+", f"--seed {seed}", text)
+        if f"--seed {seed}" not in text:
+            raise SynthError(f"no nextpnr seed option in {Path(build_dir) / 'build_top.sh'}")
+        return text
+    _run_steps(build_dir, "place_again.sh", lambda line: not line.startswith('"$YOSYS"'),
+               reseed)
 
 
 def synthesize_only(build_dir):
     """Run the build script's Yosys step alone (it writes ``top.json`` and ``top.rpt``)."""
-    script = (Path(build_dir) / "build_top.sh").read_text()
-    lines = [line for line in script.splitlines()
-             if not line.startswith('"$') or line.startswith('"$YOSYS"')]
-    (Path(build_dir) / "synthesize.sh").write_text("\n".join(lines) + "\n")
-    subprocess.run(["bash", "synthesize.sh"], cwd=build_dir, check=True,
-                   env={**os.environ, **tool_environment()})
+    _run_steps(build_dir, "synthesize.sh", lambda line: line.startswith('"$YOSYS"'))
 
 
 def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
@@ -187,21 +191,17 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
         for attempt, seed in enumerate(PLACEMENT_SEEDS):
             last = attempt + 1 == len(PLACEMENT_SEEDS)
             try:
-                if attempt == 0 and spec.family == "ecp5":
-                    # Synthesis, then the RAMs' output registers take the flip-flops behind
-                    # them (nextpnr: 0.96 instead of 5.83 ns from clock to data), then place
-                    # and route.
+                if attempt == 0:
                     options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
                     plan = platform.build(top, name="top", build_dir=str(build_dir),
                                           do_build=False, **options)
                     plan.extract(str(build_dir))
                     synthesize_only(build_dir)
-                    absorbed, skipped = absorb_file(build_dir / "top.json")
+                    if spec.family == "ecp5":
+                        # The RAMs' output registers take the flip-flops behind them
+                        # (nextpnr: 0.96 instead of 5.83 ns from clock to data).
+                        absorbed, skipped = absorb_file(build_dir / "top.json")
                     place_again(build_dir, seed)
-                elif attempt == 0:
-                    options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
-                    platform.build(top, name="top", build_dir=str(build_dir),
-                                   do_program=False, **options)
                 else:
                     place_again(build_dir, seed)
             except Exception as e:

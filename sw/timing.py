@@ -130,8 +130,11 @@ def block_timing(dut, family, mhz, workdir, seed=1):
     top.domains.sync = sync
     top.submodules.harness = harness = BlockHarness(dut)
     clk, rst = sync.clk, sync.rst
+    # On the ECP5, elaborated as a board build is: with its primitives (the MULT18X18D).
+    from .sim.runner import ECP5_PRIMITIVES
     (workdir / "top.il").write_text(rtlil.convert(
-        top, name="top", ports=[clk, rst, harness.si, harness.so]))
+        top, name="top", ports=[clk, rst, harness.si, harness.so],
+        platform=ECP5_PRIMITIVES if family == "ecp5" else None))
     synth, pnr = FAMILIES[family]
     tools = tool_environment()
     yosys = tools["YOSYS"]
