@@ -25,8 +25,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# ruff, then the import contracts of pyproject.toml (import-linter). The package's folders are
+# mapped (sw/ is eventconv, hw/ eventconv.hw, sim/ eventconv.sim): import-linter reads one
+# folder tree, so it gets a tree of links that puts them together.
+IMPORT_GRAPH := build/import-graph
 lint: install
 	$(BIN)/ruff check hw sw sim tests
+	@rm -rf $(IMPORT_GRAPH) && mkdir -p $(IMPORT_GRAPH)/eventconv
+	@for f in sw/*; do ln -s "$(CURDIR)/$$f" $(IMPORT_GRAPH)/eventconv/; done
+	@ln -s "$(CURDIR)/hw" $(IMPORT_GRAPH)/eventconv/hw && ln -s "$(CURDIR)/sim" $(IMPORT_GRAPH)/eventconv/sim
+	cd $(IMPORT_GRAPH) && PYTHONPATH=. "$(CURDIR)/$(BIN)/lint-imports" "$(CURDIR)/pyproject.toml"
 
 # THE test command (README, .ci/run): lint, then every test on both cores.
 test: install lint
@@ -35,17 +43,17 @@ test: install lint
 demo: install
 	$(BIN)/eventconv demo
 
+# Every board of the registry (hw/boards.py).
 synth: install
-	$(BIN)/eventconv synth --board icebreaker
-	$(BIN)/eventconv synth --board ulx3s-85f
+	@set -e; for board in $$($(BIN)/eventconv boards); do $(BIN)/eventconv synth --board $$board; done
 
 bench: install
 	$(BIN)/python -m eventconv.bench
 
-# Each block placed alone on both families, three nextpnr seeds: where the clock is lost.
+# Each block placed alone for every board, three nextpnr seeds: where the clock is lost.
 timing: install
-	$(BIN)/python -m eventconv.timing --family ice40 --seeds 1 2 3
-	$(BIN)/python -m eventconv.timing --family ecp5 --seeds 1 2 3
+	@set -e; for board in $$($(BIN)/eventconv boards); do \
+	  $(BIN)/python -m eventconv.flow.timing --board $$board --seeds 1 2 3; done
 
 clean:
 	rm -rf build

@@ -17,18 +17,15 @@ from amaranth.hdl import Const, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from eventconv.core.event_format import DELTA_WIDTH, bits_for_count, event_fields
+
 __all__ = ["bits_for_count", "times", "pixel_layout", "event_layout", "update_layout",
            "window_layout",
            "DELTA_SHAPE", "PixelStream", "EventStream", "UpdateStream", "WindowStream",
            "AccumulatorReadSignature"]
 
 # A delta of two uint8 values, and of two pooled uint8 values: -255..255.
-DELTA_SHAPE = signed(9)
-
-
-def bits_for_count(count):
-    """Unsigned width that can index ``count`` items (at least 1 bit)."""
-    return max(1, (count - 1).bit_length())
+DELTA_SHAPE = signed(DELTA_WIDTH)
 
 
 def pixel_layout(pixels_per_cycle):
@@ -49,15 +46,12 @@ def event_layout(channels, height, width):
     """An event ``(channel, y, x, delta)`` or, with ``end_of_frame``, the frame's end marker.
 
     Input events (from the delta detector) and output events (from the pool, with ``channels``
-    = Cout and the pooled height and width) have this same form.
+    = Cout and the pooled height and width) have this same form: the fields of
+    :func:`eventconv.core.event_format.event_fields`.
     """
-    return data.StructLayout({
-        "channel":      unsigned(bits_for_count(channels)),
-        "y":            unsigned(bits_for_count(height)),
-        "x":            unsigned(bits_for_count(width)),
-        "delta":        DELTA_SHAPE,
-        "end_of_frame": unsigned(1),
-    })
+    return data.StructLayout({name: signed(width) if is_signed else unsigned(width)
+                              for name, width, is_signed in event_fields(channels, height,
+                                                                          width)})
 
 
 def update_layout(channels_in, channels_out, height, width, kernel_size, lanes):

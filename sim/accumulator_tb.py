@@ -20,8 +20,8 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 
-from .bench import CycleCounter, read_case, write_result
-from .streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.sim.case import CycleCounter, read_case, write_result
+from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
 
 
 async def read_back(dut, depth):

@@ -1,8 +1,8 @@
-"""Co-simulation of the board: :class:`~eventconv.hw.board.BoardCore` (UART, link, engine)
+"""Co-simulation of the board: :class:`~eventconv.hw.board.core.BoardCore` (UART, link, engine)
 under cocotb, reached from the host driver through a byte-level bridge.
 
-:class:`BoardSimulation` is a :class:`eventconv.driver.ByteTransport`: the driver's own
-protocol code (:class:`eventconv.driver.BoardLink`) runs unchanged in the pytest process and
+:class:`BoardSimulation` is a :class:`eventconv.host.transport.ByteTransport`: the driver's own
+protocol code (:class:`eventconv.host.link.BoardLink`) runs unchanged in the pytest process and
 its bytes travel over a local socket to the cocotb test below, which bit-bangs them onto the
 design's ``rx`` line at the UART's rate and decodes its ``tx`` line. The simulation advances
 only while the driver waits in ``read``, so a run is deterministic, and the transport's clock
@@ -20,9 +20,15 @@ import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 from cocotb.utils import get_sim_time
 
-from ..driver import END, ByteTransport, LinkError
-from .bench import read_case, write_result
-from .streams import reset, start_clock
+from eventconv.flow.verilog import export_verilog
+from eventconv.host.transport import ByteTransport
+from eventconv.hw.board.core import BoardCore
+from eventconv.hw.target import GENERIC
+from eventconv.protocol.codec import LinkError
+from eventconv.protocol.constants import END
+from eventconv.sim.case import read_case, write_result
+from eventconv.sim.runner import run_cocotb
+from eventconv.sim.streams import reset, start_clock
 
 __all__ = ["BoardSimulation", "board_bridge", "CLOCK_PERIOD_NS"]
 
@@ -34,27 +40,25 @@ class BoardSimulation(ByteTransport):
 
     Parameters
     ----------
-    config : :class:`eventconv.config.Config`
+    config : :class:`eventconv.core.config.Config`
     baud_divisor : int
         Clock cycles per UART bit (the simulated clock is 100 MHz).
     timeout_cycles : int
         The link's packet timeout.
     chunk, window : int
-        As :class:`~eventconv.hw.host_link.HostLink`.
-    registered_ram_outputs : bool
-        As :class:`~eventconv.hw.board.BoardCore` (the ECP5 boards' variant).
+        As :class:`~eventconv.hw.link.host_link.HostLink`.
+    target : :class:`~eventconv.hw.target.Target`
+        As :class:`~eventconv.hw.board.core.BoardCore`.
     simulator, build_root
         As :func:`eventconv.sim.runner.run_cocotb`.
     """
 
     def __init__(self, config, *, baud_divisor=8, timeout_cycles=3000, chunk=64, window=2,
-                 simulator="icarus", build_root="build/sim", registered_ram_outputs=False):
-        from ..hw.board import BoardCore
-        from .runner import export_verilog, run_cocotb
+                 simulator="icarus", build_root="build/sim", target=GENERIC):
         clock = 1e9 / CLOCK_PERIOD_NS
         core = BoardCore(config, clock_frequency=clock, baud_rate=clock / baud_divisor,
                          chunk=chunk, window=window, timeout_cycles=timeout_cycles,
-                         registered_ram_outputs=registered_ram_outputs)
+                         target=target)
         verilog = export_verilog(core, "eventconv_board")
         self.byte_seconds = 10 * baud_divisor * CLOCK_PERIOD_NS * 1e-9
         self._folder = tempfile.TemporaryDirectory(prefix="eventconv-bridge-")

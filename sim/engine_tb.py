@@ -3,7 +3,7 @@
 :class:`EngineBench` holds the driver (frames to pixel beats), the monitor (output events until
 end of frame, plus the frame's figures), reset, and the knobs. The ``run_frames`` test streams a
 whole clip and writes every frame's output events and figures; the host side
-(:mod:`eventconv.rtl_backend`) integrates the events into pooled maps and checks them.
+(:mod:`eventconv.backends.rtl`) integrates the events into pooled maps and checks them.
 """
 
 import json
@@ -14,10 +14,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from ..config import Config
-from ..hw.layouts import event_layout, pixel_layout
-from .bench import read_case
-from .streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.core.config import Config
+from eventconv.hw.layouts import event_layout, pixel_layout
+from eventconv.sim.case import read_case
+from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
 
 __all__ = ["EngineBench", "pixel_beats", "FieldDecoder"]
 
@@ -57,7 +57,8 @@ class FieldDecoder:
 
 
 class EngineBench:
-    """Driver, monitor, reset and figures of one :class:`eventconv.hw.engine.EventConvEngine`."""
+    """Driver, monitor, reset and figures of one
+    :class:`~eventconv.hw.layer.engine.EventConvEngine`."""
 
     FIGURES = ("frame_events_in", "frame_macs", "frame_events_out", "frame_cycles")
 

@@ -1,4 +1,4 @@
-"""Export an Amaranth component to Verilog and run a cocotb test module on it.
+"""Run a cocotb test module on a design's Verilog (from :mod:`eventconv.flow.verilog`).
 
 One build folder per (top name, Verilog text, simulator): a second run of the same design reuses
 the compiled simulation. Data goes to and from the cocotb side as JSON files named by the
@@ -12,7 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["export_verilog", "run_cocotb", "pack", "unpack", "SIMULATORS", "SimulatorMissing"]
+__all__ = ["run_cocotb", "pack", "unpack", "SIMULATORS", "SimulatorMissing", "ECP5_MODELS",
+           "check_simulator"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -41,25 +42,6 @@ def unpack(layout, value):
     return {name: plain(const[name]) for name, _ in layout}
 
 
-def export_verilog(component, name, *, platform=None):
-    """Plain Verilog of ``component`` with top module ``name`` (deterministic text), elaborated
-    for ``platform`` (None: no platform; see :data:`ECP5_PRIMITIVES`)."""
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    from amaranth.back import verilog
-    return verilog.convert(component, name=name, platform=platform, emit_src=False,
-                           strip_internal_attrs=True)
-
-
-class Ecp5Primitives:
-    """Stands in for an ECP5 platform at elaboration (``family == "ecp5"``), so a design
-    exported for simulation instantiates the ECP5 primitives a board build would; simulate it
-    with :data:`ECP5_MODELS` among the sources."""
-
-    family = "ecp5"
-
-
-#: Elaborate with this to get the ECP5 primitives (:class:`Ecp5Primitives`).
-ECP5_PRIMITIVES = Ecp5Primitives()
 #: Simulation models of the ECP5 primitives eventconv instantiates (written for eventconv).
 ECP5_MODELS = (Path(__file__).parent / "models" / "MULT18X18D.v",)
 
@@ -108,7 +90,7 @@ def run_cocotb(*, verilog_text, toplevel, test_module, case, simulator="icarus",
     """Build (once) and simulate; returns the JSON result the cocotb test wrote.
 
     ``case`` is any JSON-able object handed to the test; the test writes its result with
-    :func:`eventconv.sim.bench.write_result`.
+    :func:`eventconv.sim.case.write_result`.
     """
     check_simulator(simulator)
     from cocotb_tools.runner import get_runner

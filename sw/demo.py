@@ -1,8 +1,8 @@
 """``eventconv demo``: the model on the bundled real clip, event mode against dense mode."""
 
-from .clip import load_clip
-from .kernels import filter_bank_config
-from .model import run_model
+from eventconv.core.clip import load_clip
+from eventconv.core.kernels import filter_bank_config
+from eventconv.core.model import run_model
 
 
 def demo(clip="vtest_64x48", threshold=8):

@@ -13,10 +13,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from eventconv.clip import load_clip
-from eventconv.config import Config
-from eventconv.hw.accumulator import AccumulatorUnit
-from eventconv.hw.fanout import FanoutAddressGenerator
+from eventconv.core.clip import load_clip
+from eventconv.core.config import Config
+from eventconv.core.model import EventConvModel, Events, accumulate, fanout_updates
+from eventconv.flow.verilog import ECP5_PRIMITIVES, export_verilog
+from eventconv.hw.layer.accumulator import AccumulatorUnit
+from eventconv.hw.layer.fanout import FanoutAddressGenerator
 from eventconv.hw.layouts import (
     AccumulatorReadSignature,
     EventStream,
@@ -24,15 +26,8 @@ from eventconv.hw.layouts import (
     event_layout,
     window_layout,
 )
-from eventconv.model import EventConvModel, Events, accumulate, fanout_updates
-from eventconv.sim.runner import (
-    ECP5_MODELS,
-    ECP5_PRIMITIVES,
-    export_verilog,
-    pack,
-    run_cocotb,
-    unpack,
-)
+from eventconv.hw.target import Target
+from eventconv.sim.runner import ECP5_MODELS, pack, run_cocotb, unpack
 from streams import make_rng, simulate, stall_profiles, stream_put
 
 END_OF_FRAME = {"channel": 0, "y": 0, "x": 0, "delta": 0, "end_of_frame": 1}
@@ -44,20 +39,21 @@ class FanoutAccumulator(wiring.Component):
     outside. ``clear`` is an extra synchronous reset, so a test can reset in the middle of a run.
     """
 
-    def __init__(self, config, registered_multiplier=False, registered_read=False):
+    def __init__(self, config, multiplier_registers=False, ram_read_register=False):
         self.config = c = config
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
         self.accumulator = AccumulatorUnit.from_config(
-            c, registered_multiplier=registered_multiplier, registered_read=registered_read)
+            c, target=Target("test", ram_read_register=ram_read_register,
+                             multiplier_registers=multiplier_registers))
         super().__init__({
             "events": In(EventStream(c.channels_in, c.height, c.width)),
             "touched": Out(WindowStream(c.height, c.width)),
             "read": In(AccumulatorReadSignature(
                 address_width=self.accumulator.address_width,
                 accumulator_width=self.accumulator.accumulator_width, lanes=c.lanes,
-                registered=registered_read)),
+                registered=ram_read_register)),
             "clear": In(1),
         })
 
@@ -130,17 +126,17 @@ def memory_image(config, words):
 
 def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
               release_always=False, clear_after=None, noisy_reads=False,
-              registered_multiplier=False, registered_read=False):
+              multiplier_registers=False, ram_read_register=False):
     """Simulate the chain. Returns per frame a dict: ``peeked`` (memory image in the cycle the
     end of frame shows on touched), ``read_back`` (through ``read``), ``windows``, ``beats``
     (touched transfers) and ``from_update`` (cycles from the frame's first update beat taken by
     the accumulator to its end of frame valid on touched).
 
     With ``noisy_reads``, ``read`` is driven with random addresses and ``en`` whenever the
-    sink is not reading: the unit must ignore it outside the hold. ``registered_multiplier``,
-    ``registered_read``: the unit's options (the sink then reads through the data register).
+    sink is not reading: the unit must ignore it outside the hold. ``multiplier_registers``,
+    ``ram_read_register``: the unit's options (the sink then reads through the data register).
     """
-    dut = FanoutAccumulator(config, registered_multiplier, registered_read)
+    dut = FanoutAccumulator(config, multiplier_registers, ram_read_register)
     unit = dut.accumulator
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
@@ -203,14 +199,14 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                     cycle += 1
                 words = [[[] for _ in range(4)] for _ in range(config.lanes)]
                 reading[0] = True
-                if registered_read:
+                if ram_read_register:
                     ctx.set(dut.read.take, 1)
                 for address in range(unit.depth):
                     ctx.set(dut.read.addr, address)
                     ctx.set(dut.read.en, 1)
                     await ctx.tick()
                     ctx.set(dut.read.en, 0)
-                    if registered_read:
+                    if ram_read_register:
                         # The word is in the data register a cycle later; idle reads
                         # (random addresses, ``en`` low) must not disturb it.
                         ctx.set(dut.read.addr, noise_rng.randrange(unit.depth))
@@ -272,7 +268,7 @@ def test_accumulators_equal_model_over_frames(geometry, idle, stall, ecp5):
     frames = [[]] + video_frames(rng, config, 3, change=change)
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
                         hold_cycles=int(rng.integers(1, 20)), noisy_reads=True,
-                        registered_multiplier=ecp5, registered_read=ecp5)
+                        multiplier_registers=ecp5, ram_read_register=ecp5)
     check_chain(config, frames, results)
 
 
@@ -311,7 +307,7 @@ def test_back_to_back_updates_of_one_address(geometry, idle, stall, ecp5):
               burst(rng, config, neighbours, 40, reference),
               burst(rng, config, [(0, 3, 3)], 10, reference)]
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
-                        registered_multiplier=ecp5, registered_read=ecp5)
+                        multiplier_registers=ecp5, ram_read_register=ecp5)
     check_chain(config, frames, results)
 
 
@@ -331,7 +327,7 @@ def test_throughput_of_fanout_and_accumulator(geometry, ecp5):
               for c in range(config.channels_in)]
     frames = [burst(rng, config, pixels, 40, reference), burst(rng, config, pixels[:2], 20,
                                                                reference)]
-    results = run_chain(config, frames, registered_multiplier=ecp5, registered_read=ecp5)
+    results = run_chain(config, frames, multiplier_registers=ecp5, ram_read_register=ecp5)
     check_chain(config, frames, results)
     for index, (frame, got) in enumerate(zip(frames, results, strict=True)):
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frame) // config.lanes
@@ -423,10 +419,8 @@ def test_touched_is_deduplicated_but_complete():
     ({"bias": [0, 0, 0]}, ValueError, r"bias must be nested lists shaped \[4\], not \[3\]"),
     ({"bias": [0, 0, 0, 2**31]}, ValueError,
      r"bias\[3\] must be an integer in -2147483648\.\.2147483647, not 2147483648"),
-    ({"registered_multiplier": 1}, TypeError,
-     r"registered_multiplier must be a bool \(True or False\), not 1"),
-    ({"registered_read": "no"}, TypeError,
-     r"registered_read must be a bool \(True or False\), not 'no'"),
+    ({"target": True}, TypeError, r"target must be an eventconv.hw.target.Target \(one of "
+                                  r"generic, ice40, ecp5\), not True"),
 ])
 def test_accumulator_bad_parameters(changes, error, message):
     params = {"height": 6, "width": 8, "channels_in": 2, "channels_out": 4, "kernel_size": 3,
@@ -437,13 +431,13 @@ def test_accumulator_bad_parameters(changes, error, message):
 
 
 def test_from_config_rejects_other_objects():
-    with pytest.raises(TypeError, match=r"config must be an eventconv.config.Config, not 3"):
+    with pytest.raises(TypeError, match=r"config must be an eventconv.core.config.Config, not 3"):
         AccumulatorUnit.from_config(3)
 
 
 # The exported Verilog under Icarus, driven by sim/accumulator_tb.py.
 
-@pytest.mark.parametrize("geometry, idle, stall, registered_multiplier, ecp5", [
+@pytest.mark.parametrize("geometry, idle, stall, multiplier_registers, ecp5", [
     ((3, 6, 8, 2, 4, 2), 0.3, 0.3, False, False),
     ((1, 4, 4, 2, 2, 2), 0.0, 0.0, False, False),
     ((3, 6, 8, 2, 4, 2), 0.3, 0.3, True, False),
@@ -451,7 +445,7 @@ def test_from_config_rejects_other_objects():
     ((3, 6, 8, 2, 4, 2), 0.3, 0.3, True, True),
     ((1, 4, 4, 2, 2, 2), 0.0, 0.0, True, True),
 ])
-def test_exported_verilog_under_cocotb(geometry, idle, stall, registered_multiplier, ecp5):
+def test_exported_verilog_under_cocotb(geometry, idle, stall, multiplier_registers, ecp5):
     rng = np.random.default_rng(list(geometry) + [9])
     config = make_config(rng, *geometry)
     if geometry[0] == 1:
@@ -461,7 +455,7 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall, registered_multipl
                   burst(rng, config, pixels, 20, reference)]
     else:
         frames = [[]] + video_frames(rng, config, 3)
-    dut = FanoutAccumulator(config, registered_multiplier)
+    dut = FanoutAccumulator(config, multiplier_registers)
     events = event_layout(config.channels_in, config.height, config.width)
     windows = window_layout(config.height, config.width)
     data_layout = dut.read.signature.members["data"].shape

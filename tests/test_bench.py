@@ -7,9 +7,9 @@ the model is tested here with a fake simulator result.
 import numpy as np
 import pytest
 
-from eventconv import bench, rtl_backend
-from eventconv.clip import load_clip
-from eventconv.energy import (
+from eventconv.backends import rtl as rtl_backend
+from eventconv.bench import cli, measure
+from eventconv.bench.energy import (
     CATEGORIES,
     ENERGY_PJ,
     OperationCounts,
@@ -17,8 +17,10 @@ from eventconv.energy import (
     energy_per_frame,
     touched_windows,
 )
-from eventconv.kernels import filter_bank_config
-from eventconv.model import Events, run_model, taps_in_frame
+from eventconv.bench.report import write_report
+from eventconv.core.clip import load_clip
+from eventconv.core.kernels import filter_bank_config
+from eventconv.core.model import Events, run_model, taps_in_frame
 
 
 def events_at(*points):
@@ -114,17 +116,17 @@ def test_event_mode_spends_a_small_fraction_of_dense_energy_on_the_clip():
 
 def test_utilisation_bound_and_pooled_error():
     config = filter_bank_config(8, 8, channels_out=4, lanes=2, pixels_per_cycle=4)
-    np.testing.assert_array_equal(bench.utilisation_bound(config, [0, 32, 40]), [16, 16, 20])
+    np.testing.assert_array_equal(measure.utilisation_bound(config, [0, 32, 40]), [16, 16, 20])
     a = np.array([[10, 20], [30, 40]], np.uint8)
     b = np.array([[10, 25], [30, 37]], np.uint8)
-    assert bench.pooled_error(a, b) == (2.0, 5, 0.5)
-    assert bench.pooled_error(a, a) == (0.0, 0, 0.0)
+    assert measure.pooled_error(a, b) == (2.0, 5, 0.5)
+    assert measure.pooled_error(a, a) == (0.0, 0, 0.0)
 
 
 def test_ebr_blocks_takes_the_best_aspect_ratio():
-    assert bench.ebr_blocks(256, 16) == 1
-    assert bench.ebr_blocks(3072, 17) == 15        # 1024 x 4 mode: 5 wide, 3 deep
-    assert bench.ebr_blocks(512, 8) == 1
+    assert measure.ebr_blocks(256, 16) == 1
+    assert measure.ebr_blocks(3072, 17) == 15        # 1024 x 4 mode: 5 wide, 3 deep
+    assert measure.ebr_blocks(512, 8) == 1
 
 
 def test_rtl_result_that_differs_from_the_model_is_refused(monkeypatch):
@@ -136,17 +138,17 @@ def test_rtl_result_that_differs_from_the_model_is_refused(monkeypatch):
         out["macs"] = out["macs"] + np.array([0, 1])
         return {**out, "cycles": np.array([100, 100])}
 
-    monkeypatch.setattr(rtl_backend, "run_rtl", fake_rtl)
-    settings = bench.Settings(log=None)
+    monkeypatch.setattr(rtl_backend, "run", fake_rtl)
+    settings = measure.Settings(log=None)
     with pytest.raises(RuntimeError, match="RTL differs from the golden model in 'macs'"):
-        bench.run_layer(settings, config, frames)
+        measure.run_layer(settings, config, frames)
 
 
 def test_bench_on_the_model_writes_report_and_plots(tmp_path):
-    settings = bench.Settings(clip="vtest_32x32", frames=4, backend="model", out=tmp_path,
+    settings = measure.Settings(clip="vtest_32x32", frames=4, backend="model", out=tmp_path,
                               knob_sweep=((2, 2),), sweep_dense_frames=1, log=None)
-    results = bench.run_bench(settings)
-    path = bench.write_report(results, tmp_path)
+    results = measure.run_bench(settings)
+    path = write_report(results, tmp_path)
     report = path.read_text()
     frames = load_clip("vtest_32x32")[:4]
     event = run_model(filter_bank_config(32, 32, lanes=8, pixels_per_cycle=4), frames)
@@ -165,19 +167,19 @@ def test_bench_on_the_model_writes_report_and_plots(tmp_path):
 
 
 def test_main_quick_on_the_model(tmp_path, capsys):
-    assert bench.main(["--quick", "--backend", "model", "--out", str(tmp_path)]) == 0
+    assert cli.main(["--quick", "--backend", "model", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "report.md").exists()
     assert "--quick --backend model" in (tmp_path / "report.md").read_text()
 
 
 def test_command_line_settings():
-    quick = bench.settings_from_args(["--quick", "--simulator", "icarus"])
+    quick = cli.settings_from_args(["--quick", "--simulator", "icarus"])
     assert (quick.frames, quick.simulator, quick.repeats) == (12, "icarus", 1)
-    assert bench.settings_from_args([]).repeats == 3
-    assert bench.settings_from_args(["--frames", "30"]).frames == 30
+    assert cli.settings_from_args([]).repeats == 3
+    assert cli.settings_from_args(["--frames", "30"]).frames == 30
     for bad in (["--frames", "1"], ["--repeats", "0"], ["--simulator", "xsim"]):
         with pytest.raises(SystemExit) as info:
-            bench.settings_from_args(bad)
+            cli.settings_from_args(bad)
         assert info.value.code == 2
 
 
@@ -185,16 +187,16 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     """The RTL sections (cycles, utilisation, fixed overhead) on cycles made up as bound + 10."""
     def fake_rtl(config, frames, **kwargs):
         out = run_model(config, frames)
-        bound = bench.utilisation_bound(config, out["macs"])
+        bound = measure.utilisation_bound(config, out["macs"])
         return {**out, "cycles": (bound + 10).astype(np.int64)}
 
-    monkeypatch.setattr(rtl_backend, "run_rtl", fake_rtl)
-    settings = bench.Settings(clip="vtest_32x32", frames=5, backend="rtl", out=tmp_path,
+    monkeypatch.setattr(rtl_backend, "run", fake_rtl)
+    settings = measure.Settings(clip="vtest_32x32", frames=5, backend="rtl", out=tmp_path,
                               knob_sweep=((2, 2),), sweep_dense_frames=3, speed_runs={},
                               log=None)
-    results = bench.run_bench(settings)
-    report = bench.write_report(results, tmp_path).read_text()
-    rows = {row["knobs"]: row for row in bench.utilisation_rows(results)}
+    results = measure.run_bench(settings)
+    report = write_report(results, tmp_path).read_text()
+    rows = {row["knobs"]: row for row in measure.utilisation_rows(results)}
     assert set(rows) == {(8, 4), (2, 2)}
     for row in rows.values():
         assert row["fixed"] == 10                      # the still scene: scan + 10

@@ -10,8 +10,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from eventconv.hw.block_ram import NO_RW_CHECK, UncheckedReadPort
-from eventconv.synth import tool_environment
+from eventconv.flow.tools import tool_environment
+from eventconv.hw.primitives.block_ram import NO_RW_CHECK, UncheckedReadPort
 
 
 def test_needs_the_attribute():

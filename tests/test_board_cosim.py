@@ -7,21 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eventconv.config import Config
-from eventconv.driver import (
-    END,
-    BoardLink,
-    Command,
-    ErrorCode,
-    Reply,
-    crc16,
-    encode_packet,
-    integrate,
-    pixels_packet,
-    run_board,
-    slip_escape,
-)
-from eventconv.model import run_model
+from eventconv.backends.board import integrate
+from eventconv.backends.board import run as run_board
+from eventconv.core.config import Config
+from eventconv.core.model import run_model
+from eventconv.host.link import BoardLink
+from eventconv.hw.target import ECP5, GENERIC
+from eventconv.protocol.codec import encode_packet, pixels_packet
+from eventconv.protocol.constants import END, Command, ErrorCode, Reply
+from eventconv.protocol.crc import crc16
+from eventconv.protocol.slip import slip_escape
 from eventconv.sim.board_tb import BoardSimulation
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
@@ -140,13 +135,13 @@ def test_board_frames_equal_model_and_link_recovers_from_bad_bytes():
                                       "weights": [[[[1, -2, 3], [0, 5, 0], [-7, 8, 9]]],
                                                   [[[9, 9, 9], [9, 9, 9], [9, 9, 9]]]],
                                       "bias": [100, -5000], "pixels_per_cycle": 2}])
-@pytest.mark.parametrize("registered_ram_outputs", [False, True], ids=["", "ecp5"])
-def test_board_dense_mode_two_pixels_per_cycle(changes, registered_ram_outputs):
+@pytest.mark.parametrize("ram_read_register", [False, True], ids=["", "ecp5"])
+def test_board_dense_mode_two_pixels_per_cycle(changes, ram_read_register):
     """Also the ECP5 boards' variant: every RAM read port behind one register."""
     config = layer(**changes)
     frames = video(2, 3, config)
     with BoardSimulation(config, chunk=16, timeout_cycles=LINK_TIMEOUT_CYCLES,
                          build_root=BUILD,
-                         registered_ram_outputs=registered_ram_outputs) as board:
+                         target=ECP5 if ram_read_register else GENERIC) as board:
         link = BoardLink(board, config, timeout=TIMEOUT)
         assert_equals_model(config, frames, link.run(frames))

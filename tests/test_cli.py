@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from eventconv.cli import main
-from eventconv.clip import load_clip
-from eventconv.kernels import filter_bank_config
-from eventconv.model import run_model
+from eventconv.core.clip import load_clip
+from eventconv.core.kernels import filter_bank_config
+from eventconv.core.model import run_model
 
 EVENTCONV = str(Path(sys.executable).parent / "eventconv")
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from eventconv.config import Config, ConfigError
+from eventconv.core.config import Config
+from eventconv.core.ranges import ConfigError
 
 
 def base(**changes):

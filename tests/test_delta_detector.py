@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 
-from eventconv.clip import DATA
-from eventconv.hw.delta_detector import DeltaDetector
+from eventconv.core.clip import DATA
+from eventconv.core.model import detect_events
+from eventconv.flow.verilog import export_verilog
+from eventconv.hw.layer.delta_detector import DeltaDetector
 from eventconv.hw.layouts import event_layout, pixel_layout
-from eventconv.model import detect_events
-from eventconv.sim.runner import export_verilog, pack, run_cocotb, unpack
+from eventconv.hw.target import ECP5, GENERIC
+from eventconv.sim.runner import pack, run_cocotb, unpack
 from streams import make_rng, simulate, stall_profiles, stream_get, stream_put
 
 # A constructor that refuses its parameters leaves an object Amaranth warns about when it is
@@ -137,10 +139,10 @@ def _with_reset(dut):
 
 
 def check_against_model(frames, *, lanes, threshold, mode, idle=0.0, stall=0.0, seed=0,
-                        reference_register=False):
+                        ram_read_register=False):
     _, channels, height, width = frames.shape
     dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
-                        reference_register=reference_register)
+                        target=ECP5 if ram_read_register else GENERIC)
     beats = [b for frame in frames for b in beats_of(frame, lanes)]
     got, extra = run_detector(dut, beats, len(frames), threshold=threshold,
                               dense=int(mode == "dense"), idle=idle, stall=stall, seed=seed)
@@ -183,13 +185,13 @@ def test_equals_model_on_random_frames(height, width, channels, lanes, threshold
 
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("height, width, channels, lanes, threshold, mode", CASES)
-def test_reference_register_equals_model(height, width, channels, lanes, threshold, mode,
+def test_ram_read_register_equals_model(height, width, channels, lanes, threshold, mode,
                                          idle, stall):
     """The same with the reference word registered out of the block RAM (the ECP5 build)."""
     rng = np.random.default_rng(height * 1000 + width * 10 + channels + lanes + threshold + 1)
     frames = video(rng, 4, channels, height, width)
     check_against_model(frames, lanes=lanes, threshold=threshold, mode=mode, idle=idle,
-                        stall=stall, seed=lanes + threshold + 1, reference_register=True)
+                        stall=stall, seed=lanes + threshold + 1, ram_read_register=True)
 
 
 @pytest.mark.parametrize("lanes", [1, 4])
@@ -200,11 +202,11 @@ def test_equals_model_on_real_clip(lanes):
     assert all(0 < len(e) < clip[0].size // 4 for e in expected[1:])  # sparse, but moving
 
 
-@pytest.mark.parametrize("reference_register, latency", [(False, 5), (True, 6)])
-def test_sparse_frames_take_one_cycle_per_beat_plus_latency(reference_register, latency):
+@pytest.mark.parametrize("ram_read_register, latency", [(False, 5), (True, 6)])
+def test_sparse_frames_take_one_cycle_per_beat_plus_latency(ram_read_register, latency):
     height, width, channels, lanes, frames = 12, 16, 1, 4, 3
     dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
-                        reference_register=reference_register)
+                        target=ECP5 if ram_read_register else GENERIC)
     assert dut.LATENCY == latency
     # All zeros equals the reset reference: no events in any frame.
     zero = np.zeros((channels, height, width), np.uint8)
@@ -365,12 +367,12 @@ def test_first_and_last_define_the_frame_position():
     assert got == expected and extra == []
 
 
-@pytest.mark.parametrize("reference_register", [False, True])
+@pytest.mark.parametrize("ram_read_register", [False, True])
 @pytest.mark.parametrize("idle", [0.0, 0.2])
 @pytest.mark.parametrize("channels, height, width, lanes", [(1, 2, 4, 1), (1, 4, 4, 2),
                                                             (3, 2, 4, 4)])
 def test_short_frames_back_to_back_wait_for_their_words(channels, height, width, lanes, idle,
-                                                         reference_register):
+                                                         ram_read_register):
     """Frames of one to four beats (and some of the whole reference), back to back: a beat
     reads a word that one of the beats ahead of it may not have written yet (after a restart,
     words 0 and 1; with the reference register, 0, 1 and 2), and must wait for it."""
@@ -394,7 +396,7 @@ def test_short_frames_back_to_back_wait_for_their_words(channels, height, width,
         events, reference = detect_events(frame, reference, 20)
         expected.append(events.tuples())
     dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
-                        reference_register=reference_register)
+                        target=ECP5 if ram_read_register else GENERIC)
     got, extra = run_detector(dut, beats, len(expected), threshold=20, dense=0, idle=idle,
                               seed=lanes)
     assert got == expected and extra == []
@@ -424,8 +426,8 @@ def test_overlong_frame_wraps_to_sample_zero():
      r"pixels_per_cycle must be one of 1, 2, 4, 8, not True"),
     ({"width": 6, "channels": 1, "pixels_per_cycle": 4}, ValueError,
      r"pixels_per_cycle must divide width \* channels = 6, not 4"),
-    ({"reference_register": 1}, TypeError,
-     r"reference_register must be a bool \(True or False\), not 1"),
+    ({"target": 1}, TypeError,
+     r"target must be an eventconv.hw.target.Target \(one of generic, ice40, ecp5\), not 1"),
 ])
 def test_parameter_errors(kwargs, error, message):
     params = {"height": 8, "width": 8, "channels": 1, "pixels_per_cycle": 1, **kwargs}
@@ -440,20 +442,20 @@ def test_parameters_kept():
     assert dut.events.payload.shape() == event_layout(3, 6, 4)
 
 
-@pytest.mark.parametrize("lanes, idle, stall, reference_register",
+@pytest.mark.parametrize("lanes, idle, stall, ram_read_register",
                          [(1, 0.3, 0.4, False), (4, 0.5, 0.5, False), (2, 0.4, 0.4, True)])
-def test_verilog_under_icarus_equals_model(lanes, idle, stall, reference_register):
+def test_verilog_under_icarus_equals_model(lanes, idle, stall, ram_read_register):
     rng = np.random.default_rng(lanes)
     channels, height, width, threshold = 3, 4, 8, 6
     frames = video(rng, 4, channels, height, width)
     dut = DeltaDetector(height=height, width=width, channels=channels, pixels_per_cycle=lanes,
-                        reference_register=reference_register)
+                        target=ECP5 if ram_read_register else GENERIC)
     pixels, events = pixel_layout(lanes), event_layout(channels, height, width)
     expected = model_events(frames, threshold, "event")
     beats = [pack(pixels, b) for frame in frames for b in beats_of(frame, lanes)]
     result = run_cocotb(
         verilog_text=export_verilog(dut, "delta_detector"), toplevel="delta_detector",
-        test_module="eventconv.sim.bench", build_root=BUILD,
+        test_module="eventconv.sim.stream_bench", build_root=BUILD,
         case={"constants": {"threshold": threshold, "dense": 0}, "inputs": {"pixels": beats},
               "outputs": {"events": sum(len(e) for e in expected) + len(frames)},
               "idle": idle, "stall": stall, "seed": lanes, "quiet_cycles": 40})

@@ -13,9 +13,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from eventconv.ecp5_outreg import absorb_output_registers
-from eventconv.hw.block_ram import NO_RW_CHECK, UncheckedReadPort
-from eventconv.synth import tool_environment
+from eventconv.flow.ecp5_outreg import absorb_output_registers
+from eventconv.flow.tools import tool_environment
+from eventconv.hw.primitives.block_ram import NO_RW_CHECK, UncheckedReadPort
 
 
 class RamBehindRegister(wiring.Component):

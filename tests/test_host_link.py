@@ -1,6 +1,6 @@
 """HostLink, the protocol FSM, at byte level in the Amaranth simulator.
 
-The host side is the driver's own codec (eventconv.driver: encode_packet, pixels_packet,
+The host side is the driver's own codec (eventconv.host.link: encode_packet, pixels_packet,
 SlipDecoder, parse_reply); the engine is a stand-in that records pixel beats and gives
 scripted events, so every packet type, every error code and the recovery after each error
 are checked without the engine or the UART.
@@ -13,23 +13,19 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from eventconv.config import Config
-from eventconv.driver import (
-    END,
-    ESC,
-    PROTOCOL_VERSION,
-    Command,
-    ErrorCode,
-    Reply,
-    SlipDecoder,
+from eventconv.core.config import Config
+from eventconv.hw.link.host_link import HostLink
+from eventconv.hw.target import ECP5, GENERIC
+from eventconv.protocol.codec import (
     config_digest,
-    crc16,
     encode_packet,
     event_fields,
     parse_reply,
     pixels_packet,
 )
-from eventconv.hw.host_link import HostLink
+from eventconv.protocol.constants import END, ESC, PROTOCOL_VERSION, Command, ErrorCode, Reply
+from eventconv.protocol.crc import crc16
+from eventconv.protocol.slip import SlipDecoder
 from streams import stall_profiles, stream_get, stream_put
 
 CLOCK = 12_000_000
@@ -48,10 +44,11 @@ class LinkBench:
     """HostLink with a host (bytes in, decoded answers out) and an engine stand-in."""
 
     def __init__(self, config, *, chunk=8, window=2, timeout=300, stall=0.0, idle=0.0,
-                 seed=0, registered_buffer=False):
+                 seed=0, ram_read_register=False):
         self.config = config
         self.dut = HostLink(config=config, chunk=chunk, window=window, timeout_cycles=timeout,
-                            clock_frequency=CLOCK, registered_buffer=registered_buffer)
+                            clock_frequency=CLOCK,
+                            target=ECP5 if ram_read_register else GENERIC)
         self.rng = random.Random(seed)
         self.stall, self.idle = stall, idle
         self.to_board = deque()           # (byte, framing_error, overrun)
@@ -185,13 +182,13 @@ def test_info_reports_the_built_in_layer():
 
 
 @pytest.mark.parametrize("idle,stall", stall_profiles())
-@pytest.mark.parametrize("ppc,cin,registered_buffer", [(1, 1, False), (2, 1, False),
+@pytest.mark.parametrize("ppc,cin,ram_read_register", [(1, 1, False), (2, 1, False),
                                                        (4, 2, False), (2, 1, True)])
-def test_frames_go_to_the_engine_and_outputs_come_back(ppc, cin, registered_buffer, idle,
+def test_frames_go_to_the_engine_and_outputs_come_back(ppc, cin, ram_read_register, idle,
                                                        stall):
     config = layer(h=4, w=4, cin=cin, cout=3, ppc=ppc)
     bench = LinkBench(config, chunk=8, stall=stall, idle=idle, seed=ppc * 10 + cin,
-                      registered_buffer=registered_buffer)
+                      ram_read_register=ram_read_register)
     size = 16 * cin
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (3, size), dtype=np.uint8)
@@ -400,16 +397,17 @@ def test_config_resets_position_frame_numbers_and_drops_pending_output():
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 @pytest.mark.parametrize("kwargs,error,message", [
-    ({"config": {}}, TypeError, r"config must be an eventconv.config.Config, not \{\}"),
+    ({"config": {}}, TypeError, r"config must be an eventconv.core.config.Config, not \{\}"),
     ({"chunk": 12}, ValueError, r"chunk must be a power of two in 8..4096, not 12"),
-    ({"chunk": 8192}, ValueError, r"chunk must be a power of two in 8..4096, not 8192"),
-    ({"chunk": 8.0}, TypeError, r"chunk must be an integer, not 8.0"),
-    ({"window": 3}, ValueError, r"window must be 1, 2 or 4, not 3"),
+    ({"chunk": 8192}, ValueError, r"chunk must be an integer in 8..4096, not 8192"),
+    ({"chunk": 8.0}, TypeError, r"chunk must be an integer in 8..4096, not 8.0"),
+    ({"window": 3}, ValueError, r"window must be one of 1, 2, 4, not 3"),
     ({"timeout_cycles": 15}, ValueError, r"timeout_cycles must be an integer in 16..\d+, "
                                          r"not 15"),
     ({"clock_frequency": -1}, ValueError, r"clock_frequency must be an integer in 0..\d+"),
-    ({"registered_buffer": 1}, TypeError,
-     r"registered_buffer must be a bool \(True or False\), not 1"),
+    ({"target": "ecp5"}, TypeError,
+     r"target must be an eventconv.hw.target.Target \(one of generic, ice40, ecp5\), "
+     r"not 'ecp5'"),
 ])
 def test_parameter_errors(kwargs, error, message):
     with pytest.raises(error, match=message):

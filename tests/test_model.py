@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage, signal
 
-from eventconv.clip import load_clip
-from eventconv.config import Config
-from eventconv.model import EventConvModel, correlate_same, fanout_updates, run_model
+from eventconv.core.clip import load_clip
+from eventconv.core.config import Config
+from eventconv.core.model import EventConvModel, correlate_same, fanout_updates, run_model
 
 
 def random_config(rng, *, k=None, cin=None, cout=None, h=None, w=None, mode=None, **extra):

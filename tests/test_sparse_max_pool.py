@@ -24,12 +24,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from eventconv.clip import load_clip
-from eventconv.config import Config
+from eventconv.core.clip import load_clip
+from eventconv.core.config import Config
+from eventconv.core.model import EventConvModel, max_pool, requantize
+from eventconv.flow.verilog import export_verilog
+from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, WindowStream, event_layout, window_layout
-from eventconv.hw.sparse_max_pool import SparseMaxPool
-from eventconv.model import EventConvModel, max_pool, requantize
-from eventconv.sim.runner import export_verilog, pack, run_cocotb, unpack
+from eventconv.hw.target import ECP5, GENERIC
+from eventconv.sim.runner import pack, run_cocotb, unpack
 from streams import make_rng, stall_profiles, stream_put
 
 CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
@@ -47,9 +49,9 @@ class PoolBench(wiring.Component):
     of a run.
     """
 
-    def __init__(self, config, registered_ram_outputs=False):
+    def __init__(self, config, ram_read_register=False):
         self.config = c = config
-        self.pool = SparseMaxPool.from_config(c, registered_ram_outputs=registered_ram_outputs)
+        self.pool = SparseMaxPool.from_config(c, target=ECP5 if ram_read_register else GENERIC)
         self.groups = c.channels_out // c.lanes
         self.depth = self.groups * c.height * c.width // 4     # words per bank
         width = self.pool.accumulator_width
@@ -100,7 +102,7 @@ class PoolBench(wiring.Component):
                 m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
                     shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
                 read, write = memory.read_port(), memory.write_port()
-                if self.pool.registered_ram_outputs:
+                if self.pool.target.ram_read_register:
                     # The unit's data register: loaded when the pool takes during the hold,
                     # every cycle (with words from elsewhere) outside it.
                     register = Signal.like(read.data, name=f"register_{j}_{q}")
@@ -229,7 +231,7 @@ async def take_beat(ctx, stream, rng, stall):
 
 
 def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
-             shift_during_clear=None, wait_ready=False, registered_ram_outputs=False):
+             shift_during_clear=None, wait_ready=False, ram_read_register=False):
     """Simulate the bench over ``plans``; returns per frame ``events`` (tuples, in order),
     ``done_after`` (cycles from ``start``, see ``cycles``, to ``read.done``; not with
     ``clear_after``),
@@ -242,10 +244,10 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     loaded back to bias before the next frame. ``shift_during_clear``: the ``shift`` input
     while the reset clear runs, if not ``config.shift``. ``wait_ready``: offer a frame's first
     beat only once ``touched`` is ready (so ``collect_cycles`` measures the pool alone).
-    ``registered_ram_outputs``: the pool's option (every end-of-frame figure a cycle later).
+    ``ram_read_register``: the pool's option (every end-of-frame figure a cycle later).
     """
-    dut = PoolBench(config, registered_ram_outputs)
-    late = int(registered_ram_outputs)
+    dut = PoolBench(config, ram_read_register)
+    late = int(ram_read_register)
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
     results, ends, starts, done_times = [], [], [], []
@@ -401,18 +403,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("registered_ram_outputs", [False, True])
+@pytest.mark.parametrize("ram_read_register", [False, True])
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("case", CASES)
-def test_events_equal_model_over_frames(case, idle, stall, registered_ram_outputs):
+def test_events_equal_model_over_frames(case, idle, stall, ram_read_register):
     rng = np.random.default_rng(sorted(CASES).index(case) * 10 + int(idle * 10))
     config = make_config(rng, *CASES[case])
     plans = model_plans(config, random_video(rng, config, 6), rng)
     if "huge" not in case:
         assert sum(len(plan["events"]) for plan in plans[1:]) > 5, "a test that tests nothing"
     results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)),
-                       registered_ram_outputs=registered_ram_outputs)
-    check(plans, results, config if stall == 0 else None, late=int(registered_ram_outputs))
+                       ram_read_register=ram_read_register)
+    check(plans, results, config if stall == 0 else None, late=int(ram_read_register))
 
 
 def test_events_equal_model_on_real_clip():
@@ -428,8 +430,8 @@ def test_events_equal_model_on_real_clip():
     check(plans, results)
 
 
-@pytest.mark.parametrize("registered_ram_outputs", [False, True])
-def test_repeated_windows_unchanged_windows_and_untouched_windows(registered_ram_outputs):
+@pytest.mark.parametrize("ram_read_register", [False, True])
+def test_repeated_windows_unchanged_windows_and_untouched_windows(ram_read_register):
     """Every window touched many times with nothing changed gives no event; a changed
     window gives one event per changed channel however often touched; a window changed but
     not touched gives nothing until a later frame touches it."""
@@ -456,7 +458,7 @@ def test_repeated_windows_unchanged_windows_and_untouched_windows(registered_ram
     assert [event[:3] for event in plans[1]["events"]] == [(o, 1, 2) for o in range(4)]
     assert [event[:3] for event in plans[2]["events"]] == [(1, 3, 0)]
     results = run_pool(config, plans, stall=0.3, idle=0.2, seed=1,
-                       registered_ram_outputs=registered_ram_outputs)
+                       ram_read_register=ram_read_register)
     check(plans, results)
 
 
@@ -475,7 +477,7 @@ def test_reset_in_the_middle_restores_the_reset_pooled_map():
     check(plans, results)
 
 
-def run_cycles(config, window_counts, changed_lanes, registered_ram_outputs=False):
+def run_cycles(config, window_counts, changed_lanes, ram_read_register=False):
     """Frames touching ``n`` windows each (each given twice in a row), every one changing
     ``changed_lanes`` lanes of every group; no stalls. Returns the results and the plans."""
     h, w = config.height, config.width
@@ -497,13 +499,13 @@ def run_cycles(config, window_counts, changed_lanes, registered_ram_outputs=Fals
                       "events": expected_events(config, new, stored, beats)})
         previous = new
     results = run_pool(config, plans, wait_ready=True,
-                       registered_ram_outputs=registered_ram_outputs)
-    check(plans, results, config, late=int(registered_ram_outputs))
+                       ram_read_register=ram_read_register)
+    check(plans, results, config, late=int(ram_read_register))
     return results, plans
 
 
-@pytest.mark.parametrize("registered_ram_outputs", [False, True])
-def test_cycles_are_proportional_to_touched_windows_not_frame_size(registered_ram_outputs):
+@pytest.mark.parametrize("ram_read_register", [False, True])
+def test_cycles_are_proportional_to_touched_windows_not_frame_size(ram_read_register):
     """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
     cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
     or per output event, whichever is more, plus a few: G + 10 cycles for G (window, group)
@@ -513,11 +515,11 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size(registered_ra
     groups = 2
     counts = [0, 1, 5, 40, 0, 12]
     for changed_lanes in (0, 1, 4):
-        results, plans = run_cycles(config, counts, changed_lanes, registered_ram_outputs)
+        results, plans = run_cycles(config, counts, changed_lanes, ram_read_register)
         for count, got, plan in zip(counts, results, plans, strict=True):
             events = groups * count * changed_lanes
             assert len(plan["events"]) == events
-            late = int(registered_ram_outputs)    # the bitmap register: a cycle more
+            late = int(ram_read_register)    # the bitmap register: a cycle more
             expected = late + (4 if not count else (groups * count + 10 if not changed_lanes
                                                     else events + 11))
             assert expected == expected_cycles(config, plan, late)
@@ -566,7 +568,7 @@ def test_clear_takes_clear_cycles_and_uses_the_shift_input():
 
 
 def test_from_config_rejects_other_objects():
-    with pytest.raises(TypeError, match=r"config must be an eventconv.config.Config, not 3"):
+    with pytest.raises(TypeError, match=r"config must be an eventconv.core.config.Config, not 3"):
         SparseMaxPool.from_config(3)
 
 
@@ -590,11 +592,12 @@ GOOD = {"height": 6, "width": 8, "channels_out": 4, "accumulator_width": 12,
      r"bias must be a list of channels_out = 4 integers, not 3 values"),
     ({"bias": 5}, TypeError, r"bias must be a list of channels_out = 4 integers, not 5"),
     ({"bias": [0, 0, 2048, 0]}, ValueError,
-     r"bias\[2\] must be an integer in -2048\.\.2047 \(accumulator_width = 12\), not 2048"),
+     r"bias\[2\] \(accumulator_width = 12\) must be an integer in -2048\.\.2047, not 2048"),
     ({"bias": [0, 0.5, 0, 0]}, TypeError,
-     r"bias\[1\] must be an integer in -2048\.\.2047 \(accumulator_width = 12\), not 0\.5"),
-    ({"registered_ram_outputs": "on"}, TypeError,
-     r"registered_ram_outputs must be a bool \(True or False\), not 'on'"),
+     r"bias\[1\] \(accumulator_width = 12\) must be an integer in -2048\.\.2047, not 0\.5"),
+    ({"target": "on"}, TypeError,
+     r"target must be an eventconv.hw.target.Target \(one of generic, ice40, ecp5\), "
+     r"not 'on'"),
 ])
 def test_bad_parameters(changes, error, message):
     with pytest.raises(error, match=message):
@@ -610,14 +613,14 @@ def test_good_parameters_and_derived_figures():
 
 # --- The exported Verilog under Icarus, driven by sim/sparse_max_pool_tb.py ----------------
 
-@pytest.mark.parametrize("idle, stall, registered_ram_outputs",
+@pytest.mark.parametrize("idle, stall, ram_read_register",
                          [(0.3, 0.3, False), (0.0, 0.0, False), (0.0, 0.0, True),
                           (0.4, 0.4, True)])
-def test_exported_verilog_under_cocotb(idle, stall, registered_ram_outputs):
+def test_exported_verilog_under_cocotb(idle, stall, ram_read_register):
     rng = np.random.default_rng(8)
     config = make_config(rng, 8, 6, 1, 4, 2, 3, 7, (-2000, 4000))
     plans = model_plans(config, random_video(rng, config, 4, change=0.2), rng)
-    dut = PoolBench(config, registered_ram_outputs)
+    dut = PoolBench(config, ram_read_register)
     windows = window_layout(config.height, config.width)
     events = event_layout(config.channels_out, config.height // 2, config.width // 2)
     load_layout = dut.load_data.shape()
@@ -643,7 +646,7 @@ def test_exported_verilog_under_cocotb(idle, stall, registered_ram_outputs):
         print(f"cocotb frame {index}: {len(set(plan['touched']))} windows,"
               f" {len(plan['events'])} events, {got['cycles']} cycles")
         if stall == 0:
-            assert got["cycles"] == expected_cycles(config, plan, int(registered_ram_outputs))
+            assert got["cycles"] == expected_cycles(config, plan, int(ram_read_register))
     assert result["extra"] == []
     assert result["protocol_errors"] == 0
     assert result["releases"] == len(plans)

@@ -4,7 +4,7 @@
 import pytest
 
 from eventconv.hw.layouts import event_layout
-from eventconv.hw.stream_register import StreamRegister
+from eventconv.hw.primitives.stream_register import StreamRegister
 from streams import make_rng, simulate, stall_profiles, stream_get, stream_put
 
 

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from eventconv.hw.board import BOARDS, ecp5_pll_parameters, ice40_pll_parameters
-from eventconv.synth import (
-    CONSTRAINT_FILES,
+from eventconv.flow.synth import (
     PLACEMENT_SEEDS,
     constraints_dir,
     parse_nextpnr_log,
     pin_file,
     synth_board,
 )
+from eventconv.hw.board.pll import ecp5_pll_parameters, ice40_pll_parameters
+from eventconv.hw.boards import BOARDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,8 +66,7 @@ def test_ulx3s_bitstream_meets_timing_with_every_ram_register_in_its_ram(tmp_pat
 
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_constraints_are_the_pins_the_board_top_requests(board):
-    generated, committed = CONSTRAINT_FILES[board]
-    assert pin_file(board) == (constraints_dir() / committed).read_text()
+    assert pin_file(board) == (constraints_dir() / BOARDS[board].constraints).read_text()
 
 
 def test_pll_parameters_match_the_vendor_calculators():

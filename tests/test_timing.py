@@ -2,8 +2,8 @@
 
 import re
 
-from eventconv.hw.stream_register import StreamRegister
-from eventconv.timing import block_timing
+from eventconv.flow.timing import block_timing
+from eventconv.hw.primitives.stream_register import StreamRegister
 
 
 def test_harness_keeps_the_block(tmp_path):

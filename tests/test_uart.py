@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 
-from eventconv.hw.uart import UARTReceiver, UARTTransmitter, received_layout, uart_divisor
+from eventconv.hw.link.uart import UARTReceiver, UARTTransmitter, received_layout, uart_divisor
 from streams import simulate, stall_profiles, stream_get, stream_put
 
 

@@ -1,0 +1,103 @@
+"""The board registry: one record per supported board, read by the board top, the CLI, the
+build flow, the timing tool and the Makefile (``eventconv boards``).
+
+==========  =================  ==========  ======  ===============================  =========
+board       device             oscillator  clock   USB serial (FPGA rx, tx)         LEDs
+==========  =================  ==========  ======  ===============================  =========
+icebreaker  iCE40UP5K-SG48     12 MHz      48 MHz  FT2232H channel B: 6, 9          green, red
+ulx3s-85f   LFE5U-85F-6BG381C  25 MHz      125     FT231X: M1, L4                   LED 0, 1
+==========  =================  ==========  ======  ===============================  =========
+
+The alive LED blinks at about 1.4 Hz (the clock runs); the error LED lights for about 0.3 s
+after each ERROR answer. Measured clocks and resources per board are in the README.
+"""
+
+import importlib
+from dataclasses import dataclass
+
+from eventconv.core.kernels import filter_bank_config
+from eventconv.hw.target import TARGETS
+
+__all__ = ["BoardSpec", "BOARDS", "board_named", "default_config"]
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """Everything eventconv knows of one board.
+
+    Attributes
+    ----------
+    name : str
+        The board's name on the command line.
+    platform : str
+        Its amaranth-boards platform class, ``"module:Class"``.
+    family : str
+        FPGA family, a key of :data:`eventconv.hw.target.TARGETS`.
+    oscillator, oscillator_frequency
+        The platform's clock resource and its frequency (Hz).
+    clock_frequency : float
+        The engine clock the PLL makes (Hz), the target timing is checked against.
+    alive_led, error_led : tuple
+        Platform resources ``(name, number)`` of the two status LEDs.
+    pin_file, constraints : str
+        The pin file the platform writes, and its committed copy under ``constraints/``.
+    frame_side, lanes : int
+        The default layer (:func:`default_config`): a square frame of this side, accumulate
+        lanes.
+    """
+
+    name: str
+    platform: str
+    family: str
+    oscillator: str
+    oscillator_frequency: float
+    clock_frequency: float
+    alive_led: tuple
+    error_led: tuple
+    pin_file: str
+    constraints: str
+    frame_side: int
+    lanes: int
+
+    @property
+    def target(self):
+        """What the board's family wants from the gateware (:mod:`eventconv.hw.target`)."""
+        return TARGETS[self.family]
+
+    def create_platform(self):
+        module, cls = self.platform.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+    def default_config(self):
+        """The layer the board is built with when no configuration is given: the filter bank
+        (:func:`eventconv.core.kernels.filter_bank_config`), K = 3, Cout = 8."""
+        return filter_bank_config(self.frame_side, self.frame_side, lanes=self.lanes)
+
+
+# Default layers. iCEBreaker: 22 x 22, about the largest square whose memories fit the UP5K's
+# 30 block RAMs (32 x 32 needs 44; larger frames need the accumulators in SPRAM). ULX3S 85F:
+# 64 x 64 fits its block RAM easily; 8 lanes (one output channel each) make a bank 1024 words,
+# one block RAM deep, so no RAM-depth multiplexer follows the RAMs, which its clock needs.
+# Pixels per cycle stay 1: the UART, not the engine, limits a board's frame rate.
+BOARDS = {
+    "icebreaker": BoardSpec(
+        "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
+        "clk12", 12e6, 48e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
+        frame_side=22, lanes=1),
+    "ulx3s-85f": BoardSpec(
+        "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
+        "clk25", 25e6, 125e6, ("led", 0), ("led", 1), "top.lpf", "ulx3s.lpf",
+        frame_side=64, lanes=8),
+}
+
+
+def board_named(name):
+    """The :class:`BoardSpec` of ``name``, or ValueError listing the boards."""
+    if name not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {name!r}")
+    return BOARDS[name]
+
+
+def default_config(board="icebreaker"):
+    """The default layer of the board called ``board`` (:meth:`BoardSpec.default_config`)."""
+    return board_named(board).default_config()

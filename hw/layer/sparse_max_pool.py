@@ -1,0 +1,710 @@
+"""Sparse max pool: requantize, 2 x 2 max pool and emit only the pooled values that changed.
+
+SPEC steps 3-5, the hardware of :func:`eventconv.core.model.pool_stage`, with work proportional to
+the pool windows a frame touched instead of to the frame size.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from eventconv.core import ranges
+from eventconv.core.config import checked_config
+from eventconv.core.event_format import bits_for_count
+from eventconv.hw.layouts import (
+    DELTA_SHAPE,
+    AccumulatorReadSignature,
+    EventStream,
+    WindowStream,
+    times,
+)
+from eventconv.hw.primitives.block_ram import NO_RW_CHECK, UncheckedReadPort, register_stage
+from eventconv.hw.target import GENERIC, checked_target
+
+__all__ = ["SparseMaxPool"]
+
+MAX_ACCUMULATOR_WIDTH = 64
+POOLED_SHAPE = unsigned(8)
+
+
+def _requantize(value, shift):
+    """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``."""
+    magnitude = Mux(value < 0, 0, value.as_unsigned())
+    shifted = magnitude >> shift
+    return Mux(shifted > 255, 255, shifted[:8])
+
+
+class SparseMaxPool(wiring.Component):
+    """Requantize, 2 x 2 max pool and sparse output of the accumulators (SPEC steps 3-5).
+
+    During a frame the pool records each window given on ``touched`` once: a bitmap (a bit per
+    window, addressed by ``py`` and ``px`` side by side: ``(H/2) * 2**ceil(log2(W/2))`` bits)
+    says which windows are already listed, and a list memory holds them in order of first
+    arrival (with each window's read address when W/2 is not a power of two). One ``touched``
+    beat is taken per clock; a window repeated on the next cycle, whose bitmap bit is still
+    being written, is recognised by forwarding.
+
+    After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``,
+    one read per listed window and channel group g (lanes j, output channels
+    ``o = g * lanes + j``): the accumulator banks give the four accumulators of every lane of
+    the window at once. A pipeline, one (window, group) per clock, max-pools them as raw signed
+    values (requantization is monotonic, so the max commutes with it), then requantizes,
+    ``a = min(255, max(0, acc) >> shift)``, and compares with the stored last pooled value
+    ``P[o][py][px]`` (one memory per lane, uint8, address ``(g * H/2 + py) * W/2 + px``, the
+    same as the read's). The new values are written back and the window's bitmap bit is
+    cleared. A (window, group) with changed lanes goes to one of two result slots; the lanes
+    that changed give the output events ``(o, py, px, new - old)``, one per clock. The reads
+    stop while both slots are full. After the last read's data is taken, ``read.done`` is
+    pulsed once and one ``end_of_frame`` beat (other fields 0) follows the frame's last event.
+    Events come in list order, then group, then lane: deterministic for a given ``touched``
+    sequence.
+
+    Pipeline::
+
+        issue       read (window, group) from the accumulators
+        fetch       accumulators out, registered as they are
+        pair        each lane's max of the two pairs registered
+        maximum     each lane's max of four registered; the stored values read
+        requantize  requantized maxima and the stored values registered
+        compare     compare, write back; into a result slot if a lane changed
+        result      the slot's changed lanes to ``events``, one per clock (lowest lane first)
+
+    Throughput: ``touched`` takes one beat per clock while collecting. The end-of-frame work
+    takes one cycle per listed (window, group) and one per output event, overlapped. With
+    ``events`` always ready, from the ``end_of_frame`` transfer on ``touched`` to the
+    ``end_of_frame`` transfer on ``events``, a frame of G listed (window, group) giving E
+    events takes between ``max(G + 9 + n_last, E + 10)`` and ``G + E + 10`` cycles, where n_last
+    is the changed lanes of the last (window, group); exactly ``G + 9 + n_last`` when no
+    (window, group) changes more than one lane, and ``E + 10`` when every one changes the same
+    number n >= 1 of lanes. A frame without touched windows takes 4 cycles, whatever the frame
+    size. The first read is issued 3 cycles after the ``end_of_frame`` transfer; ``read.done``
+    is pulsed in the cycle the last read's data is taken (G + 3 cycles after that transfer
+    when the result slots do not stop the reads, 2 for a frame without touched windows), and
+    ``touched`` is ready again from the next cycle, while the frame's last events still go
+    out; from a frame's ``end_of_frame`` beat on ``touched`` until then ``touched`` is not
+    ready. A frame's first read waits until the previous frame's ``end_of_frame`` beat is
+    loaded on ``events``.
+
+    With ``target.ram_read_register`` every block RAM's read data goes into flip-flops and
+    nothing else, without read-during-write logic (an ECP5 DP16KD alone takes 5.8 ns from
+    clock to output in nextpnr's model): the bitmap bit into a register, and a third
+    collection stage decides (forwarding then covers the windows of the two beats before);
+    the list entry into the issue registers with an enable only (the clear counts with its
+    own register); the stored values, read a stage earlier, into two registers one after the
+    other; and ``read`` is registered (its ``data`` the accumulator unit's register, loaded
+    with ``read.take``). Every figure above from the ``end_of_frame`` transfer on
+    ``touched`` is then a cycle more (first read in cycle 4, a frame without touched windows
+    5 cycles, ``G + 10 + n_last`` and so on), and ``read.done`` two more when there are reads
+    (G + 5; 3 for a frame without touched windows), once the last read's data has left the
+    accumulator unit's register.
+
+    After reset a clear sequence writes the reset pooled map, ``min(255, max(0, bias[o]) >>
+    shift)`` with ``shift`` sampled every cycle of the clear, into every stored value, and
+    zeros into the bitmap: ``(Cout / lanes) * (H/2) * (W/2)`` cycles (:attr:`clear_cycles`),
+    with ``touched`` not ready meanwhile.
+
+    Parameters
+    ----------
+    height, width : int
+        Input frame size H, W: even, 2..4096.
+    channels_out : int
+        Cout, 1..1024.
+    accumulator_width : int
+        Signed width of an accumulator, 1..64 (as
+        :attr:`eventconv.core.config.Config.accumulator_width`).
+    bias : list of int, [Cout], or None
+        Reset value of each output channel's accumulators; each must fit a signed
+        ``accumulator_width``-bit value. None means 0.
+    lanes : int
+        Output channels per accumulator word (and per group), dividing ``channels_out``.
+    target : :class:`~eventconv.hw.target.Target`
+        ``ram_read_register``: every block RAM read into a register (see above).
+
+    Attributes
+    ----------
+    groups : int
+        ``channels_out / lanes``.
+    windows : int
+        ``(H/2) * (W/2)``: list entries.
+    address_width : int
+        Width of ``read.addr``, as the accumulator unit's.
+    clear_cycles : int
+        Cycles of the clear sequence after reset.
+
+    Members
+    -------
+    touched : In(WindowStream(H, W))
+        Pool windows ``(py, px)`` touched in the frame, duplicates allowed, then an
+        ``end_of_frame`` beat given once every accumulator of the frame is written.
+    read : Out(AccumulatorReadSignature(address_width, accumulator_width, lanes))
+        Reads of the accumulators, window address ``(g * H/2 + py) * W/2 + px``, the
+        window's ``4 x lanes`` accumulators one cycle after ``en`` (held while ``en`` is low);
+        used only between the ``end_of_frame`` transfer on ``touched`` and ``done``, pulsed
+        once per frame.
+    events : Out(EventStream(Cout, H/2, W/2))
+        Output events ``(o, py, px, delta)``, delta in -255..255, then one ``end_of_frame``
+        beat per frame.
+    shift : In(5)
+        Requantization shift s. Hold it through the clear and change it only between frames:
+        the stored map is not recomputed, so a new shift shows only in windows touched after
+        the change (reset after changing it to restart from the reset state, as SPEC's fixed
+        ``shift`` implies).
+
+    Raises
+    ------
+    TypeError
+        A parameter is not an integer (``bias``: not a sequence of integers).
+    ValueError
+        A parameter is out of range, a frame side is odd, ``lanes`` does not divide
+        ``channels_out``, ``bias`` has the wrong length or a value that does not fit the
+        accumulator.
+    """
+
+    def __init__(self, *, height, width, channels_out, accumulator_width, bias, lanes=1,
+                 target=GENERIC):
+        height = ranges.frame_side("height", height)
+        width = ranges.frame_side("width", width)
+        channels_out = ranges.integer("channels_out", channels_out, 1, ranges.MAX_CHANNELS)
+        accumulator_width = ranges.integer("accumulator_width", accumulator_width, 1,
+                                           MAX_ACCUMULATOR_WIDTH)
+        lanes = ranges.lanes_divide("lanes", lanes, channels_out)
+        self._bias = self._check_bias(bias, channels_out, accumulator_width)
+        self.target = checked_target(target)
+
+        self.height, self.width = int(height), int(width)
+        self.channels_out, self.lanes = channels_out, lanes
+        self.accumulator_width = accumulator_width
+        self.groups = channels_out // lanes
+        self.windows = (self.height // 2) * (self.width // 2)
+        self.address_width = bits_for_count(self.groups * self.windows)
+        self.clear_cycles = self.groups * self.windows
+        super().__init__({
+            "touched": In(WindowStream(self.height, self.width)),
+            "read": Out(AccumulatorReadSignature(address_width=self.address_width,
+                                                 accumulator_width=accumulator_width,
+                                                 lanes=lanes,
+                                                 registered=target.ram_read_register)),
+            "events": Out(EventStream(channels_out, self.height // 2, self.width // 2)),
+            "shift": In(5),
+        })
+
+    @staticmethod
+    def _check_bias(bias, channels_out, accumulator_width):
+        if bias is None:
+            return [0] * channels_out
+        if isinstance(bias, (str, bytes)) or not hasattr(bias, "__len__"):
+            raise ranges.ConfigTypeError(f"bias must be a list of channels_out = "
+                                         f"{channels_out} integers, not {bias!r}")
+        if len(bias) != channels_out:
+            raise ranges.ConfigError(f"bias must be a list of channels_out = {channels_out} "
+                                     f"integers, not {len(bias)} values")
+        lo, hi = -(1 << (accumulator_width - 1)), (1 << (accumulator_width - 1)) - 1
+        return [ranges.integer(f"bias[{o}] (accumulator_width = {accumulator_width})",
+                               value, lo, hi) for o, value in enumerate(bias)]
+
+    @classmethod
+    def from_config(cls, config, *, lanes=None, target=GENERIC):
+        """The pool for a :class:`~eventconv.core.config.Config` (its ``lanes`` unless given)."""
+        checked_config(config)
+        return cls(height=config.height, width=config.width,
+                   channels_out=config.channels_out,
+                   accumulator_width=config.accumulator_width, bias=config.bias.tolist(),
+                   lanes=config.lanes if lanes is None else lanes,
+                   target=target)
+
+    def elaborate(self, platform):
+        m = Module()
+        h, w, lanes, groups = self.height, self.width, self.lanes, self.groups
+        pooled_height, pooled_width = h // 2, w // 2
+        windows = self.windows
+        accumulator_shape = signed(self.accumulator_width)
+        lane_accumulators = data.ArrayLayout(accumulator_shape, lanes)
+        lane_deltas = data.ArrayLayout(DELTA_SHAPE, lanes)
+        window_shape = data.StructLayout({"y": unsigned(bits_for_count(pooled_height)),
+                                          "x": unsigned(bits_for_count(pooled_width))})
+
+        # With W/2 a power of two a window's address is its coordinates side by side. Else
+        # the list holds the address beside the coordinates: no multiply between the list's
+        # block RAM and the read address register.
+        address_in_list = pooled_width & (pooled_width - 1) != 0
+        list_fields = {"window": window_shape}
+        if address_in_list:
+            list_fields["address"] = unsigned(bits_for_count(windows))
+        list_shape = data.StructLayout(list_fields)
+        # The bitmap is addressed by the coordinates side by side (x low), not by the window
+        # address: no arithmetic between the incoming beat and the read port, nor on the write
+        # address that Yosys compares with it (it emulates the read port's behaviour when both
+        # meet). Up to twice the bits, of a one-bit memory.
+        x_bits = (pooled_width - 1).bit_length()
+
+        def bitmap_address(window):
+            return Cat(window.x[:x_bits], window.y)
+
+        # With ``target.ram_read_register`` every read port's data goes into flip-flops and
+        # nothing else, without Yosys's read-during-write logic: no read whose word is used
+        # meets a write of that word. The bitmap's forwarding covers the windows of the two
+        # stages ahead; the list is read after the frame's last write (an entry is written in
+        # the deciding stage at the latest the cycle before the end_of_frame beat gets there,
+        # and the first read that counts is on the edge after that); a (window, group) is read
+        # from the stored values once per frame, the frames' reads do not overlap, and nothing
+        # is read during the clear.
+        ram_registers = self.target.ram_read_register
+        unchecked = NO_RW_CHECK if ram_registers else None
+        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[],
+                                              attrs=unchecked)
+        if not ram_registers:
+            bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
+        else:
+            bitmap_read = UncheckedReadPort(m, bitmap, name="bitmap_read")
+            bitmap_write = bitmap.write_port()
+        m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
+                                                        init=[], attrs=unchecked)
+        if not ram_registers:
+            list_read, list_write = window_list.read_port(), window_list.write_port()
+        else:
+            list_read = UncheckedReadPort(m, window_list, name="list_read")
+            list_write = window_list.write_port()
+        pooled_reads, pooled_writes = [], []
+        for j in range(lanes):
+            m.submodules[f"pooled_{j}"] = pooled = Memory(shape=POOLED_SHAPE,
+                                                          depth=groups * windows, init=[],
+                                                          attrs=unchecked)
+            pooled_reads.append(pooled.read_port() if not ram_registers else
+                                UncheckedReadPort(m, pooled, name=f"pooled_read_{j}"))
+            pooled_writes.append(pooled.write_port())
+
+        def window_address(window):
+            if not address_in_list:
+                return Cat(window.x[:(pooled_width - 1).bit_length()], window.y)
+            return times(window.y, pooled_width) + window.x
+
+        # The state, one hot: every control decision below starts from flip-flops (and a few
+        # flags registered beside them), so it stays a few LUT levels deep.
+        clearing = Signal(init=1)   # writing the reset contents
+        collecting = Signal()       # taking touched windows
+        starting = Signal()         # the end of frame arrived; fetch the first listed window
+        issuing = Signal()          # one accumulator read per listed (window, group)
+        finishing = Signal()        # every read issued; the last one's data not yet taken
+        clear_address = Signal(range(groups * windows))
+        clear_group = Signal(range(groups))
+
+        # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 decides.
+        take = self.touched.valid & self.touched.ready
+        second_valid, second_end = Signal(), Signal()
+        second_window = Signal(window_shape)
+        second_address = Signal(range(windows))
+        # The window stage 2 handled last cycle: its bitmap write is not yet visible to the
+        # read of the window now in stage 2. Compared by coordinates a stage early.
+        repeated = Signal()
+        count = Signal(range(windows + 1))
+        # Registered compares of ``count``: it is still while they are used (from the cycle
+        # after the end_of_frame beat reached stage 2 until the frame's reads are done).
+        count_is_zero = Signal(init=1)
+        count_is_one = Signal()
+        m.d.sync += [count_is_zero.eq(count == 0), count_is_one.eq(count == 1)]
+
+        m.d.comb += [
+            bitmap_read.addr.eq(bitmap_address(self.touched.payload)),
+            bitmap_read.en.eq(take),
+        ]
+        window_beat = second_valid & ~second_end
+
+        # ``decide``: the stage that decides. Stage 2, or with ``target.ram_read_register`` stage 3,
+        # which takes stage 2's beat and its bitmap bit as it leaves the RAM; the beat taken
+        # then must also look past the window in stage 3 (its bit is written on the edge that
+        # reads the new beat's).
+        decide = {"valid": second_valid, "end": second_end, "window": second_window,
+                  "address": second_address, "listed": bitmap_read.data, "repeated": repeated}
+        repeat = (window_beat & (self.touched.payload.y == second_window.y) &
+                  (self.touched.payload.x == second_window.x))
+        if self.target.ram_read_register:
+            decide = third = register_stage(m, decide, "third", reset_less=("listed",))
+            repeat |= (third["valid"] & ~third["end"] &
+                       (self.touched.payload.y == third["window"].y) &
+                       (self.touched.payload.x == third["window"].x))
+        m.d.sync += [
+            second_valid.eq(take),
+            second_end.eq(self.touched.payload.end_of_frame),
+            second_window.y.eq(self.touched.payload.y),
+            second_window.x.eq(self.touched.payload.x),
+            second_address.eq(window_address(self.touched.payload)),
+            repeated.eq(repeat),
+        ]
+        new_window = decide["valid"] & ~decide["end"] & ~(decide["listed"] | decide["repeated"])
+        m.d.comb += [
+            list_write.addr.eq(count),
+            list_write.data.window.eq(decide["window"]),
+            *([list_write.data.address.eq(decide["address"])] if address_in_list else []),
+            list_write.en.eq(new_window),
+        ]
+
+        # The frame's end_of_frame beat is owed: it goes out once the pipeline is empty.
+        end_pending = Signal()
+
+        # Result slots: ``result`` gives its changed lanes to ``events``; ``waiting`` holds
+        # the next (window, group) with changes while ``result`` is busy. The pipeline moves
+        # while ``waiting`` is empty: a register, so ``events.ready`` reaches no memory enable.
+        result_mask, waiting_mask = Signal(lanes), Signal(lanes)
+        result_delta, waiting_delta = Signal(lane_deltas), Signal(lane_deltas)
+        result_group, waiting_group = Signal(range(groups)), Signal(range(groups))
+        result_window, waiting_window = Signal(window_shape), Signal(window_shape)
+        waiting_full = Signal()     # waiting_mask != 0, as a flip-flop
+        advance = Signal()
+        m.d.comb += advance.eq(~waiting_full)
+
+        # Issue: the read of (window `current`, group `group`). The list read port reads the
+        # entry `next_index`, a cycle before it is needed: with two groups or more a window
+        # lasts two cycles at least, so the address comes straight from a flip-flop. With one
+        # group the port looks one window ahead: its address is the value `next_index` has on
+        # the next cycle.
+        next_index = Signal(range(windows + 1))
+        next_index_plus_one = Signal(range(windows + 2), init=1)
+        current = Signal(window_shape, reset_less=ram_registers)
+        group = Signal(range(groups))
+        last_group = Signal(init=groups == 1)       # group == groups - 1
+        last_window = Signal()                      # next_index == count
+        issue = Signal()
+        last_issue = issue & last_group & last_window
+        start_list = starting & ~end_pending
+        # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
+        # window's address and stepped by one group's windows, so no multiply feeds the RAM.
+        address = Signal(range(groups * windows))
+        read_address = address
+        # With ``target.ram_read_register`` the list's read data goes into ``current`` (and the
+        # window's address into ``base`` when the list holds it) with an enable only: the
+        # window's own address is the first group's read address, and ``address`` steps from
+        # it by one group's windows for the next groups. The clear then counts its windows
+        # with ``clear_window``, not with ``current``.
+        clear_window = current
+        if ram_registers:
+            clear_window = Signal(window_shape)
+            first_group = Signal(init=1)        # group == 0
+            base = (Signal(range(windows), reset_less=True) if address_in_list
+                    else window_address(current))
+            read_address = Signal(range(groups * windows))
+            m.d.comb += read_address.eq(Mux(first_group, base, address) if groups > 1
+                                        else base)
+        next_window = issue & last_group
+        m.d.comb += [
+            issue.eq(issuing & advance),
+            list_read.addr.eq(next_index if groups > 1 else
+                              Mux(start_list | next_window, next_index_plus_one, next_index)),
+            list_read.en.eq(1),
+            self.read.addr.eq(read_address),
+            self.read.en.eq(issue),
+        ]
+
+        # Fetch: the read's data is out and registered as it is.
+        fetched_valid, fetched_last = Signal(), Signal()
+        words_valid = Signal()
+        fetched_group = Signal(range(groups))
+        fetched_window = Signal(window_shape)
+        fetched_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                fetched_valid.eq(issue),
+                fetched_last.eq(last_issue),
+                fetched_group.eq(group),
+                fetched_window.eq(current),
+                fetched_address.eq(read_address),
+            ]
+
+        # The accumulators are free once the last read's data is taken: with
+        # ``target.ram_read_register`` the read's data register is the unit's (``read.take``
+        # loads it as the stage after fetch moves), so once it has moved past that register
+        # too. ``taken`` is that moment.
+        done = Signal()
+        taken = advance & fetched_valid & fetched_last
+        if ram_registers:
+            words_last = Signal()
+            taken = advance & words_valid & words_last
+            m.d.comb += self.read.take.eq(advance)
+        m.d.comb += [
+            done.eq(taken | (start_list & count_is_zero)),
+            self.read.done.eq(done),
+        ]
+
+        def larger(a, b):
+            return Mux(a > b, a, b)
+
+        # The read data is registered as it arrives, and the max of four is taken as two
+        # levels of two, each its own stage: the block RAM's clock to output and a wide signed
+        # compare chain do not share a cycle.
+        words = Signal(data.ArrayLayout(lane_accumulators, 4))
+        if ram_registers:
+            words = self.read.data
+            with m.If(advance):
+                m.d.sync += words_last.eq(fetched_last)
+        words_group = Signal(range(groups))
+        words_window = Signal(window_shape)
+        words_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                words_valid.eq(fetched_valid),
+                *([] if ram_registers else [words.eq(self.read.data)]),
+                words_group.eq(fetched_group),
+                words_window.eq(fetched_window),
+                words_address.eq(fetched_address),
+            ]
+
+        pairs_valid = Signal()
+        pairs = Signal(data.ArrayLayout(lane_accumulators, 2))
+        pairs_group = Signal(range(groups))
+        pairs_window = Signal(window_shape)
+        pairs_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                pairs_valid.eq(words_valid),
+                pairs_group.eq(words_group),
+                pairs_window.eq(words_window),
+                pairs_address.eq(words_address),
+            ]
+            for half in range(2):
+                for j in range(lanes):
+                    m.d.sync += pairs[half][j].eq(larger(words[2 * half][j],
+                                                         words[2 * half + 1][j]))
+
+        maximum_valid = Signal()
+        maximum = Signal(lane_accumulators)
+        maximum_group = Signal(range(groups))
+        maximum_window = Signal(window_shape)
+        maximum_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                maximum_valid.eq(pairs_valid),
+                maximum_group.eq(pairs_group),
+                maximum_window.eq(pairs_window),
+                maximum_address.eq(pairs_address),
+            ]
+            for j in range(lanes):
+                m.d.sync += maximum[j].eq(larger(pairs[0][j], pairs[1][j]))
+
+        # Requantize, registered (a variable shift: its own stage).
+        scaled_valid = Signal()
+        scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        scaled_group = Signal(range(groups))
+        scaled_window = Signal(window_shape)
+        scaled_address = Signal(range(groups * windows))
+        with m.If(advance):
+            m.d.sync += [
+                scaled_valid.eq(maximum_valid),
+                scaled_group.eq(maximum_group),
+                scaled_window.eq(maximum_window),
+                scaled_address.eq(maximum_address),
+            ]
+            for j in range(lanes):
+                m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
+        # The stored values are read a stage early and registered beside the requantized
+        # maxima, so the compare and the result slots start from flip-flops, not block RAM.
+        # Each (window, group) comes once per frame and a frame's reads wait for the previous
+        # frame's pipeline to empty, so no write back is pending for the address read.
+        # With ``target.ram_read_register`` they are read a stage earlier still and registered
+        # twice, in ``stored_early`` (on the ECP5 the RAM's own output register) and in
+        # ``stored`` beside the logic: the RAM's data does not cross the chip into the compare.
+        stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes), reset_less=ram_registers)
+        for j, port in enumerate(pooled_reads):
+            if not ram_registers:
+                m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
+                with m.If(advance):
+                    m.d.sync += stored[j].eq(port.data)
+            else:
+                stored_early = Signal(POOLED_SHAPE, name=f"stored_early_{j}", reset_less=True)
+                m.d.comb += [port.addr.eq(words_address), port.en.eq(advance & words_valid)]
+                with m.If(advance):
+                    m.d.sync += [stored_early.eq(port.data), stored[j].eq(stored_early)]
+
+        # Compare and write back. The clear writes the requantized bias.
+        changed = Signal(lanes)
+        delta = Signal(lane_deltas)
+        compared = advance & scaled_valid
+        for j in range(lanes):
+            bias = Const(self._bias[j], accumulator_shape)
+            for g in range(1, groups):
+                bias = Mux(clear_group == g, Const(self._bias[g * lanes + j], accumulator_shape),
+                           bias)
+            old = stored[j]
+            m.d.comb += [
+                changed[j].eq(scaled[j] != old),
+                delta[j].eq(scaled[j] - old),
+                pooled_writes[j].addr.eq(Mux(clearing, clear_address, scaled_address)),
+                pooled_writes[j].data.eq(Mux(clearing, _requantize(bias, self.shift), scaled[j])),
+                pooled_writes[j].en.eq(clearing | compared),
+            ]
+
+        # Decided: a (window, group) with changed lanes, registered before the result slots,
+        # so the compares do not feed the slots' enables in the same cycle.
+        decided_valid = Signal()
+        decided_mask = Signal(lanes)
+        decided_delta = Signal(lane_deltas)
+        decided_group = Signal(range(groups))
+        decided_window = Signal(window_shape)
+        with m.If(advance):
+            m.d.sync += [
+                decided_valid.eq(scaled_valid & (changed != 0)),
+                decided_mask.eq(changed),
+                decided_delta.eq(delta),
+                decided_group.eq(scaled_group),
+                decided_window.eq(scaled_window),
+            ]
+        gives = advance & decided_valid
+
+        # Result: the changed lanes, lowest first, one per cycle. Plain expressions rather than
+        # processes here: Icarus never runs an `always @*` whose inputs do not change after
+        # time 0.
+        out_free = ~self.events.valid | self.events.ready
+        single = (result_mask & (result_mask - 1)) == 0
+        # ``result`` is empty after this cycle (the slots move then).
+        result_free_after = (result_mask == 0) | (single & out_free)
+        lowest = Const(0, range(lanes))
+        for j in reversed(range(lanes)):
+            lowest = Mux(result_mask[j], j, lowest)
+        lane = Signal(range(lanes))
+        m.d.comb += lane.eq(lowest)
+        clear_lane = Signal(lanes)
+        m.d.comb += clear_lane.eq(1 << lane)
+        # ``waiting`` is filled only while ``result`` stays busy and moves up as soon as it
+        # frees, so an empty ``result`` means both slots are empty.
+        # The pipeline stages are all empty: kept as a flip-flop, updated as they move.
+        pipeline_empty = Signal(init=1)
+        with m.If(advance):
+            m.d.sync += pipeline_empty.eq(~issue & ~fetched_valid & ~words_valid & ~pairs_valid
+                                          & ~maximum_valid & ~scaled_valid)
+        end_of_frame_load = Signal()
+        m.d.comb += end_of_frame_load.eq(end_pending & pipeline_empty & (result_mask == 0)
+                                         & out_free)
+
+        with m.If((result_mask != 0) & out_free):
+            m.d.sync += [
+                self.events.valid.eq(1),
+                self.events.payload.channel.eq(result_group * lanes + lane),
+                self.events.payload.y.eq(result_window.y),
+                self.events.payload.x.eq(result_window.x),
+                self.events.payload.delta.eq(result_delta[lane]),
+                self.events.payload.end_of_frame.eq(0),
+                result_mask.eq(result_mask & ~clear_lane),
+            ]
+        with m.Elif(end_of_frame_load):
+            m.d.sync += [
+                self.events.valid.eq(1),
+                self.events.payload.eq(0),
+                self.events.payload.end_of_frame.eq(1),
+            ]
+        with m.Elif(self.events.ready):
+            m.d.sync += self.events.valid.eq(0)
+
+        with m.If(result_free_after):
+            with m.If(waiting_full):
+                m.d.sync += [
+                    result_mask.eq(waiting_mask),
+                    result_delta.eq(waiting_delta),
+                    result_group.eq(waiting_group),
+                    result_window.eq(waiting_window),
+                    waiting_mask.eq(0),
+                    waiting_full.eq(0),
+                ]
+            with m.Elif(gives):
+                m.d.sync += [
+                    result_mask.eq(decided_mask),
+                    result_delta.eq(decided_delta),
+                    result_group.eq(decided_group),
+                    result_window.eq(decided_window),
+                ]
+        with m.Elif(gives):
+            m.d.sync += [
+                waiting_mask.eq(decided_mask),
+                waiting_full.eq(1),
+                waiting_delta.eq(decided_delta),
+                waiting_group.eq(decided_group),
+                waiting_window.eq(decided_window),
+            ]
+
+        touched_ready = collecting & ~(second_valid & second_end)
+        if self.target.ram_read_register:
+            touched_ready &= ~(decide["valid"] & decide["end"])
+        # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
+        # window when its first read is issued. The three never coincide (a new window comes
+        # only while collecting, a first issue never then).
+        if not ram_registers:
+            first_group = Signal(init=1)        # group == 0
+        write_address = Mux(collecting, bitmap_address(decide["window"]),
+                            bitmap_address(current))
+        if ram_registers:
+            write_address = Mux(clearing, bitmap_address(clear_window), write_address)
+        m.d.comb += [
+            # The clear counts its windows with ``clear_window`` (``current`` without
+            # ``target.ram_read_register``).
+            bitmap_write.addr.eq(write_address),
+            bitmap_write.data.eq(new_window),
+            bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
+            self.touched.ready.eq(touched_ready),
+        ]
+
+        # The clear's last address, registered a cycle ahead.
+        clear_last = Signal(init=groups * windows == 1)
+        with m.If(clearing):
+            m.d.sync += [clear_address.eq(clear_address + 1),
+                         clear_last.eq(clear_address == groups * windows - 2)]
+            with m.If(clear_window.x == pooled_width - 1):
+                m.d.sync += clear_window.x.eq(0)
+                with m.If(clear_window.y == pooled_height - 1):
+                    m.d.sync += [clear_window.y.eq(0), clear_group.eq(clear_group + 1)]
+                with m.Else():
+                    m.d.sync += clear_window.y.eq(clear_window.y + 1)
+            with m.Else():
+                m.d.sync += clear_window.x.eq(clear_window.x + 1)
+
+        # The control, each flag's next value spelled out (a few flags each, no priority
+        # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
+        # collect).
+        clear_end = clearing & clear_last
+        to_start = collecting & decide["valid"] & decide["end"]
+        start_empty = start_list & count_is_zero
+        start_first = start_list & ~count_is_zero
+        finished = taken     # only while finishing
+        m.d.sync += [
+            clearing.eq(clearing & ~clear_last),
+            collecting.eq((collecting & ~to_start) | clear_end | start_empty | finished),
+            starting.eq((starting & end_pending) | to_start),
+            issuing.eq((issuing & ~last_issue) | start_first),
+            finishing.eq((finishing & ~finished) | last_issue),
+            end_pending.eq((end_pending & ~end_of_frame_load) | start_empty | last_issue),
+        ]
+
+        # The issue registers move on each issue and at the start, each a two-way choice on
+        # flip-flops: the list's next window (at the start, or after the last group; after
+        # the last window the values loaded are not used) or the next group.
+        from_list = starting | last_group
+        with m.If(start_first | issue):
+            m.d.sync += [
+                group.eq(Mux(from_list, 0, group + 1)),
+                first_group.eq(from_list),
+                last_group.eq(Mux(from_list, groups == 1,
+                                  group == groups - 2 if groups > 1 else 1)),
+            ]
+            if not ram_registers:
+                with m.If(from_list):
+                    m.d.sync += [current.eq(list_read.data.window),
+                                 address.eq(list_read.data.address if address_in_list
+                                            else window_address(list_read.data.window))]
+                with m.Else():
+                    m.d.sync += address.eq(address + windows)
+            else:
+                m.d.sync += address.eq(read_address + windows)
+                with m.If(from_list):
+                    m.d.sync += current.eq(list_read.data.window)
+                    if address_in_list:
+                        m.d.sync += base.eq(list_read.data.address)
+        with m.If(start_first | (issue & last_group) | finished):
+            m.d.sync += [
+                next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),
+                next_index_plus_one.eq(Mux(starting, 2, Mux(finishing, 1,
+                                                             next_index_plus_one + 1))),
+                last_window.eq(Mux(starting, count_is_one, next_index_plus_one == count)),
+            ]
+
+        with m.If(finished):
+            m.d.sync += count.eq(0)
+        with m.Elif(new_window):
+            m.d.sync += count.eq(count + 1)
+        return m

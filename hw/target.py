@@ -1,0 +1,57 @@
+"""What a target FPGA family wants from the gateware, in one object.
+
+The blocks are written once; a :class:`Target` says where they put extra registers for a
+family's memories and multipliers. Results never change with the target, only a cycle or two
+of latency per frame (each block's docstring says where).
+"""
+
+from dataclasses import dataclass
+
+from eventconv.core.ranges import ConfigTypeError
+
+__all__ = ["Target", "GENERIC", "ICE40", "ECP5", "TARGETS", "target_named", "checked_target"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one FPGA family wants from the gateware.
+
+    Attributes
+    ----------
+    name : str
+        ``generic``, ``ice40`` or ``ecp5``.
+    ram_read_register : bool
+        Every block RAM read port feeds exactly one register with no reset, at a cycle of
+        latency where it needs one, so that the flow can move the register into the RAM
+        (the ECP5's DP16KD takes 5.83 ns from clock to data in nextpnr's model, 0.96 ns with
+        its output register: :mod:`eventconv.flow.ecp5_outreg`).
+    multiplier_registers : bool
+        Each accumulate multiplier gets a stage of its own, registered on both sides (on an
+        ECP5 platform the MULT18X18D's own input and output registers: 3.9 ns through it).
+    """
+
+    name: str
+    ram_read_register: bool = False
+    multiplier_registers: bool = False
+
+
+#: No extra registers: exported Verilog, simulation, the iCE40 (which does better without).
+GENERIC = Target("generic")
+ICE40 = Target("ice40")
+ECP5 = Target("ecp5", ram_read_register=True, multiplier_registers=True)
+TARGETS = {target.name: target for target in (GENERIC, ICE40, ECP5)}
+
+
+def target_named(name):
+    """The :class:`Target` called ``name`` (a key of :data:`TARGETS`)."""
+    if name not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {name!r}")
+    return TARGETS[name]
+
+
+def checked_target(target):
+    """``target`` if it is a :class:`Target`, else a TypeError naming the parameter."""
+    if not isinstance(target, Target):
+        raise ConfigTypeError(f"target must be an eventconv.hw.target.Target (one of "
+                              f"{', '.join(TARGETS)}), not {target!r}")
+    return target

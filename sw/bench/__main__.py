@@ -1,0 +1,7 @@
+"""``python -m eventconv.bench``: see :mod:`eventconv.bench.cli`."""
+
+import sys
+
+from eventconv.bench.cli import main
+
+sys.exit(main())

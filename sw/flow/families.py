@@ -1,0 +1,59 @@
+"""What the build flow does per FPGA family: Yosys options, nextpnr's device, the resources
+a report lists, the bitstream's name, the netlist pass between synthesis and place and route.
+(What a family wants from the gateware itself is :mod:`eventconv.hw.target`.)"""
+
+from dataclasses import dataclass
+
+from eventconv.flow.ecp5_outreg import absorb_file
+
+__all__ = ["FamilyFlow", "FAMILIES"]
+
+
+@dataclass(frozen=True)
+class FamilyFlow:
+    """Attributes
+    ----------
+    synth_options : str
+        Extra options of the family's Yosys ``synth_*`` command.
+    nextpnr : str, nextpnr_device : tuple of str
+        nextpnr's tool variable (:data:`eventconv.flow.tools.TOOLS`) and device options (for a
+        block placed alone, :mod:`eventconv.flow.timing`; board builds take them from the
+        platform).
+    resources : tuple of (label, nextpnr bel)
+        What a report lists.
+    bitstream : str
+        The bitstream file a board build writes.
+    netlist_pass : callable or None
+        Run on Yosys's JSON netlist before place and route; returns ``(done, skipped)``.
+    """
+
+    synth_command: str
+    synth_options: str
+    nextpnr: str
+    nextpnr_device: tuple
+    resources: tuple
+    bitstream: str
+    netlist_pass: object = None
+
+
+FAMILIES = {
+    # Multiplies into SB_MAC16; a clock enable only where 4+ flip-flops share it (fewer
+    # distinct enables per logic block: the nearly full UP5K then places at all).
+    "ice40": FamilyFlow(
+        "synth_ice40", "-dsp -dffe_min_ce_use 4", "NEXTPNR_ICE40",
+        ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
+        (("logic cells (LUT4 + FF)", "ICESTORM_LC"), ("block RAM (4 kbit)", "ICESTORM_RAM"),
+         ("SPRAM (256 kbit)", "ICESTORM_SPRAM"), ("DSP (16 x 16 MAC)", "ICESTORM_DSP"),
+         ("PLL", "ICESTORM_PLL"), ("I/O", "SB_IO")),
+        "top.bin"),
+    # The RAMs' output registers take the flip-flops behind them (nextpnr: 0.96 instead of
+    # 5.83 ns from clock to data), which the gateware leaves for them (target ``ecp5``).
+    "ecp5": FamilyFlow(
+        "synth_ecp5", "", "NEXTPNR_ECP5",
+        ("--85k", "--package", "CABGA381", "--speed", "6", "--lpf-allow-unconstrained"),
+        (("LUT4", "TRELLIS_COMB"), ("flip-flops", "TRELLIS_FF"),
+         ("block RAM (18 kbit)", "DP16KD"), ("distributed RAM (LUT)", "TRELLIS_RAMW"),
+         ("DSP (18 x 18 multiplier)", "MULT18X18D"), ("PLL", "EHXPLLL"),
+         ("I/O", "TRELLIS_IO")),
+        "top.bit", absorb_file),
+}
