@@ -15,13 +15,10 @@ The result: ``{"frames": [{"touched": [int, ...], "reads": [int, ...], "cycles":
 of frame taken on ``touched`` and ``extra`` holds touched beats after the last frame.
 """
 
-import random
-
 import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 
-from eventconv.sim.case import CycleCounter, read_case, write_result
-from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.sim.case import read_case, start_bench, write_result
 
 
 async def read_back(dut, depth):
@@ -41,20 +38,12 @@ async def read_back(dut, depth):
 @cocotb.test()
 async def accumulator_bench(dut):
     case = read_case()
-    rng = random.Random(case.get("seed", 0))
-    start_clock(dut)
-    dut.read__addr.value = 0
-    dut.read__en.value = 0
-    dut.read__done.value = 0
-    dut.clear.value = 0
-    driver = StreamDriver(dut, "events", rng=random.Random(rng.random()),
-                          idle=case.get("idle", 0.0))
-    monitor = StreamMonitor(dut, "touched", rng=random.Random(rng.random()),
-                            stall=case.get("stall", 0.0))
+    bench = await start_bench(dut, case, sources=["events"], sinks=["touched"],
+                              at_rest=[("read__addr", 0), ("read__en", 0), ("read__done", 0),
+                                       ("clear", 0)])
+    driver, monitor = bench.drivers["events"], bench.monitors["touched"]
+    counter, timeout = bench.counter, bench.timeout_ns
     mask = case["end_of_frame_mask"]
-    timeout = case.get("timeout_cycles", 100_000) * 10
-    await reset(dut)
-    counter = CycleCounter(dut.clk)
     frames = []
     for beats in case["frames"]:
         start = counter.count

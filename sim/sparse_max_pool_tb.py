@@ -20,13 +20,10 @@ frame's end of frame was taken on ``events``: a frame's reads wait for that) to 
 frame taken on ``events``, and ``extra`` holds output beats after the last frame.
 """
 
-import random
-
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
 
-from eventconv.sim.case import CycleCounter, read_case, write_result
-from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.sim.case import read_case, start_bench, write_result
 
 
 async def load(dut, writes):
@@ -52,22 +49,13 @@ async def wait_releases(dut, count):
 @cocotb.test()
 async def sparse_max_pool_bench(dut):
     case = read_case()
-    rng = random.Random(case.get("seed", 0))
-    start_clock(dut)
-    dut.shift.value = case["shift"]
-    dut.load_bank.value = 0
-    dut.load_address.value = 0
-    dut.load_data.value = 0
-    dut.load_enable.value = 0
-    dut.clear.value = 0
-    driver = StreamDriver(dut, "touched", rng=random.Random(rng.random()),
-                          idle=case.get("idle", 0.0))
-    monitor = StreamMonitor(dut, "events", rng=random.Random(rng.random()),
-                            stall=case.get("stall", 0.0))
+    bench = await start_bench(dut, case, sources=["touched"], sinks=["events"],
+                              at_rest=[("shift", case["shift"]), ("load_bank", 0),
+                                       ("load_address", 0), ("load_data", 0),
+                                       ("load_enable", 0), ("clear", 0)])
+    driver, monitor = bench.drivers["touched"], bench.monitors["events"]
+    counter, timeout = bench.counter, bench.timeout_ns
     mask = case["end_of_frame_mask"]
-    timeout = case.get("timeout_cycles", 100_000) * 10
-    await reset(dut)
-    counter = CycleCounter(dut.clk)
     ends = []
 
     async def source():

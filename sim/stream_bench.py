@@ -13,28 +13,19 @@ The result: ``{"outputs": {name: [int, ...]}, "extra": {name: [...]}, "cycles": 
 that duplicates beats shows them there).
 """
 
-import random
-
 import cocotb
 from cocotb.triggers import ClockCycles, with_timeout
 
-from eventconv.sim.case import CycleCounter, read_case, write_result
-from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.sim.case import read_case, start_bench, write_result
 
 
 @cocotb.test()
 async def stream_bench(dut):
     case = read_case()
-    rng = random.Random(case.get("seed", 0))
-    start_clock(dut)
-    for port, value in case.get("constants", {}).items():
-        getattr(dut, port).value = value
-    drivers = {name: StreamDriver(dut, name, rng=random.Random(rng.random()),
-                                  idle=case.get("idle", 0.0)) for name in case["inputs"]}
-    monitors = {name: StreamMonitor(dut, name, rng=random.Random(rng.random()),
-                                    stall=case.get("stall", 0.0)) for name in case["outputs"]}
-    await reset(dut)
-    counter = CycleCounter(dut.clk)
+    bench = await start_bench(dut, case, sources=case["inputs"], sinks=case["outputs"],
+                              at_rest=case.get("constants", {}).items(),
+                              timeout_cycles=200_000)
+    drivers, monitors, counter = bench.drivers, bench.monitors, bench.counter
     tasks = [cocotb.start_soon(drivers[n].send_all(beats)) for n, beats in case["inputs"].items()]
     outputs = {}
 
@@ -42,9 +33,8 @@ async def stream_bench(dut):
         outputs[name] = [await monitors[name].receive() for _ in range(count)]
 
     collectors = [cocotb.start_soon(collect(n, c)) for n, c in case["outputs"].items()]
-    timeout = case.get("timeout_cycles", 200_000) * 10
     for task in tasks + collectors:
-        await with_timeout(task, timeout, "ns")
+        await with_timeout(task, bench.timeout_ns, "ns")
     cycles = counter.count
     extra = {}
     for name, monitor in monitors.items():

@@ -13,7 +13,7 @@ import numpy as np
 from eventconv.backends import board as board_backend
 from eventconv.backends import model as model_backend
 from eventconv.backends import rtl as rtl_backend
-from eventconv.core.config import Config
+from eventconv.core.network import Network
 from eventconv.core.ranges import ConfigError
 from eventconv.demo import demo
 from eventconv.flow.export import export_engine
@@ -54,22 +54,31 @@ def check_out_path(path):
     return path
 
 
+def one_layer(network, what):
+    """The layer of a one-layer network, for the parts that do not take networks yet."""
+    if len(network.layers) > 1:
+        raise UsageError(f"{what} takes one layer in this version, not a network of "
+                         f"{len(network.layers)} layers (--backend model runs networks)")
+    return network.first
+
+
 def cmd_run(args):
-    config = Config.from_json(args.config)
+    network = Network.from_json(args.config)
     frames = load_frames(args.frames)
-    config.check_frames(frames)
+    network.check_frames(frames)
     check_out_path(args.out)
     if args.backend == "model":
-        result = model_backend.run(config, frames)
+        result = model_backend.run(network, frames)
     elif args.backend == "rtl":
-        result = rtl_backend.run(config, frames, simulator=args.simulator,
-                                 progress=not args.quiet)
+        result = rtl_backend.run(one_layer(network, "--backend rtl"), frames,
+                                 simulator=args.simulator, progress=not args.quiet)
     elif args.backend == "board":
         if not args.port:
             raise UsageError("--backend board needs --port PORT (the board's serial port, "
                              "e.g. /dev/ttyUSB1 for an iCEBreaker)")
         try:
-            result = board_backend.run(config, frames, port=args.port, baud_rate=args.baud,
+            result = board_backend.run(one_layer(network, "--backend board"), frames,
+                                       port=args.port, baud_rate=args.baud,
                                        progress=not args.quiet)
         except LinkError as e:
             print(f"eventconv: error: {e}", file=sys.stderr)
@@ -90,7 +99,7 @@ def summary_line(result):
 
 
 def cmd_export(args):
-    config = Config.from_json(args.config)
+    config = one_layer(Network.from_json(args.config), "export")
     check_out_path(args.output)
     for path in export_engine(config, args.output, name=args.name,
                               target=TARGETS[args.target]):
@@ -99,7 +108,7 @@ def cmd_export(args):
 
 
 def cmd_synth(args):
-    config = Config.from_json(args.config) if args.config else None
+    config = one_layer(Network.from_json(args.config), "synth") if args.config else None
     synth_board(args.board, config, build_root=args.build_dir)
     return 0
 

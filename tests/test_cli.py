@@ -133,3 +133,64 @@ def test_demo_prints_saving_table(capsys):
     saving = float(lines[-1].split("saving ")[1].split("%")[0])
     assert 80 < saving < 100
     assert main(["demo", "--threshold", "300"]) == 2
+
+
+def test_boards_lists_the_registry(capsys):
+    from eventconv.hw.boards import BOARDS
+    assert main(["boards"]) == 0
+    assert capsys.readouterr().out.split() == list(BOARDS)
+
+
+def network_config(tmp_path, **layer1):
+    layer = {k: v for k, v in filter_bank_config(32, 32, channels_out=4).to_dict().items()
+             if k in ("channels_out", "kernel_size", "weights", "bias", "shift")}
+    second = {"channels_out": 2, "kernel_size": 3, "weights": np.ones((2, 4, 3, 3), int).tolist(),
+              "bias": [-500, 100], "shift": 4, "pool": 1, "output_threshold": 2, **layer1}
+    obj = {"height": 32, "width": 32, "channels_in": 1, "threshold": 6, "layers": [layer, second]}
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_run_model_on_a_network_writes_the_network_npz(job):
+    _, _, frames, out = job
+    cfg = network_config(out.parent)
+    proc = run_cli("run", "--config", cfg, "--frames", frames, "--backend", "model", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    result = np.load(out)
+    assert sorted(result.files) == ["events_in", "events_out", "macs", "output"]
+    assert result["output"].dtype == np.uint8 and result["output"].shape == (6, 2, 16, 16)
+    for key in ("events_in", "events_out", "macs"):
+        assert result[key].dtype == np.int64 and result[key].shape == (6, 2)
+    # Layer 2's input events are layer 1's output events.
+    np.testing.assert_array_equal(result["events_in"][:, 1], result["events_out"][:, 0])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"weights": np.ones((2, 3, 3, 3), int).tolist()},
+     "layers[1].weights must be nested lists shaped [2, 4, 3, 3], not [2, 3, 3, 3] "
+     "(channels_in = 4 from layers[0])"),
+    ({"output_threshold": -1}, "layers[1].output_threshold must be an integer in 0..255, not -1"),
+    ({"threshold": 3}, "unknown field 'layers[1].threshold'"),
+])
+def test_bad_network_exits_2_naming_the_layer_field(job, capsys, changes, message):
+    _, _, frames, out = job
+    err = refuse(capsys, "run", "--config", network_config(out.parent, **changes),
+                 "--frames", frames, "--backend", "model", "--out", out)
+    assert message in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("make_config, message", [
+    (lambda path: network_config(path), "--backend rtl takes one layer in this version, not a "
+                                        "network of 2 layers"),
+    (lambda path: write_config(path, pool=1), "pool must be 2 for the gateware in this version"),
+    (lambda path: write_config(path, output_threshold=3),
+     "output_threshold must be 0 for the gateware in this version"),
+])
+def test_what_the_gateware_does_not_build_yet_is_refused(job, capsys, make_config, message):
+    _, _, frames, out = job
+    err = refuse(capsys, "run", "--config", make_config(out.parent), "--frames", frames,
+                 "--backend", "rtl", "--out", out)
+    assert message in err
+    assert not out.exists()

@@ -24,7 +24,8 @@ def random_config(rng, *, k=None, cin=None, cout=None, h=None, w=None, mode=None
         "bias": rng.integers(-20000, 20000, cout).tolist(),
         "threshold": int(rng.integers(0, 256)) if extra.get("threshold") is None
         else extra["threshold"],
-        "shift": int(rng.integers(0, 14)), "mode": mode or str(rng.choice(["event", "dense"]))})
+        "shift": int(rng.integers(0, 14)), "mode": mode or str(rng.choice(["event", "dense"])),
+        **{k: v for k, v in extra.items() if k != "threshold"}})
 
 
 def video(rng, config, frames=6, change=0.1):
@@ -37,38 +38,65 @@ def video(rng, config, frames=6, change=0.1):
     return np.array(out, dtype=np.uint8)
 
 
-def reference_layer(config, frames):
-    """Independent implementation: scipy correlation, strided-slice pooling, explicit state."""
+def reference_network(layers, frames):
+    """Independent implementation of SPEC's network equations, frame by frame: scipy
+    correlation of each layer's whole input map (never its events), strided-slice pooling,
+    explicit state. ``layers``: Configs chained as a network (one for a single layer).
+    Returns the maps and the counts (T, L) of events_in, events_out, macs."""
+    first = layers[0]
     r = np.zeros(frames.shape[1:], np.int64)
-    bias = config.bias[:, None, None]
-    ones = np.ones((config.height, config.width), np.int64)
-    taps = ndimage.correlate(ones, np.ones((config.kernel_size,) * 2, np.int64),
-                             mode="constant", cval=0)
 
-    def pooled_of(acc):
+    def acc_of(config, image):
+        acc = np.zeros((config.channels_out, config.height, config.width), np.int64)
+        acc += config.bias[:, None, None]
+        for o in range(config.channels_out):
+            for c in range(config.channels_in):
+                acc[o] += signal.correlate2d(image[c], config.weights[o, c], mode="same",
+                                             boundary="fill", fillvalue=0)
+        return acc
+
+    def pooled_of(config, acc):
         a = np.clip(np.maximum(acc, 0) >> config.shift, 0, 255)
+        if config.pool == 1:
+            return a
         return np.maximum.reduce([a[:, 0::2, 0::2], a[:, 0::2, 1::2],
                                   a[:, 1::2, 0::2], a[:, 1::2, 1::2]])
 
-    last = pooled_of(np.zeros((config.channels_out, config.height, config.width),
-                              np.int64) + bias)
-    out = {"pooled": [], "events_in": [], "events_out": [], "macs": []}
+    def taps(config):
+        ones = np.ones((config.height, config.width), np.int64)
+        return ndimage.correlate(ones, np.ones((config.kernel_size,) * 2, np.int64),
+                                 mode="constant", cval=0)
+
+    emitted, image = [], r
+    for config in layers:                      # the reset state: an all-zero input
+        emitted.append(pooled_of(config, acc_of(config, image)))
+        image = emitted[-1]
+    dense = first.mode == "dense"
+    out = {"maps": [], "events_in": [], "events_out": [], "macs": []}
     for x in frames.astype(np.int64):
-        fire = (np.ones(x.shape, bool) if config.mode == "dense"
-                else np.abs(x - r) > config.threshold)
+        fire = np.ones(x.shape, bool) if dense else np.abs(x - r) > first.threshold
         r[fire] = x[fire]
-        acc = np.zeros((config.channels_out, config.height, config.width), np.int64) + bias
-        for o in range(config.channels_out):
-            for c in range(config.channels_in):
-                acc[o] += signal.correlate2d(r[c], config.weights[o, c], mode="same",
-                                             boundary="fill", fillvalue=0)
-        pooled = pooled_of(acc)
-        out["pooled"].append(pooled)
-        out["events_in"].append(fire.sum())
-        out["events_out"].append((pooled != last).sum())
-        out["macs"].append((taps[None] * fire).sum() * config.channels_out)
-        last = pooled
+        image, counts = r, []
+        for i, config in enumerate(layers):
+            macs = (taps(config)[None] * fire).sum() * config.channels_out
+            events_in = fire.sum()
+            pooled = pooled_of(config, acc_of(config, image))
+            fire = (np.ones(pooled.shape, bool) if dense
+                    else np.abs(pooled - emitted[i]) > config.output_threshold)
+            emitted[i] = np.where(fire, pooled, emitted[i])
+            counts.append((events_in, fire.sum(), macs))
+            image = emitted[i]
+        out["maps"].append(image)
+        for k, name in enumerate(("events_in", "events_out", "macs")):
+            out[name].append([c[k] for c in counts])
     return {k: np.array(v) for k, v in out.items()}
+
+
+def reference_layer(config, frames):
+    """:func:`reference_network` of one layer, as OUT.npz's one-layer arrays."""
+    out = reference_network([config], frames)
+    return {"pooled": out["maps"], **{k: out[k][:, 0] for k in
+                                      ("events_in", "events_out", "macs")}}
 
 
 def assert_same(result, reference):

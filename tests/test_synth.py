@@ -88,3 +88,22 @@ Warning: Max frequency for clock 'clk': 49.65 MHz (PASS at 48.00 MHz)
     resources, clocks = parse_nextpnr_log(log)
     assert resources == {"ICESTORM_LC": (3650, 5280), "ICESTORM_RAM": (14, 30)}
     assert clocks == {"clk": (49.65, 48.0)}
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_every_board_has_a_target_a_flow_and_a_default_layer(board):
+    from eventconv.flow.families import FAMILIES
+    from eventconv.hw.target import TARGETS
+    spec = BOARDS[board]
+    assert spec.target is TARGETS[spec.family] and spec.family in FAMILIES
+    config = spec.default_config()
+    assert (config.height, config.lanes) == (spec.frame_side, spec.lanes)
+
+
+def test_unknown_names_are_refused_with_the_choices():
+    from eventconv.hw.boards import board_named
+    from eventconv.hw.target import target_named
+    with pytest.raises(ValueError, match=r"board must be one of icebreaker, ulx3s-85f, not 'x'"):
+        board_named("x")
+    with pytest.raises(ValueError, match=r"target must be one of generic, ice40, ecp5, not 'x'"):
+        target_named("x")

@@ -1,13 +1,18 @@
 """Accumulator unit: applies fan-out update beats to the accumulator memories (SPEC step 2)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory, MemoryData
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import MemoryData
 from amaranth.lib.wiring import In, Out
 
 from eventconv.core import ranges
 from eventconv.core.config import Config, checked_config
 from eventconv.core.event_format import bits_for_count
+from eventconv.hw.layer.accumulator_clear import ClearSequence
+from eventconv.hw.layer.accumulator_lane import BANKS, WEIGHT_SHAPE, AccumulatorLane
+from eventconv.hw.layer.accumulator_touched import TouchedOutput
 from eventconv.hw.layouts import (
     DELTA_SHAPE,
     AccumulatorReadSignature,
@@ -16,15 +21,9 @@ from eventconv.hw.layouts import (
     times,
     window_layout,
 )
-from eventconv.hw.primitives.block_ram import NO_RW_CHECK, UncheckedReadPort
-from eventconv.hw.primitives.multiplier import registered_multiply
 from eventconv.hw.target import GENERIC, checked_target
 
 __all__ = ["AccumulatorUnit"]
-
-WEIGHT_SHAPE = signed(8)
-# Pixel parities of a 2 x 2 pool window: bank (y % 2) * 2 + x % 2.
-BANKS = 4
 
 
 class AccumulatorUnit(wiring.Component):
@@ -47,7 +46,8 @@ class AccumulatorUnit(wiring.Component):
         memory  the four banks' read data and the weight registered as they leave the RAMs;
                 which in-flight write the beat must take instead (address compare) registered
         mult    bank selected, or a forwarded sum; delta * weight registered (one DSP per lane)
-        write   accumulator + product written back to its bank; window pushed to ``touched``
+        write   accumulator + product registered for its bank; window pushed to ``touched``
+        commit  the sum written into its bank (the write ports see registers only)
 
     When the target wants multiplier registers (``target.multiplier_registers``) the weight is read
     in the row stage instead, and the multiplier gets a stage of its own: weight and delta
@@ -57,8 +57,9 @@ class AccumulatorUnit(wiring.Component):
     (:func:`~eventconv.hw.primitives.multiplier.registered_multiply`). Latency, throughput and
     results are the same.
 
-    Latency: a beat taken in cycle t is written at the end of cycle t+5, and its window (or the
-    end of frame) is valid on ``touched`` from cycle t+6 (:attr:`LATENCY`). Every memory's read
+    Latency: a beat taken in cycle t is written into its bank at the end of cycle t+6, and its
+    window (or the end of frame) is valid on ``touched`` from cycle t+6 (:attr:`LATENCY`), so
+    a frame's sums are all written by the time its end shows there. Every memory's read
     data goes straight into a register, and no path has more than an adder and a few LUT levels,
     for the ECP5 (block RAM clock-to-output 5.8 ns) and the iCE40 (slow routing).
 
@@ -86,6 +87,13 @@ class AccumulatorUnit(wiring.Component):
     After reset the unit writes ``bias`` into every accumulator, one address of every bank of
     every lane per cycle: ``(channels_out / lanes) * H * W / 4`` cycles (:attr:`clear_cycles`),
     with ``updates`` not ready meanwhile.
+
+    Parts: an :class:`~eventconv.hw.layer.accumulator_lane.AccumulatorLane` per lane (its
+    banks, weight ROM, data registers, multiplier and forwarding),
+    :class:`~eventconv.hw.layer.accumulator_touched.TouchedOutput` (deduplication, skid
+    register, ``advance``) and :class:`~eventconv.hw.layer.accumulator_clear.ClearSequence`;
+    the unit itself keeps what all lanes share: the stage registers and addresses, the address
+    compares of the forwarding, the commit stage's address and enables, and the frame handshake.
 
     Parameters
     ----------
@@ -192,63 +200,101 @@ class AccumulatorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        lanes, h, w = c.lanes, c.height, c.width
-        taps = c.kernel_size * c.kernel_size
-        shape = signed(self.accumulator_width)
-        product_shape = signed(DELTA_SHAPE.width + WEIGHT_SHAPE.width)
-        window_shape = window_layout(h, w)
-        lane_values = data.ArrayLayout(shape, lanes)
+        m.submodules.clear = clear = ClearSequence(
+            groups=self.groups, positions=c.height * c.width // 4, lanes=c.lanes,
+            bias=c.bias, accumulator_width=self.accumulator_width)
+        m.submodules.output = output = TouchedOutput(height=c.height, width=c.width)
+        wiring.connect(m, output.touched, wiring.flipped(self.touched))
+        advance = output.advance
+        take, holding = self._frame_handshake(m, advance, clear.clearing_next)
+        beat = self._stages(m, advance, take)
+        m.d.comb += [
+            output.write_valid.eq(beat.write["valid"]),
+            output.write_eof.eq(beat.write["eof"]),
+            output.write_window.eq(beat.write["window"]),
+            output.next_eof.eq(beat.mult["eof"]),
+            output.next_window.eq(beat.mult["window"]),
+        ]
+        written, commit_enable = self._commits(m, advance, clear, beat)
+        hits = self._hazards(m, advance, beat, written)
 
-        # read_ports[j][q], write_ports[j][q]: bank q of lane j.
-        read_ports, write_ports, weight_ports = [], [], []
-        for j in range(lanes):
-            read_ports.append([])
-            write_ports.append([])
-            for q in range(BANKS):
-                m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
-                    data=self.accumulators[j][q], attrs=NO_RW_CHECK)
-                write_ports[j].append(memory.write_port())
-                # A read and a write of one address on one edge: the pipeline forwards the
-                # written sum itself, so the read's word does not matter and the RAM's data
-                # goes straight into a register (no collision or bypass logic after it).
-                read_ports[j].append(UncheckedReadPort(m, memory, name=f"read_{j}_{q}"))
-            m.submodules[f"weights_{j}"] = rom = Memory(data=self._weight_rom(j))
-            weight_ports.append(rom.read_port())
+        delta = beat.read["delta"] if self.target.multiplier_registers else beat.mult["delta"]
+        # With ``ram_read_register`` the memory stage's data registers are the reader's too:
+        # during the hold they load when the reader takes, so each RAM output feeds them only.
+        load = Mux(holding, self.read.take, advance) if self.target.ram_read_register \
+            else advance
+        for j in range(c.lanes):
+            m.submodules[f"lane_{j}"] = lane = AccumulatorLane(
+                banks=self.accumulators[j], weights=self._weight_rom(j), target=self.target)
+            m.d.comb += [
+                lane.advance.eq(advance),
+                # An update reads all four banks too (and uses one): no bank decode between
+                # ``advance`` and the RAMs' read enables.
+                lane.read_addr.eq(Mux(holding, self.read.addr, beat.address["read"])),
+                lane.read_en.eq(Mux(holding, self.read.en, advance)),
+                lane.load.eq(load),
+                lane.weight_addr.eq(beat.weight_address),
+                lane.delta.eq(delta),
+                lane.bank.eq(beat.mult["bank"]),
+                lane.hits.eq(hits),
+                lane.commit_addr.eq(written[0]["address"]),
+                lane.commit_en.eq(commit_enable),
+                lane.clearing.eq(clear.clearing),
+                lane.bias.eq(clear.bias[j]),
+            ]
+            m.d.comb += [self.read.data[q][j].eq(lane.read_data[q]) for q in range(BANKS)]
+        return m
 
-        # Reset: write bias everywhere before taking updates.
-        clearing = Signal(init=1)
-        clear_address = Signal(range(self.depth))
-        clear_group = Signal(range(self.groups))
-        clear_position = Signal(range(h * w // 4))
-        with m.If(clearing):
-            m.d.sync += clear_address.eq(clear_address + 1)
-            with m.If(clear_position == h * w // 4 - 1):
-                m.d.sync += [clear_position.eq(0), clear_group.eq(clear_group + 1)]
-            with m.Else():
-                m.d.sync += clear_position.eq(clear_position + 1)
-            with m.If(clear_address == self.depth - 1):
-                m.d.sync += clearing.eq(0)
-
-        # Frame handshake: closed from the end_of_frame beat taken until released.
+    def _frame_handshake(self, m, advance, clearing_next):
+        """``updates.ready``, and the frame handshake: closed from the ``end_of_frame`` beat taken
+        until released, holding (the reader's) from that beat given on ``touched`` until
+        ``read.done``. Returns ``(take, holding)``: an update beat is taken; the hold."""
         closed = Signal()
         holding = Signal()
+        update = self.updates.payload
+        take = self.updates.valid & self.updates.ready
+        # ``clearing | closed`` kept in one register, so ``updates.ready`` is one LUT of four
+        # flip-flops (write valid, write_same, skid_valid, stopped).
+        stopped = Signal(init=1)
+        m.d.comb += self.updates.ready.eq(advance & ~stopped)
 
-        # Stage registers: "row" -> "read" -> "memory" -> "mult" -> "write", one set per
-        # stage, all loaded together on ``advance``. An accumulator is located by its bank and
-        # its address in the bank.
-        def stage(name):
+        eof_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
+        with m.If(take & update.end_of_frame):
+            m.d.sync += closed.eq(1)
+        with m.If((holding | eof_given) & self.read.done):
+            m.d.sync += [holding.eq(0), closed.eq(0)]
+        with m.Elif(eof_given):
+            m.d.sync += holding.eq(1)
+        closed_after = Mux((holding | eof_given) & self.read.done, 0,
+                           Mux(take & update.end_of_frame, 1, closed))
+        m.d.sync += stopped.eq(closed_after | clearing_next)
+        return take, holding
+
+    def _stages(self, m, advance, take):
+        """The beat's registers, stage by stage from "row" to "write", all loaded together on
+        ``advance``; an accumulator is located by its bank and its address in the bank.
+        Returns a namespace: ``row``, ``read``, ``memory``, ``mult``, ``write`` (dicts of the
+        stage's registers), ``address`` (the bank address of the stages from "read" on, by
+        name), ``weight_address`` (the weight ROMs' read address) and ``writing`` (the write
+        stage holds an update)."""
+        c = self._config
+        h, w = c.height, c.width
+        taps = c.kernel_size * c.kernel_size
+        window_shape = window_layout(h, w)
+
+        def stage(name, delta=True):
             return {
                 "valid": Signal(name=f"{name}_valid"),
                 "eof": Signal(name=f"{name}_eof"),
                 "bank": Signal(range(BANKS), name=f"{name}_bank"),
                 "window": Signal(window_shape, name=f"{name}_window"),
-                "delta": Signal(DELTA_SHAPE, name=f"{name}_delta"),
+                **({"delta": Signal(DELTA_SHAPE, name=f"{name}_delta")} if delta else {}),
             }
 
         row, read, memory, mult = stage("row"), stage("read"), stage("memory"), stage("mult")
-        write = {"valid": Signal(name="write_valid"), "eof": Signal(name="write_eof"),
-                 "bank": Signal(range(BANKS), name="write_bank"),
-                 "window": Signal(window_shape, name="write_window")}
+        write = stage("write", delta=False)
+        address = {name: Signal(range(self.depth), name=f"{name}_address")
+                   for name in ("read", "memory", "mult", "write")}
         # Address arithmetic in two steps (it was the iCE40's worst path in one):
         # row = group * H/2 + y // 2, then address = row * W/2 + x // 2; the weight address
         # likewise, group * Cin * K * K + channel * K * K, then + tap.
@@ -257,60 +303,8 @@ class AccumulatorUnit(wiring.Component):
         row_weight_base = Signal(range(self.groups * c.channels_in * taps))
         row_tap = Signal(range(taps))
         read_weight_address = Signal(range(self.groups * c.channels_in * taps))
-        read_address = Signal(range(self.depth))
-        memory_address = Signal(range(self.depth))
-        mult_address = Signal(range(self.depth))
-        write_address = Signal(range(self.depth))
-        # The memory stage registers the four banks' read data as they come out of the block
-        # RAM (ECP5 block RAM has a 5.8 ns clock-to-output, so nothing else goes on that path),
-        # and the weight before it reaches the multiplier.
-        # Data registers have no reset (none is needed, and a reset would sit between the RAM
-        # and the register on the ECP5).
-        raw = [[Signal(shape, name=f"raw_{j}_{q}", reset_less=True) for q in range(BANKS)]
-               for j in range(lanes)]
-        weight = [Signal(WEIGHT_SHAPE, name=f"weight_{j}", reset_less=True)
-                  for j in range(lanes)]
-        write_old = Signal(lane_values, reset_less=True)
-        write_product = Signal(data.ArrayLayout(product_shape, lanes), reset_less=True)
-        write_sum = Signal(lane_values)
-        # written[0] is the commit stage: the write stage's sum, address and bank registered,
-        # written into the bank on the next edge (so the RAMs' write ports see registers only);
-        # written[1] and written[2] are the two commits before it, kept for forwarding.
-        written = [{"valid": Signal(name=f"written{k}_valid"),
-                    "bank": Signal(range(BANKS), name=f"written{k}_bank"),
-                    "address": Signal(range(self.depth), name=f"written{k}_address"),
-                    "data": Signal(lane_values, name=f"written{k}_data", reset_less=True)}
-                   for k in range(3)]
-        commit_enable = Signal(BANKS)
-        # Which in-flight write the mult stage's beat must take instead of its memory data,
-        # decided in the memory stage: hits[k] for the write k+1 beats ahead.
-        hits = Signal(4)
-
-        # Deduplication of touched windows against the last one given in this frame. Whether the
-        # write stage repeats it is decided a stage early, so no comparator feeds ``advance``.
-        last_window = Signal(window_shape)
-        last_window_valid = Signal()
-        write_same = Signal()
-        # A skid register behind ``touched``: ``advance`` then depends on registers only, so
-        # the consumer's ready does not ripple back through the pipeline enables.
-        skid_valid = Signal()
-        skid = Signal(window_shape)
-
-        writing = write["valid"] & ~write["eof"]
-        emit = write["valid"] & ~write_same
-        advance = Signal()
-        m.d.comb += advance.eq(~emit | ~skid_valid)
 
         update = self.updates.payload
-        take = self.updates.valid & self.updates.ready
-        # ``clearing | closed`` kept in one register, so ``updates.ready`` is one LUT of four
-        # flip-flops (write valid, write_same, skid_valid, stopped).
-        stopped = Signal(init=1)
-        m.d.comb += self.updates.ready.eq(advance & ~stopped)
-
-        def location(bank_a, address_a, bank_b, address_b):
-            return (bank_a == bank_b) & (address_a == address_b)
-
         with m.If(advance):
             m.d.sync += [
                 row["valid"].eq(take),
@@ -325,14 +319,61 @@ class AccumulatorUnit(wiring.Component):
                 row["window"].y.eq(Mux(update.end_of_frame, 0, update.y >> 1)),
                 row["window"].x.eq(Mux(update.end_of_frame, 0, update.x >> 1)),
                 row["window"].end_of_frame.eq(update.end_of_frame),
-                read_address.eq(times(row_index, w // 2) + row_column),
+                address["read"].eq(times(row_index, w // 2) + row_column),
                 read_weight_address.eq(row_weight_base + row_tap),
-                memory_address.eq(read_address),
-                mult_address.eq(memory_address),
-                write_address.eq(mult_address),
+                address["memory"].eq(address["read"]),
+                address["mult"].eq(address["memory"]),
+                address["write"].eq(address["mult"]),
             ]
             for before, after in ((row, read), (read, memory), (memory, mult), (mult, write)):
                 m.d.sync += [after[key].eq(before[key]) for key in after]
+        # With ``multiplier_registers`` the weight is read a stage early (see the class).
+        weight_address = row_weight_base + row_tap if self.target.multiplier_registers \
+            else read_weight_address
+        return SimpleNamespace(row=row, read=read, memory=memory, mult=mult, write=write,
+                               address=address, weight_address=weight_address,
+                               writing=write["valid"] & ~write["eof"])
+
+    def _commits(self, m, advance, clear, beat):
+        """The commit stage, all lanes' part: the write stage's address and bank registered,
+        written into the banks on the next edge (so the RAMs' write ports see registers only),
+        or the clear sequence's address while it runs. Returns ``(written, commit_enable)``:
+        ``written[0]`` the commit stage's ``valid``, ``bank`` and ``address``, ``written[1]``
+        and ``written[2]`` the two commits before it, kept for forwarding; the banks' write
+        enables."""
+        written = [{"valid": Signal(name=f"written{k}_valid"),
+                    "bank": Signal(range(BANKS), name=f"written{k}_bank"),
+                    "address": Signal(range(self.depth), name=f"written{k}_address")}
+                   for k in range(3)]
+        commit_enable = Signal(BANKS)
+        with m.If(advance):
+            m.d.sync += [
+                written[0]["valid"].eq(beat.writing), written[0]["bank"].eq(beat.write["bank"]),
+                written[0]["address"].eq(beat.address["write"]),
+            ]
+            for k in (1, 2):
+                m.d.sync += [written[k][key].eq(written[k - 1][key]) for key in written[k]]
+        # Loaded with the write stage's beat on advance, or with the clear sequence's address
+        # (its data, the bias, in the lanes) while clearing.
+        with m.If(clear.clearing):
+            m.d.sync += [commit_enable.eq((1 << BANKS) - 1),
+                         written[0]["address"].eq(clear.address),
+                         written[0]["valid"].eq(0)]
+        with m.Elif(advance):
+            m.d.sync += commit_enable.eq(Mux(beat.writing, 1 << beat.write["bank"], 0))
+        return written, commit_enable
+
+    def _hazards(self, m, advance, beat, written):
+        """Which in-flight write the mult stage's beat must take instead of its memory data,
+        decided in the memory stage: ``hits[k]`` (a register) for the write k+1 beats ahead."""
+        memory, mult, write = beat.memory, beat.mult, beat.write
+        address = beat.address
+
+        def location(bank_a, address_a, bank_b, address_b):
+            return (bank_a == bank_b) & (address_a == address_b)
+
+        hits = Signal(4)
+        with m.If(advance):
             # Forwarding: the memory stage's beat read its accumulator on the edge that ended
             # the read stage. What it must not take from its memory data, in the mult stage:
             # the sum of the beat one ahead (then in the write stage, not yet committed), and
@@ -340,124 +381,10 @@ class AccumulatorUnit(wiring.Component):
             # the read gives an unspecified word, or after it).
             m.d.sync += hits.eq(Cat(
                 mult["valid"] & ~mult["eof"] & location(
-                    memory["bank"], memory_address, mult["bank"], mult_address),
-                writing & location(memory["bank"], memory_address, write["bank"],
-                                   write_address),
-                *(written[k]["valid"] & location(memory["bank"], memory_address,
+                    memory["bank"], address["memory"], mult["bank"], address["mult"]),
+                beat.writing & location(memory["bank"], address["memory"], write["bank"],
+                                        address["write"]),
+                *(written[k]["valid"] & location(memory["bank"], address["memory"],
                                                  written[k]["bank"], written[k]["address"])
                   for k in range(2))))
-            m.d.sync += [
-                written[0]["valid"].eq(writing), written[0]["bank"].eq(write["bank"]),
-                written[0]["address"].eq(write_address), written[0]["data"].eq(write_sum),
-            ]
-            for k in (1, 2):
-                m.d.sync += [written[k][key].eq(written[k - 1][key]) for key in written[k]]
-            for j in range(lanes):
-                if not self.target.ram_read_register:
-                    m.d.sync += [raw[j][q].eq(read_ports[j][q].data) for q in range(BANKS)]
-                if not self.target.multiplier_registers:
-                    m.d.sync += weight[j].eq(weight_ports[j].data)
-                else:
-                    # The weight is read a stage early, so the multiplier has a stage of its
-                    # own between registers that feed nothing else: the weight and the delta
-                    # registered in the memory stage, the product in the mult stage (on the
-                    # ECP5 the MULT18X18D's own registers).
-                    product = registered_multiply(m, platform, read["delta"],
-                                                  weight_ports[j].data, advance,
-                                                  name=f"multiplier_{j}")
-                    m.d.sync += write_product[j].eq(product)
-                stored = Mux(mult["bank"][1],
-                             Mux(mult["bank"][0], raw[j][3], raw[j][2]),
-                             Mux(mult["bank"][0], raw[j][1], raw[j][0]))
-                forwarded = Mux(hits[0], write_sum[j],
-                                Mux(hits[1], written[0]["data"][j],
-                                    Mux(hits[2], written[1]["data"][j],
-                                        written[2]["data"][j])))
-                if not self.target.multiplier_registers:
-                    m.d.sync += write_product[j].eq(mult["delta"] * weight[j])
-                m.d.sync += write_old[j].eq(Mux(hits.any(), forwarded, stored))
-            # The window the write stage compares against after this edge.
-            # Both compares side by side, then ``emit`` picks one (not a window multiplexer
-            # in front of one compare).
-            same_as_write = ~write["eof"] & (mult["window"].as_value() ==
-                                             write["window"].as_value())
-            same_as_last = last_window_valid & (mult["window"].as_value() ==
-                                                last_window.as_value())
-            m.d.sync += write_same.eq(~mult["eof"] & Mux(emit, same_as_write, same_as_last))
-            with m.If(emit):
-                m.d.sync += [
-                    last_window.eq(write["window"]),
-                    last_window_valid.eq(~write["eof"]),
-                ]
-
-        if self.target.ram_read_register:
-            # ``raw`` is the reader's data register too: during the hold it loads when the
-            # reader takes, so each RAM output feeds this one register.
-            with m.If(Mux(holding, self.read.take, advance)):
-                m.d.sync += [raw[j][q].eq(read_ports[j][q].data)
-                             for j in range(lanes) for q in range(BANKS)]
-
-        # The commit stage: loaded with the write stage's beat on advance, or with the clear
-        # sequence's address (its data, the bias, per lane below) while clearing.
-        with m.If(clearing):
-            m.d.sync += [commit_enable.eq((1 << BANKS) - 1),
-                         written[0]["address"].eq(clear_address),
-                         written[0]["valid"].eq(0)]
-        with m.Elif(advance):
-            m.d.sync += commit_enable.eq(Mux(writing, 1 << write["bank"], 0))
-
-        push = advance & emit
-        with m.If(~self.touched.valid | self.touched.ready):
-            with m.If(skid_valid):
-                m.d.sync += [self.touched.payload.eq(skid), skid_valid.eq(0)]
-            with m.Elif(push):
-                m.d.sync += self.touched.payload.eq(write["window"])
-            m.d.sync += self.touched.valid.eq(skid_valid | push)
-        with m.Elif(push):
-            m.d.sync += [skid.eq(write["window"]), skid_valid.eq(1)]
-
-        # Combinational selections below are Mux expressions, not m.If: Yosys writes m.If as an
-        # always @* block, which Icarus does not run until an input changes, and the clear's
-        # inputs sit still from time 0 (its writes would be lost).
-        for j in range(lanes):
-            bias = Const(int(c.bias[j]), shape)
-            for group in range(1, self.groups):
-                bias = Mux(clear_group == group, Const(int(c.bias[group * lanes + j]), shape),
-                           bias)
-            m.d.comb += [
-                write_sum[j].eq(write_old[j] + write_product[j]),
-                weight_ports[j].addr.eq(row_weight_base + row_tap
-                                        if self.target.multiplier_registers
-                                        else read_weight_address),
-                weight_ports[j].en.eq(advance),
-            ]
-            for q in range(BANKS):
-                read_port, write_port = read_ports[j][q], write_ports[j][q]
-                m.d.comb += [
-                    # An update reads all four banks too (and uses one): no bank decode
-                    # between ``advance`` and the RAMs' read enables.
-                    read_port.addr.eq(Mux(holding, self.read.addr, read_address)),
-                    read_port.en.eq(Mux(holding, self.read.en, advance)),
-                    self.read.data[q][j].eq(raw[j][q] if self.target.ram_read_register
-                                            else read_port.data),
-                    write_port.addr.eq(written[0]["address"]),
-                    write_port.data.eq(written[0]["data"][j]),
-                    # A commit held through a stall is written again: the same word, harmless
-                    # (and forwarded to the beats behind it either way).
-                    write_port.en.eq(commit_enable[q]),
-                ]
-            with m.If(clearing):
-                m.d.sync += written[0]["data"][j].eq(bias)
-
-        eof_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
-        with m.If(take & update.end_of_frame):
-            m.d.sync += closed.eq(1)
-        with m.If((holding | eof_given) & self.read.done):
-            m.d.sync += [holding.eq(0), closed.eq(0)]
-        with m.Elif(eof_given):
-            m.d.sync += holding.eq(1)
-        closed_after = Mux((holding | eof_given) & self.read.done, 0,
-                           Mux(take & update.end_of_frame, 1, closed))
-        clearing_after = clearing & (clear_address != self.depth - 1)
-        m.d.sync += stopped.eq(closed_after | clearing_after)
-        return m
+        return hits

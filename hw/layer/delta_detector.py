@@ -243,8 +243,6 @@ class DeltaDetector(wiring.Component):
         s2_channel = Signal(range(channels))
         s2_x = Signal(range(width))
         s2_y = Signal(range(height))
-        s2_zero = Signal()
-        s2_one = Signal()
         # The two compares, registered apart (each a carry chain straight from the read
         # port), and dense mode: a sample emits if any is set.
         s2_below = Signal(lanes)
@@ -361,7 +359,7 @@ class DeltaDetector(wiring.Component):
                          s2_below[j].eq((reference_sample - fed["low"][j])[-1]),
                          s2_above[j].eq((fed["high"][j] - reference_sample)[-1])]
         m.d.sync += [s2_dense.eq(fed["dense"]), s2_samples.eq(fed["samples"]),
-                     s2_last.eq(fed["last"]), s2_zero.eq(fed["zero"]), s2_one.eq(fed["one"]),
+                     s2_last.eq(fed["last"]),
                      s2_channel.eq(fed["channel"]), s2_x.eq(fed["x"]), s2_y.eq(fed["y"])]
 
         # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
@@ -393,9 +391,8 @@ class DeltaDetector(wiring.Component):
         credits = Signal(range(queue_depth + 1), init=queue_depth)
         # The accept logic reads two flip-flops and the beat's ``first`` flag, one LUT: whether
         # a beat must wait if it starts a frame, and if it does not. Each folds the hazard flag
-        # it would use with the lack of credits: after the edge, "word 0 in flight" is
-        # (s1_valid & s1_zero) | (s2_valid & s2_zero) and "the next word in flight"
-        # s1_valid & s1_zero & s2_valid & s2_one (``restart`` picks the first).
+        # it would use with the lack of credits: after the edge, "word 0 in flight" (a beat of
+        # word 0 in stage 1 or 2) and "the next word in flight" (``restart`` picks the first).
         wait_first = Signal()
         wait_other = Signal()
         accept = Signal()

@@ -5,6 +5,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from eventconv.core.config import checked_config
+from eventconv.core.ranges import ConfigError
 from eventconv.hw.layer.accumulator import AccumulatorUnit
 from eventconv.hw.layer.delta_detector import DeltaDetector
 from eventconv.hw.layer.fanout import FanoutAddressGenerator
@@ -72,6 +73,11 @@ class EventConvEngine(wiring.Component):
     def __init__(self, config, *, target=GENERIC):
         self.config = c = checked_config(config)
         self.target = checked_target(target)
+        # What the golden model runs but this gateware does not build yet.
+        for name, built in (("pool", 2), ("output_threshold", 0)):
+            if getattr(c, name) != built:
+                raise ConfigError(f"{name} must be {built} for the gateware in this version, "
+                                  f"not {getattr(c, name)} (the model backend runs it)")
         self.event_queue_depth = EVENT_QUEUE_DEPTH
         self.detector = DeltaDetector(height=c.height, width=c.width, channels=c.channels_in,
                                       pixels_per_cycle=c.pixels_per_cycle,
@@ -146,6 +152,7 @@ class EventConvEngine(wiring.Component):
             detector.threshold.eq(self.threshold),
             detector.dense.eq(self.dense),
             pool.shift.eq(self.shift),
+            pool.dense.eq(self.dense),
         ]
 
         # Per-frame figures, each counted where it happens and queued until the frame leaves.

@@ -5,6 +5,8 @@ SPEC step 2: an event ``(c, y, x, d)`` adds ``d * w[o][c][ky][kx]`` to the accum
 position lies inside the frame.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -80,73 +82,37 @@ class FanoutAddressGenerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        load = Signal()     # the walk takes the decoded event in this cycle
+        decoded = self._decode(m, load)
+        walk = self._walk_state(m)
+        self._walk(m, walk, decoded, load)
+        m.d.comb += [
+            load.eq(decoded["valid"] & (~walk.busy | (self.updates.ready & walk.last_beat))),
+            self.events.ready.eq(~decoded["valid"] | load),
+        ]
+        return m
+
+    def _decode(self, m, load):
+        """The decode stage: the in-frame ranges of the next event (output rows y+pad down to
+        y-pad, clipped to the frame) computed into registers while the walk runs, so no range
+        arithmetic sits in front of the walk's registers. Holds an event until ``load``.
+        Returns the dict of its registers (``valid``: an event is decoded)."""
         h, w, k = self._height, self._width, self._kernel_size
         pad = k // 2
         event, update = self.events.payload, self.updates.payload
-
-        busy = Signal()
-        # The walk runs over output positions (descending as the tap index ascends) so that the
-        # beat's y and x are registers, not adders on the output path.
-        y = Signal.like(update.y)
-        x = Signal.like(update.x)
-        x_first = Signal.like(update.x)
-        x_last = Signal.like(update.x)
-        y_last = Signal.like(update.y)
-        tap = Signal.like(update.tap)
-        row_tap = Signal.like(update.tap)
-        group = Signal.like(update.group)
-        channel = Signal.like(update.channel)
-        delta = Signal(DELTA_SHAPE)
-        end_of_frame = Signal()
-
-        m.d.comb += [
-            self.updates.valid.eq(busy),
-            update.y.eq(y),
-            update.x.eq(x),
-            update.group.eq(group),
-            update.channel.eq(channel),
-            update.tap.eq(tap),
-            update.delta.eq(delta),
-            update.end_of_frame.eq(end_of_frame),
-        ]
-
-        # What the next transfer does, one-hot, kept as a register and worked out when the walk
-        # state changes: so the consumer's ready meets only this register on its way to the load
-        # enables (no comparator or flag logic in between).
-        last_beat, next_group, next_column, next_row = (Signal(name=n) for n in (
-            "last_beat", "next_group", "next_column", "next_row"))
-        transfer = self.updates.valid & self.updates.ready
-        groups_wrap = self.groups == 1
-
-        def after_position(column_at_end, row_at_end):
-            """Step kinds once the groups of a position are done."""
-            if not groups_wrap:
-                return [0, 1, 0, 0]
-            return [column_at_end & row_at_end, 0, ~column_at_end, column_at_end & ~row_at_end]
-
-        def set_kind(kinds):
-            m.d.sync += [flag.eq(value) for flag, value in
-                         zip((last_beat, next_group, next_column, next_row), kinds, strict=True)]
-
-        # Decode stage: the in-frame ranges of the next event (output rows y+pad down to y-pad,
-        # clipped to the frame) are computed into registers while the walk runs, so no range
-        # arithmetic sits in front of the walk's registers.
-        decoded = Signal()
-        decoded_eof = Signal()
-        decoded_channel = Signal.like(update.channel)
-        decoded_delta = Signal(DELTA_SHAPE)
-        first_y = Signal.like(update.y)
-        first_x = Signal.like(update.x)
-        last_y = Signal.like(update.y)
-        last_x = Signal.like(update.x)
-        first_tap = Signal.like(update.tap)
-        single_row = Signal()
-        single_col = Signal()
-        load = Signal()
-        m.d.comb += [
-            load.eq(decoded & (~busy | (self.updates.ready & last_beat))),
-            self.events.ready.eq(~decoded | load),
-        ]
+        decoded = {
+            "valid": Signal(name="decoded"),
+            "eof": Signal(name="decoded_eof"),
+            "channel": Signal.like(update.channel, name="decoded_channel"),
+            "delta": Signal(DELTA_SHAPE, name="decoded_delta"),
+            "first_y": Signal.like(update.y, name="first_y"),
+            "first_x": Signal.like(update.x, name="first_x"),
+            "last_y": Signal.like(update.y, name="last_y"),
+            "last_x": Signal.like(update.x, name="last_x"),
+            "first_tap": Signal.like(update.tap, name="first_tap"),
+            "single_row": Signal(name="single_row"),
+            "single_col": Signal(name="single_col"),
+        }
         with m.If(self.events.valid & self.events.ready):
             # Taps cut by the bottom/right border: max(0, y + pad - (h - 1)).
             cut_y = Mux(event.y > h - 1 - pad, event.y - (h - 1 - pad), 0)
@@ -156,81 +122,139 @@ class FanoutAddressGenerator(wiring.Component):
             bottom_y = Mux(event.y >= pad, event.y - pad, 0)
             bottom_x = Mux(event.x >= pad, event.x - pad, 0)
             m.d.sync += [
-                decoded_eof.eq(event.end_of_frame),
-                decoded_channel.eq(Mux(event.end_of_frame, 0, event.channel)),
-                decoded_delta.eq(Mux(event.end_of_frame, 0, event.delta)),
-                first_y.eq(top_y),
-                first_x.eq(top_x),
-                last_y.eq(bottom_y),
-                last_x.eq(bottom_x),
-                first_tap.eq(times(cut_y, k) + cut_x),
-                single_row.eq(top_y == bottom_y),
-                single_col.eq(top_x == bottom_x),
+                decoded["eof"].eq(event.end_of_frame),
+                decoded["channel"].eq(Mux(event.end_of_frame, 0, event.channel)),
+                decoded["delta"].eq(Mux(event.end_of_frame, 0, event.delta)),
+                decoded["first_y"].eq(top_y),
+                decoded["first_x"].eq(top_x),
+                decoded["last_y"].eq(bottom_y),
+                decoded["last_x"].eq(bottom_x),
+                decoded["first_tap"].eq(times(cut_y, k) + cut_x),
+                decoded["single_row"].eq(top_y == bottom_y),
+                decoded["single_col"].eq(top_x == bottom_x),
             ]
         with m.If(self.events.valid & self.events.ready):
-            m.d.sync += decoded.eq(1)
+            m.d.sync += decoded["valid"].eq(1)
         with m.Elif(load):
-            m.d.sync += decoded.eq(0)
+            m.d.sync += decoded["valid"].eq(0)
+        return decoded
 
-        # The walk: x and y count down to x_last and y_last; "at end" compares against the
-        # value after the step (x_last + 1 kept as a register).
-        x_stop = Signal(range(w + 1))
-        y_stop = Signal(range(h + 1))
-        single_column = Signal()
-        x_at_end = Signal()
-        y_at_end = Signal()
+    def _walk_state(self, m):
+        """The walk's registers, driving ``updates``. It runs over output positions (descending
+        as the tap index ascends) so that the beat's y and x are registers, not adders on the
+        output path. Returns them as a namespace."""
+        h, w = self._height, self._width
+        update = self.updates.payload
+        walk = SimpleNamespace(
+            busy=Signal(name="busy"),
+            y=Signal.like(update.y, name="y"),
+            x=Signal.like(update.x, name="x"),
+            x_first=Signal.like(update.x, name="x_first"),
+            x_last=Signal.like(update.x, name="x_last"),
+            y_last=Signal.like(update.y, name="y_last"),
+            tap=Signal.like(update.tap, name="tap"),
+            row_tap=Signal.like(update.tap, name="row_tap"),
+            group=Signal.like(update.group, name="group"),
+            channel=Signal.like(update.channel, name="channel"),
+            delta=Signal(DELTA_SHAPE, name="delta"),
+            end_of_frame=Signal(name="end_of_frame"),
+            # x and y count down to x_last and y_last; "at end" compares against the value
+            # after the step (x_last + 1 kept as a register).
+            x_stop=Signal(range(w + 1), name="x_stop"),
+            y_stop=Signal(range(h + 1), name="y_stop"),
+            single_column=Signal(name="single_column"),
+            x_at_end=Signal(name="x_at_end"),
+            y_at_end=Signal(name="y_at_end"),
+            # What the next transfer does, one-hot, kept as a register and worked out when the
+            # walk state changes: so the consumer's ready meets only this register on its way
+            # to the load enables (no comparator or flag logic in between).
+            last_beat=Signal(name="last_beat"),
+            next_group=Signal(name="next_group"),
+            next_column=Signal(name="next_column"),
+            next_row=Signal(name="next_row"),
+        )
+        m.d.comb += [
+            self.updates.valid.eq(walk.busy),
+            update.y.eq(walk.y),
+            update.x.eq(walk.x),
+            update.group.eq(walk.group),
+            update.channel.eq(walk.channel),
+            update.tap.eq(walk.tap),
+            update.delta.eq(walk.delta),
+            update.end_of_frame.eq(walk.end_of_frame),
+        ]
+        return walk
+
+    def _after_position(self, column_at_end, row_at_end):
+        """Step kinds (last beat, next group, next column, next row) once the groups of a
+        position are done."""
+        if self.groups != 1:
+            return [0, 1, 0, 0]
+        return [column_at_end & row_at_end, 0, ~column_at_end, column_at_end & ~row_at_end]
+
+    @staticmethod
+    def _set_kind(m, walk, kinds):
+        m.d.sync += [flag.eq(value) for flag, value in
+                     zip((walk.last_beat, walk.next_group, walk.next_column, walk.next_row),
+                         kinds, strict=True)]
+
+    def _walk(self, m, walk, decoded, load):
+        """The walk: loads the decoded event on ``load``, else steps on each transfer: the next
+        group, else the next column (x - 1), else the next row (y - 1)."""
+        k = self._kernel_size
         with m.If(load):
-            eof = decoded_eof
+            eof = decoded["eof"]
             m.d.sync += [
-                busy.eq(1),
-                end_of_frame.eq(eof),
-                group.eq(0),
-                x_at_end.eq(single_col),
-                y_at_end.eq(single_row),
-                channel.eq(decoded_channel),
-                delta.eq(decoded_delta),
-                y.eq(Mux(eof, 0, first_y)),
-                x.eq(Mux(eof, 0, first_x)),
-                x_first.eq(first_x),
-                y_last.eq(last_y),
-                x_last.eq(last_x),
-                x_stop.eq(last_x + 1),
-                y_stop.eq(last_y + 1),
-                single_column.eq(single_col),
-                tap.eq(Mux(eof, 0, first_tap)),
-                row_tap.eq(first_tap),
+                walk.busy.eq(1),
+                walk.end_of_frame.eq(eof),
+                walk.group.eq(0),
+                walk.x_at_end.eq(decoded["single_col"]),
+                walk.y_at_end.eq(decoded["single_row"]),
+                walk.channel.eq(decoded["channel"]),
+                walk.delta.eq(decoded["delta"]),
+                walk.y.eq(Mux(eof, 0, decoded["first_y"])),
+                walk.x.eq(Mux(eof, 0, decoded["first_x"])),
+                walk.x_first.eq(decoded["first_x"]),
+                walk.y_last.eq(decoded["last_y"]),
+                walk.x_last.eq(decoded["last_x"]),
+                walk.x_stop.eq(decoded["last_x"] + 1),
+                walk.y_stop.eq(decoded["last_y"] + 1),
+                walk.single_column.eq(decoded["single_col"]),
+                walk.tap.eq(Mux(eof, 0, decoded["first_tap"])),
+                walk.row_tap.eq(decoded["first_tap"]),
             ]
             with m.If(eof):
-                set_kind([1, 0, 0, 0])
+                self._set_kind(m, walk, [1, 0, 0, 0])
             with m.Else():
-                set_kind(after_position(single_col, single_row))
-        with m.Elif(transfer):
-            with m.If(last_beat):
-                m.d.sync += busy.eq(0)
-            with m.If(next_group):
-                at_end = group == self.groups - 2
-                m.d.sync += group.eq(group + 1)
+                self._set_kind(m, walk, self._after_position(decoded["single_col"],
+                                                             decoded["single_row"]))
+        with m.Elif(self.updates.valid & self.updates.ready):
+            with m.If(walk.last_beat):
+                m.d.sync += walk.busy.eq(0)
+            with m.If(walk.next_group):
+                at_end = walk.group == self.groups - 2
+                m.d.sync += walk.group.eq(walk.group + 1)
                 with m.If(at_end):
-                    set_kind([x_at_end & y_at_end, 0, ~x_at_end, x_at_end & ~y_at_end])
-            with m.If(next_column):
-                column_at_end = x == x_stop
+                    self._set_kind(m, walk, [walk.x_at_end & walk.y_at_end, 0, ~walk.x_at_end,
+                                             walk.x_at_end & ~walk.y_at_end])
+            with m.If(walk.next_column):
+                column_at_end = walk.x == walk.x_stop
                 m.d.sync += [
-                    group.eq(0),
-                    x.eq(x - 1),
-                    x_at_end.eq(column_at_end),
-                    tap.eq(tap + 1),
+                    walk.group.eq(0),
+                    walk.x.eq(walk.x - 1),
+                    walk.x_at_end.eq(column_at_end),
+                    walk.tap.eq(walk.tap + 1),
                 ]
-                set_kind(after_position(column_at_end, y_at_end))
-            with m.If(next_row):
-                row_at_end = y == y_stop
+                self._set_kind(m, walk, self._after_position(column_at_end, walk.y_at_end))
+            with m.If(walk.next_row):
+                row_at_end = walk.y == walk.y_stop
                 m.d.sync += [
-                    group.eq(0),
-                    x.eq(x_first),
-                    x_at_end.eq(single_column),
-                    y.eq(y - 1),
-                    y_at_end.eq(row_at_end),
-                    tap.eq(row_tap + k),
-                    row_tap.eq(row_tap + k),
+                    walk.group.eq(0),
+                    walk.x.eq(walk.x_first),
+                    walk.x_at_end.eq(walk.single_column),
+                    walk.y.eq(walk.y - 1),
+                    walk.y_at_end.eq(row_at_end),
+                    walk.tap.eq(walk.row_tap + k),
+                    walk.row_tap.eq(walk.row_tap + k),
                 ]
-                set_kind(after_position(single_column, row_at_end))
-        return m
+                self._set_kind(m, walk, self._after_position(walk.single_column, row_at_end))

@@ -150,6 +150,9 @@ class SparseMaxPool(wiring.Component):
         the stored map is not recomputed, so a new shift shows only in windows touched after
         the change (reset after changing it to restart from the reset state, as SPEC's fixed
         ``shift`` implies).
+    dense : In(1)
+        Dense mode (the contract's every-stage-dense baseline): every listed (window, group)
+        gives an event on every lane, its delta possibly 0. Change it only between frames.
 
     Raises
     ------
@@ -187,6 +190,7 @@ class SparseMaxPool(wiring.Component):
                                                  registered=target.ram_read_register)),
             "events": Out(EventStream(channels_out, self.height // 2, self.width // 2)),
             "shift": In(5),
+            "dense": In(1),
         })
 
     @staticmethod
@@ -517,6 +521,8 @@ class SparseMaxPool(wiring.Component):
         # Compare and write back. The clear writes the requantized bias.
         changed = Signal(lanes)
         delta = Signal(lane_deltas)
+        dense = Signal()
+        m.d.sync += dense.eq(self.dense)
         compared = advance & scaled_valid
         for j in range(lanes):
             bias = Const(self._bias[j], accumulator_shape)
@@ -525,7 +531,7 @@ class SparseMaxPool(wiring.Component):
                            bias)
             old = stored[j]
             m.d.comb += [
-                changed[j].eq(scaled[j] != old),
+                changed[j].eq(dense | (scaled[j] != old)),
                 delta[j].eq(scaled[j] - old),
                 pooled_writes[j].addr.eq(Mux(clearing, clear_address, scaled_address)),
                 pooled_writes[j].data.eq(Mux(clearing, _requantize(bias, self.shift), scaled[j])),

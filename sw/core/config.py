@@ -16,16 +16,20 @@ from eventconv.core.ranges import BIAS_MAX, BIAS_MIN, MAX_CHANNELS, ConfigError,
 __all__ = ["Config", "checked_config", "REQUIRED", "OPTIONAL"]
 
 REQUIRED = ("height", "width", "channels_in", "channels_out", "kernel_size", "weights")
-OPTIONAL = {"bias": None, "threshold": 0, "shift": 0, "mode": "event",
-            "pixels_per_cycle": 1, "lanes": 1}
+OPTIONAL = {"bias": None, "threshold": 0, "shift": 0, "mode": "event", "pool": 2,
+            "output_threshold": 0, "pixels_per_cycle": 1, "lanes": 1}
+POOLS = (1, 2)
 
 
 @dataclass(frozen=True, eq=False)
 class Config:
-    """One layer: conv K x K (stride 1, zero padding K//2), requantize, 2 x 2 max pool.
+    """One layer: conv K x K (stride 1, zero padding K//2), requantize, 2 x 2 max pool (or
+    none, ``pool`` 1), sparse output above ``output_threshold``.
 
-    Fields as in SPEC.md; ``pixels_per_cycle`` and ``lanes`` are hardware-only knobs that change
-    cycles and resources, never results.
+    Fields as in ``SPEC.md``; ``pixels_per_cycle`` and ``lanes`` are hardware-only knobs that
+    change cycles and resources, never results. A layer of a network
+    (:class:`eventconv.core.network.Network`) is a Config too, its size and input channels
+    derived from the layer before.
     """
 
     height: int
@@ -38,6 +42,8 @@ class Config:
     threshold: int = 0
     shift: int = 0
     mode: str = "event"
+    pool: int = 2
+    output_threshold: int = 0
     pixels_per_cycle: int = 1
     lanes: int = 1
     extra: dict = field(default_factory=dict, repr=False)
@@ -54,8 +60,9 @@ class Config:
             if key not in obj:
                 raise ConfigError(f"missing field {key!r}")
         k = ranges.one_of("kernel_size", obj["kernel_size"], ranges.KERNEL_SIZES)
-        height = ranges.frame_side("height", obj["height"], k)
-        width = ranges.frame_side("width", obj["width"], k)
+        pool = ranges.one_of("pool", obj.get("pool", 2), POOLS)
+        height = ranges.frame_side("height", obj["height"], k, pooled=pool == 2)
+        width = ranges.frame_side("width", obj["width"], k, pooled=pool == 2)
         cin = ranges.integer("channels_in", obj["channels_in"], 1, MAX_CHANNELS)
         cout = ranges.integer("channels_out", obj["channels_out"], 1, MAX_CHANNELS)
         weights = ranges.integer_array("weights", obj["weights"], (cout, cin, k, k), -128, 127)
@@ -64,6 +71,8 @@ class Config:
                 else ranges.integer_array("bias", bias, (cout,), BIAS_MIN, BIAS_MAX))
         threshold = ranges.integer("threshold", obj.get("threshold", 0), 0, 255)
         shift = ranges.integer("shift", obj.get("shift", 0), 0, 31)
+        output_threshold = ranges.integer("output_threshold", obj.get("output_threshold", 0),
+                                          0, 255)
         mode = obj.get("mode", "event")
         if mode not in ("event", "dense"):
             raise ConfigError(f"mode must be \"event\" or \"dense\", not {mode!r}")
@@ -72,8 +81,8 @@ class Config:
         lanes = ranges.lanes_divide("lanes", obj.get("lanes", 1), cout)
         return cls(height=height, width=width, channels_in=cin,
                    channels_out=cout, kernel_size=k, weights=weights, bias=bias,
-                   threshold=threshold, shift=shift, mode=mode, pixels_per_cycle=ppc,
-                   lanes=lanes)
+                   threshold=threshold, shift=shift, mode=mode, pool=pool,
+                   output_threshold=output_threshold, pixels_per_cycle=ppc, lanes=lanes)
 
     @classmethod
     def from_json(cls, path):
@@ -91,10 +100,16 @@ class Config:
                 "channels_out": self.channels_out, "kernel_size": self.kernel_size,
                 "weights": self.weights.tolist(), "bias": self.bias.tolist(),
                 "threshold": self.threshold, "shift": self.shift, "mode": self.mode,
+                "pool": self.pool, "output_threshold": self.output_threshold,
                 "pixels_per_cycle": self.pixels_per_cycle, "lanes": self.lanes}
 
     def replace(self, **changes):
         return Config.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def output_shape(self):
+        """(Cout, H', W') of the map the layer emits: the frame size divided by ``pool``."""
+        return (self.channels_out, self.height // self.pool, self.width // self.pool)
 
     @property
     def pad(self):

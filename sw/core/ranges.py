@@ -59,11 +59,12 @@ def boolean(name, value):
     return value
 
 
-def frame_side(name, value, kernel_size=1):
-    """A frame height or width: even (2 x 2 pooling), at least the kernel and 2."""
-    low = max(kernel_size, 2)
+def frame_side(name, value, kernel_size=1, *, pooled=True):
+    """A frame height or width: at least the kernel; where it is pooled by 2 x 2, even and at
+    least 2."""
+    low = max(kernel_size, 2) if pooled else kernel_size
     value = integer(name, value, low, MAX_FRAME_SIDE)
-    if value % 2:
+    if pooled and value % 2:
         raise ConfigError(f"{name} must be even (2 x 2 pooling) and in "
                           f"{low}..{MAX_FRAME_SIDE}, not {value}")
     return value

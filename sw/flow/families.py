@@ -5,6 +5,7 @@ a report lists, the bitstream's name, the netlist pass between synthesis and pla
 from dataclasses import dataclass
 
 from eventconv.flow.ecp5_outreg import absorb_file
+from eventconv.flow.verilog import ECP5_PRIMITIVES
 
 __all__ = ["FamilyFlow", "FAMILIES"]
 
@@ -25,6 +26,9 @@ class FamilyFlow:
         The bitstream file a board build writes.
     netlist_pass : callable or None
         Run on Yosys's JSON netlist before place and route; returns ``(done, skipped)``.
+    primitives : object or None
+        The platform a block placed alone is elaborated for, so that it instantiates the
+        family's primitives as a board build does (board builds use the real platform).
     """
 
     synth_command: str
@@ -34,6 +38,7 @@ class FamilyFlow:
     resources: tuple
     bitstream: str
     netlist_pass: object = None
+    primitives: object = None
 
 
 FAMILIES = {
@@ -55,5 +60,5 @@ FAMILIES = {
          ("block RAM (18 kbit)", "DP16KD"), ("distributed RAM (LUT)", "TRELLIS_RAMW"),
          ("DSP (18 x 18 multiplier)", "MULT18X18D"), ("PLL", "EHXPLLL"),
          ("I/O", "TRELLIS_IO")),
-        "top.bit", absorb_file),
+        "top.bit", absorb_file, ECP5_PRIMITIVES),
 }

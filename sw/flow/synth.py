@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from eventconv.flow.families import FAMILIES
@@ -122,72 +123,71 @@ def synthesize_only(build_dir):
     _run_steps(build_dir, "synthesize.sh", lambda line: line.startswith('"$YOSYS"'))
 
 
-def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
-    """Build ``board``'s bitstream for ``config`` (None: the board's default layer).
-
-    Returns the report (as written to ``report.json``). Raises :class:`SynthError`.
-    """
-    if board not in BOARDS:
-        raise SynthError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
-    spec = BOARDS[board]
-    flow = FAMILIES[spec.family]
-    top = EventConvBoard(board, config, clock_frequency=clock_frequency)
-    platform = spec.create_platform()
-    build_dir = Path(build_root) / board
-    build_dir.mkdir(parents=True, exist_ok=True)
-    absorbed, skipped = [], {}
-    options = {}        # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges
-    if flow.synth_options:
-        options["synth_opts"] = flow.synth_options
+@contextmanager
+def _tools_on_path():
+    """The YoWASP tools in the environment for the platform's build script, then restored."""
     saved = dict(os.environ)
     os.environ.update(tool_environment())
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    print(f"eventconv synth: building {board} ({spec.platform.split(':')[1]}) in {build_dir}",
-          file=sys.stderr)
-    start = time.monotonic()
     try:
-        # nextpnr's placer sometimes fails to legalise a nearly full iCE40 with one seed and
-        # succeeds with another, and its result on a nearly full device moves by several MHz
-        # from seed to seed: seeds are tried in turn until one places and meets the clock
-        # (every seed tried is in the report; the build is deterministic for a given seed).
-        tried = []
-        for attempt, seed in enumerate(PLACEMENT_SEEDS):
-            last = attempt + 1 == len(PLACEMENT_SEEDS)
-            try:
-                if attempt == 0:
-                    options["nextpnr_opts"] = f"--timing-allow-fail --seed {seed}"
-                    plan = platform.build(top, name="top", build_dir=str(build_dir),
-                                          do_build=False, **options)
-                    plan.extract(str(build_dir))
-                    synthesize_only(build_dir)
-                    if flow.netlist_pass is not None:
-                        absorbed, skipped = flow.netlist_pass(build_dir / "top.json")
-                    place_again(build_dir, seed)
-                else:
-                    place_again(build_dir, seed)
-            except Exception as e:
-                log = build_dir / "top.tim"
-                text = log.read_text() if log.exists() else ""
-                placement = "legal placement" in text or "failed to place" in text
-                if placement and not last:
-                    tried.append({"seed": seed, "max_mhz": None})
-                    print(f"eventconv synth: placement failed with seed {seed}, trying again",
-                          file=sys.stderr)
-                    continue
-                raise SynthError(f"{board}: the build failed ({e}); nextpnr log tail:\n"
-                                 f"{text[-2000:]}") from e
-            _, seed_clocks = parse_nextpnr_log((build_dir / "top.tim").read_text())
-            seed_fmax = max(seed_clocks.values(), key=lambda v: v[1])[0] if seed_clocks else 0
-            tried.append({"seed": seed, "max_mhz": seed_fmax})
-            if seed_fmax >= top.clock_frequency / 1e6 or last:
-                break
-            print(f"eventconv synth: seed {seed} gives {seed_fmax:.2f} MHz < "
-                  f"{top.clock_frequency / 1e6:.2f} MHz, trying the next seed", file=sys.stderr)
+        yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    seconds = time.monotonic() - start
 
+
+def _seed_fmax(build_dir):
+    _, clocks = parse_nextpnr_log((Path(build_dir) / "top.tim").read_text())
+    return max(clocks.values(), key=lambda v: v[1])[0] if clocks else 0
+
+
+def _build_trying_seeds(top, platform, flow, build_dir, board):
+    """Synthesise once, then place and route with :data:`PLACEMENT_SEEDS` in turn until one
+    places and meets the clock. Returns ``(tried, absorbed, skipped)``: every seed tried with
+    its result, and what the family's netlist pass did.
+
+    nextpnr's placer sometimes fails to legalise a nearly full iCE40 with one seed and succeeds
+    with another, and its result on a nearly full device moves by several MHz from seed to
+    seed; the build is deterministic for a given seed, and every seed tried is reported.
+    """
+    absorbed, skipped, tried = [], {}, []
+    # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges.
+    options = {"nextpnr_opts": f"--timing-allow-fail --seed {PLACEMENT_SEEDS[0]}"}
+    if flow.synth_options:
+        options["synth_opts"] = flow.synth_options
+    for attempt, seed in enumerate(PLACEMENT_SEEDS):
+        last = attempt + 1 == len(PLACEMENT_SEEDS)
+        try:
+            if attempt == 0:
+                plan = platform.build(top, name="top", build_dir=str(build_dir),
+                                      do_build=False, **options)
+                plan.extract(str(build_dir))
+                synthesize_only(build_dir)
+                if flow.netlist_pass is not None:
+                    absorbed, skipped = flow.netlist_pass(build_dir / "top.json")
+            place_again(build_dir, seed)
+        except Exception as e:
+            log = build_dir / "top.tim"
+            text = log.read_text() if log.exists() else ""
+            placement = "legal placement" in text or "failed to place" in text
+            if placement and not last:
+                tried.append({"seed": seed, "max_mhz": None})
+                print(f"eventconv synth: placement failed with seed {seed}, trying again",
+                      file=sys.stderr)
+                continue
+            raise SynthError(f"{board}: the build failed ({e}); nextpnr log tail:\n"
+                             f"{text[-2000:]}") from e
+        fmax = _seed_fmax(build_dir)
+        tried.append({"seed": seed, "max_mhz": fmax})
+        if fmax >= top.clock_frequency / 1e6 or last:
+            break
+        print(f"eventconv synth: seed {seed} gives {fmax:.2f} MHz < "
+              f"{top.clock_frequency / 1e6:.2f} MHz, trying the next seed", file=sys.stderr)
+    return tried, absorbed, skipped
+
+
+def _report(board, top, platform, flow, build_dir, tried, seconds):
+    """The report of a finished build (``report.json``), problems not yet judged."""
     resources, clocks = parse_nextpnr_log((build_dir / "top.tim").read_text())
     # The engine clock is the only clock of the design (the oscillator only feeds the PLL).
     if not clocks:
@@ -195,7 +195,7 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
     clock_name, (fmax, target) = max(clocks.items(), key=lambda item: item[1][1])
     design_mhz = top.clock_frequency / 1e6
     c = top.config
-    report = {
+    return {
         "board": board, "device": f"{platform.device}-{platform.package}",
         "configuration": {"height": c.height, "width": c.width, "channels_in": c.channels_in,
                           "channels_out": c.channels_out, "kernel_size": c.kernel_size,
@@ -213,20 +213,47 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
         "bitstream": str(build_dir / flow.bitstream),
         "build_seconds": round(seconds, 1),
     }
-    if flow.netlist_pass is not None:
-        report["ram_output_registers"] = {"absorbed": len(absorbed), "skipped": skipped}
+
+
+def _problems(report, board, build_dir):
+    """What makes the build unusable: pins, timing, memories left as flip-flops."""
     problems = []
     try:
         report["pins"] = check_constraints(board, build_dir)
     except SynthError as e:
         report["pins"] = str(e)
         problems.append(str(e))
-    if not report["clock"]["met"]:
-        problems.append(f"timing not met: max {fmax:.2f} MHz < design clock "
-                        f"{design_mhz:.2f} MHz (nextpnr log {build_dir / 'top.tim'})")
+    clock = report["clock"]
+    if not clock["met"]:
+        problems.append(f"timing not met: max {clock['max_mhz']:.2f} MHz < design clock "
+                        f"{clock['design_mhz']:.2f} MHz (nextpnr log {build_dir / 'top.tim'})")
     if report["unmapped_memories"]:
         problems.append(f"memories not mapped to RAM: {report['unmapped_memories']}")
-    report["problems"] = problems
+    return problems
+
+
+def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
+    """Build ``board``'s bitstream for ``config`` (None: the board's default layer).
+
+    Returns the report (as written to ``report.json``). Raises :class:`SynthError`.
+    """
+    if board not in BOARDS:
+        raise SynthError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    spec = BOARDS[board]
+    flow = FAMILIES[spec.family]
+    top = EventConvBoard(board, config, clock_frequency=clock_frequency)
+    platform = spec.create_platform()
+    build_dir = Path(build_root) / board
+    build_dir.mkdir(parents=True, exist_ok=True)
+    print(f"eventconv synth: building {board} ({spec.platform.split(':')[1]}) in {build_dir}",
+          file=sys.stderr)
+    start = time.monotonic()
+    with _tools_on_path():
+        tried, absorbed, skipped = _build_trying_seeds(top, platform, flow, build_dir, board)
+    report = _report(board, top, platform, flow, build_dir, tried, time.monotonic() - start)
+    if flow.netlist_pass is not None:
+        report["ram_output_registers"] = {"absorbed": len(absorbed), "skipped": skipped}
+    report["problems"] = problems = _problems(report, board, build_dir)
     (build_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (build_dir / "report.md").write_text(report_markdown(report))
     print((build_dir / "report.md").read_text(), file=sys.stderr)

@@ -25,7 +25,6 @@ from amaranth.lib.wiring import In, Out
 from eventconv.core.config import Config
 from eventconv.flow.families import FAMILIES
 from eventconv.flow.tools import tool_environment
-from eventconv.flow.verilog import ECP5_PRIMITIVES
 from eventconv.hw.board.core import BoardCore
 from eventconv.hw.boards import BOARDS, board_named
 from eventconv.hw.layer.accumulator import AccumulatorUnit
@@ -113,10 +112,8 @@ def block_timing(dut, family, mhz, workdir, seed=1):
     top.submodules.harness = harness = BlockHarness(dut)
     clk, rst = sync.clk, sync.rst
     flow = FAMILIES[family]
-    # On the ECP5, elaborated as a board build is: with its primitives (the MULT18X18D).
     (workdir / "top.il").write_text(rtlil.convert(
-        top, name="top", ports=[clk, rst, harness.si, harness.so],
-        platform=ECP5_PRIMITIVES if family == "ecp5" else None))
+        top, name="top", ports=[clk, rst, harness.si, harness.so], platform=flow.primitives))
     tools = tool_environment()
     yosys = tools["YOSYS"]
     pnr = [tools[flow.nextpnr], *flow.nextpnr_device]
