@@ -18,12 +18,11 @@ __all__ = ["EventConvEngine", "CYCLE_COUNTER_WIDTH"]
 
 CYCLE_COUNTER_WIDTH = 32
 # A frame's first pixel waits until the frame before it has left (its end-of-frame beat given),
-# so SPEC's per-frame `cycles` is the frame's own cost, never time spent queued behind the frame
-# before it. Measured on the real clip (64x48, K=3, Cout=8, 8 lanes, 4 pixels/clock): with up
-# to 4 frames in flight the median figure was 5-7 % higher (it then counts time spent queued).
+# so the contract's per-frame `cycles` is the frame's own cost, never time spent queued behind
+# the frame before it.
 FRAMES_IN_FLIGHT = 1
 # Events wait here while the fan-out works through the taps of earlier ones, so the scan goes
-# on; 64 took a sparse frame of the same run from 1263 cycles (depth 16) to 1078.
+# on (a deeper queue stalls the scan less on sparse frames; the bench measures it).
 EVENT_QUEUE_DEPTH = 64
 SETTLE_MARGIN = 16
 
@@ -131,8 +130,7 @@ class EventConvEngine(wiring.Component):
         ]
         # The queue's RAM data goes straight into the fan-out's range arithmetic otherwise.
         # The register slices' skid registers load from a flip-flop enable
-        # (``skid_loads_when_empty``), on both families: UP5K seeds 1-5 give 49.44 / 47.50 /
-        # 45.92 / 48.72 / 49.49 MHz with it, 47.75 / 50.05 / 48.79 / 46.83 / 44.22 without.
+        # (``skid_loads_when_empty``), on both families: a better UP5K spread over seeds.
         m.submodules.event_register = event_register = StreamRegister(
             detector.events.payload.shape(), skid_loads_when_empty=True)
         m.d.comb += [
