@@ -1,21 +1,5 @@
-"""``python -m eventconv.bench`` (``make bench``): event mode against dense mode on real video.
-
-One run measures, side by side on the same design and the same frames of the bundled real clip
-(OpenCV's ``vtest.avi``, 64 x 48, K = 3, Cout = 8 filter bank, threshold 8):
-
-* per-frame events, accumulate ops and RTL cycles in event and dense mode;
-* several hardware knob settings (accumulate lanes x pixels per clock) and how close each gets
-  to the bound ``max(pixels / pixels_per_cycle, macs / lanes)``;
-* the work saved versus the threshold, with the pooled-output error against a dense layer on
-  the raw frames;
-* an energy estimate per frame (:mod:`eventconv.bench.energy`);
-* RTL simulation speed under Verilator and Icarus (medians of repeated runs).
-
-It writes ``report.md`` and PNG plots into ``--out`` (default ``build/bench``). Every RTL run is
-also checked against the golden model (counts and pooled maps), so a figure never comes from a
-broken design. ``--backend model`` runs everything without RTL (no cycles, no speed): the fast
-path of the tests.
-"""
+"""The benchmark's measurements (:mod:`eventconv.bench.cli` says what one run measures and
+writes): each run checked against the golden model, and the figures derived from them."""
 
 import importlib.metadata
 import os

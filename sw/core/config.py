@@ -13,7 +13,7 @@ import numpy as np
 from eventconv.core import ranges
 from eventconv.core.ranges import BIAS_MAX, BIAS_MIN, MAX_CHANNELS, ConfigError, ConfigTypeError
 
-__all__ = ["Config", "checked_config", "REQUIRED", "OPTIONAL"]
+__all__ = ["Config", "checked_config", "read_json", "REQUIRED", "OPTIONAL"]
 
 REQUIRED = ("height", "width", "channels_in", "channels_out", "kernel_size", "weights")
 OPTIONAL = {"bias": None, "threshold": 0, "shift": 0, "mode": "event", "pool": 2,
@@ -86,14 +86,7 @@ class Config:
 
     @classmethod
     def from_json(cls, path):
-        try:
-            with open(path) as f:
-                obj = json.load(f)
-        except OSError as e:
-            raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config: {path} is not valid JSON ({e})") from None
-        return cls.from_dict(obj)
+        return cls.from_dict(read_json(path))
 
     def to_dict(self):
         return {"height": self.height, "width": self.width, "channels_in": self.channels_in,
@@ -159,6 +152,17 @@ class Config:
         if frames.shape[0] < 1:
             raise ConfigError("frames must hold at least one frame (T >= 1), not T = 0")
         return frames.reshape(frames.shape[0], self.channels_in, self.height, self.width)
+
+
+def read_json(path):
+    """The JSON value in the file ``path``, or a ConfigError naming the file and the fault."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid JSON ({e})") from None
 
 
 def checked_config(config):

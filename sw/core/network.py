@@ -8,11 +8,10 @@ without ``layers`` is the one-layer form: a network of that one layer (:attr:`Ne
 whose results keep the one-layer ``OUT.npz``.
 """
 
-import json
 from dataclasses import dataclass
 
 from eventconv.core import ranges
-from eventconv.core.config import Config
+from eventconv.core.config import Config, read_json
 from eventconv.core.ranges import MAX_CHANNELS, ConfigError
 
 __all__ = ["Network", "MAX_LAYERS", "NETWORK_FIELDS", "LAYER_FIELDS", "load_network"]
@@ -70,14 +69,7 @@ class Network:
 
     @classmethod
     def from_json(cls, path):
-        try:
-            with open(path) as f:
-                obj = json.load(f)
-        except OSError as e:
-            raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config: {path} is not valid JSON ({e})") from None
-        return cls.from_dict(obj)
+        return cls.from_dict(read_json(path))
 
     @classmethod
     def of(cls, config):
