@@ -14,7 +14,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from eventconv.core.config import Config
+from eventconv.core.network import Network
 from eventconv.hw.layouts import event_layout, pixel_layout
 from eventconv.sim.case import read_case
 from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
@@ -60,28 +60,38 @@ class EngineBench:
     """Driver, monitor, reset and figures of one
     :class:`~eventconv.hw.layer.engine.EventConvEngine`."""
 
-    FIGURES = ("frame_events_in", "frame_macs", "frame_events_out", "frame_cycles")
+    LAYER_FIGURES = ("frame_events_in", "frame_macs", "frame_events_out")
 
-    def __init__(self, dut, config, *, seed=0, idle=0.0, stall=0.0):
-        self.dut, self.config = dut, config
+    def __init__(self, dut, network, *, seed=0, idle=0.0, stall=0.0):
+        self.dut, self.network = dut, network
         rng = random.Random(seed)
         self.driver = StreamDriver(dut, "pixels", rng=random.Random(rng.random()), idle=idle)
         self.monitor = StreamMonitor(dut, "events", rng=random.Random(rng.random()), stall=stall)
-        self.decode = FieldDecoder(event_layout(config.channels_out, config.height // 2,
-                                                config.width // 2))
+        self.decode = FieldDecoder(event_layout(*network.output_shape))
 
-    async def reset(self, *, threshold=None, shift=None, dense=None):
-        c = self.config
-        self.dut.threshold.value = c.threshold if threshold is None else threshold
-        self.dut.shift.value = c.shift if shift is None else shift
-        self.dut.dense.value = int(c.mode == "dense") if dense is None else dense
+    async def reset(self):
+        """Reset with the network's knobs on the runtime inputs, one element per layer."""
+        layers = self.network.layers
+        self.dut.threshold.value = layers[0].threshold
+        self.dut.dense.value = int(layers[0].mode == "dense")
+        self.dut.shift.value = sum(c.shift << (5 * i) for i, c in enumerate(layers))
+        self.dut.output_threshold.value = sum(c.output_threshold << (8 * i)
+                                              for i, c in enumerate(layers))
         start_clock(self.dut)
         await reset(self.dut)
 
     async def send_frames(self, frames):
         """Stream frames (T, Cin, H, W) uint8 into the engine, back to back."""
         for frame in frames:
-            await self.driver.send_all(pixel_beats(frame, self.config.pixels_per_cycle))
+            await self.driver.send_all(pixel_beats(frame, self.network.first.pixels_per_cycle))
+
+    def layer_figure(self, name):
+        """A per-layer figure as a list, layer by layer (a port of L equal-width elements)."""
+        port = getattr(self.dut, name)
+        count = len(self.network.layers)
+        width = len(port) // count
+        value = int(port.value)
+        return [(value >> (width * i)) & ((1 << width) - 1) for i in range(count)]
 
     async def receive_frame(self):
         """Output events of the next frame, as (o, py, px, delta) tuples, and its figures."""
@@ -92,7 +102,8 @@ class EngineBench:
                 break
             events.append((beat["channel"], beat["y"], beat["x"], beat["delta"]))
         await ReadOnly()
-        figures = {name: int(getattr(self.dut, name).value) for name in self.FIGURES}
+        figures = {name: self.layer_figure(name) for name in self.LAYER_FIGURES}
+        figures["frame_cycles"] = int(self.dut.frame_cycles.value)
         await RisingEdge(self.dut.clk)
         return events, figures
 
@@ -101,9 +112,9 @@ class EngineBench:
 async def run_frames(dut):
     """Case: {"config": {...}, "frames": path.npy, "idle", "stall", "seed", "progress": path}."""
     case = read_case()
-    config = Config.from_dict(case["config"])
-    frames = config.check_frames(np.load(case["frames"]))
-    bench = EngineBench(dut, config, seed=case.get("seed", 0), idle=case.get("idle", 0.0),
+    network = Network.from_dict(case["config"])
+    frames = network.check_frames(np.load(case["frames"]))
+    bench = EngineBench(dut, network, seed=case.get("seed", 0), idle=case.get("idle", 0.0),
                         stall=case.get("stall", 0.0))
     await bench.reset()
     sender = cocotb.start_soon(bench.send_frames(frames))

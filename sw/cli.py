@@ -21,6 +21,7 @@ from eventconv.flow.synth import synth_board
 from eventconv.hw.boards import BOARDS
 from eventconv.hw.target import TARGETS
 from eventconv.protocol.codec import LinkError
+from eventconv.recordings import RecordingError, count_frames, read_recording
 from eventconv.sim.runner import SimulatorMissing
 
 BACKENDS = ("model", "rtl", "board")
@@ -47,6 +48,28 @@ def load_frames(path):
     return frames
 
 
+def recording_frames(network, path, quiet=False):
+    """The frames (FRAMES.npy layout) of the event-camera recording ``path``, made by the
+    config's ``events`` object (SPEC "Event-camera input"); the count of events dropped outside
+    the frame goes to stderr."""
+    if network.events is None:
+        raise UsageError("--events needs an 'events' object in the config: {\"window_us\": W "
+                         "(>= 1), \"step\": S (1..255, default 1), \"downsample\": D (1..64, "
+                         "default 1)}")
+    first = network.first
+    try:
+        recording = read_recording(path)
+        frames, dropped = count_frames(recording, network.events, height=first.height,
+                                       width=first.width, channels_in=first.channels_in)
+    except RecordingError as e:
+        raise UsageError(f"--events: {e}") from None
+    if not quiet:
+        print(f"--events: {len(recording)} {recording.format} events in {len(frames)} windows "
+              f"of {network.events.window_us} us; {dropped} outside the {first.height} x "
+              f"{first.width} frame dropped", file=sys.stderr)
+    return frames.reshape(first.frames_shape(len(frames)))
+
+
 def check_out_path(path):
     parent = Path(path).resolve().parent
     if not parent.is_dir():
@@ -64,22 +87,24 @@ def one_layer(network, what):
 
 def cmd_run(args):
     network = Network.from_json(args.config)
-    frames = load_frames(args.frames)
+    frames = (recording_frames(network, args.events, args.quiet) if args.events is not None
+              else load_frames(args.frames))
     network.check_frames(frames)
     check_out_path(args.out)
     if args.backend == "model":
         result = model_backend.run(network, frames)
     elif args.backend == "rtl":
-        result = rtl_backend.run(one_layer(network, "--backend rtl"), frames,
-                                 simulator=args.simulator, progress=not args.quiet)
+        result = rtl_backend.run(network, frames, simulator=args.simulator,
+                                 progress=not args.quiet)
     elif args.backend == "board":
         if not args.port:
             raise UsageError("--backend board needs --port PORT (the board's serial port, "
-                             "e.g. /dev/ttyUSB1 for an iCEBreaker)")
+                             "e.g. /dev/ttyUSB1 for an iCEBreaker, or 'sim' for the "
+                             "simulated board)")
         try:
             result = board_backend.run(one_layer(network, "--backend board"), frames,
                                        port=args.port, baud_rate=args.baud,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet, simulator=args.simulator)
         except LinkError as e:
             print(f"eventconv: error: {e}", file=sys.stderr)
             return 1
@@ -99,7 +124,7 @@ def summary_line(result):
 
 
 def cmd_export(args):
-    config = one_layer(Network.from_json(args.config), "export")
+    config = Network.from_json(args.config)
     check_out_path(args.output)
     for path in export_engine(config, args.output, name=args.name,
                               target=TARGETS[args.target]):
@@ -126,6 +151,17 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_import(args):
+    # onnx and onnxruntime take about a second to load: only this command imports them.
+    from eventconv.importer import import_onnx
+
+    for path in import_onnx(args.model, args.calibrate, args.output,
+                            input_scale=args.input_scale, threshold=args.threshold,
+                            saturation=args.saturation):
+        print(path)
+    return 0
+
+
 def build_parser():
     parser = _Parser(
         prog="eventconv",
@@ -135,19 +171,28 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run frames through the model or the simulated RTL",
-                         description="Run a layer over frames; write pooled maps and per-frame "
+                         description="Run a layer over frames (or an event-camera recording "
+                                     "made into frames); write pooled maps and per-frame "
                                      "counts (events_in, events_out, macs, and cycles for rtl).")
     run.add_argument("--config", required=True, metavar="CFG.json",
                      help="layer configuration (fields: eventconv/core/SPEC.md)")
-    run.add_argument("--frames", required=True, metavar="FRAMES.npy",
-                     help="uint8 frames, (T, H, W) if channels_in == 1 else (T, Cin, H, W)")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--frames", metavar="FRAMES.npy",
+                        help="uint8 frames, (T, H, W) if channels_in == 1 else (T, Cin, H, W)")
+    source.add_argument("--events", metavar="REC",
+                        help="an event-camera recording instead of frames: iniVation AEDAT4, "
+                             "Prophesee EVT3 .raw, or .npy with integer fields t, x, y, p; made "
+                             "into frames by the config's 'events' object (window_us, step, "
+                             "downsample)")
     run.add_argument("--backend", required=True, choices=BACKENDS,
                      help="model: the numpy golden model; rtl: the exported Verilog under cocotb; "
                           "board: a board running `make synth`'s bitstream, over its serial port")
     run.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"),
                      help="HDL simulator for --backend rtl (default icarus)")
     run.add_argument("--port", metavar="PORT",
-                     help="serial port of the board for --backend board (device or pyserial URL)")
+                     help="serial port of the board for --backend board (device or pyserial "
+                          "URL), or 'sim': the board's gateware simulated behind the same "
+                          "driver")
     run.add_argument("--baud", type=int, default=1_000_000,
                      help="UART rate the board was built with (default 1000000)")
     run.add_argument("--out", required=True, metavar="OUT.npz", help="results file to write")
@@ -180,6 +225,25 @@ def build_parser():
     demo.add_argument("--clip", default="vtest_64x48", choices=("vtest_64x48", "vtest_32x32"))
     demo.add_argument("--threshold", type=int, default=8)
     demo.set_defaults(func=cmd_demo)
+
+    imp = sub.add_parser("import", help="import a trained ONNX model as a network, calibrated",
+                         description="Read an ONNX graph (Conv -> Relu [-> MaxPool 2x2] per "
+                                     "layer, float or QDQ), quantize it on calibration frames "
+                                     "and write NET.json with its accuracy report NET.md and "
+                                     "NET.report.json (eventconv against onnxruntime).")
+    imp.add_argument("model", metavar="MODEL.onnx")
+    imp.add_argument("--calibrate", required=True, metavar="FRAMES.npy",
+                     help="uint8 frames, (T, H, W) or (T, C, H, W), e.g. 20 of the camera's")
+    imp.add_argument("-o", "--output", required=True, metavar="NET.json")
+    imp.add_argument("--input-scale", default="1/255", metavar="S",
+                     help="the model's float input is uint8 pixel x S (default 1/255)")
+    imp.add_argument("--threshold", type=int, default=0,
+                     help="the network's input threshold T (default 0: exactly the dense "
+                          "quantized network)")
+    imp.add_argument("--saturation", type=float, default=0.001, metavar="F",
+                     help="largest fraction of a layer's outputs that may clip at 255 on the "
+                          "calibration frames (default 0.001)")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

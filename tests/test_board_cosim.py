@@ -145,3 +145,24 @@ def test_board_dense_mode_two_pixels_per_cycle(changes, ram_read_register):
                          target=ECP5 if ram_read_register else GENERIC) as board:
         link = BoardLink(board, config, timeout=TIMEOUT)
         assert_equals_model(config, frames, link.run(frames))
+
+
+def test_cli_port_sim_runs_the_simulated_board(tmp_path, monkeypatch):
+    """``--backend board --port sim``: the board's gateware (UART, link, engine) built for the
+    config and simulated behind the real driver; OUT.npz equals the model's."""
+    import json
+
+    from eventconv.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(BUILD.parent / "cache"))
+    config = layer(seed=8, lanes=3)
+    frames = video(8, 4, config)
+    (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
+    np.save(tmp_path / "frames.npy", frames)
+    out = tmp_path / "out.npz"
+    assert main(["run", "--config", str(tmp_path / "cfg.json"), "--frames",
+                 str(tmp_path / "frames.npy"), "--backend", "board", "--port", "sim",
+                 "--out", str(out), "--quiet"]) == 0
+    board, model = np.load(out), run_model(config, frames)
+    assert sorted(board.files) == sorted(model)
+    for key in model:
+        np.testing.assert_array_equal(board[key], model[key], err_msg=key)

@@ -181,16 +181,26 @@ def test_bad_network_exits_2_naming_the_layer_field(job, capsys, changes, messag
     assert not out.exists()
 
 
-@pytest.mark.parametrize("make_config, message", [
-    (lambda path: network_config(path), "--backend rtl takes one layer in this version, not a "
-                                        "network of 2 layers"),
-    (lambda path: write_config(path, pool=1), "pool must be 2 for the gateware in this version"),
-    (lambda path: write_config(path, output_threshold=3),
-     "output_threshold must be 0 for the gateware in this version"),
+@pytest.mark.parametrize("backend_args, message", [
+    (("--backend", "board", "--port", "/dev/null"),
+     "--backend board takes one layer in this version, not a network of 2 layers"),
 ])
-def test_what_the_gateware_does_not_build_yet_is_refused(job, capsys, make_config, message):
+def test_what_the_gateware_does_not_build_yet_is_refused(job, capsys, backend_args, message):
     _, _, frames, out = job
-    err = refuse(capsys, "run", "--config", make_config(out.parent), "--frames", frames,
-                 "--backend", "rtl", "--out", out)
+    err = refuse(capsys, "run", "--config", network_config(out.parent), "--frames", frames,
+                 *backend_args, "--out", out)
     assert message in err
     assert not out.exists()
+
+
+def test_gateware_refuses_an_odd_size_it_cannot_bank(tmp_path, capsys):
+    """The model runs a pool-1 layer of odd size; the gateware banks by 2 x 2 and says so."""
+    path = write_config(tmp_path, height=31, width=32, pool=1)
+    np.save(tmp_path / "frames.npy", np.zeros((2, 31, 32), np.uint8))
+    out = tmp_path / "out.npz"
+    err = refuse(capsys, "run", "--config", path, "--frames", tmp_path / "frames.npy",
+                 "--backend", "rtl", "--out", out)
+    assert "height must be even for the gateware in this version, not 31" in err
+    assert not out.exists()
+    assert main(["run", "--config", str(path), "--frames", str(tmp_path / "frames.npy"),
+                 "--backend", "model", "--out", str(out), "--quiet"]) == 0

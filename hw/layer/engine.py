@@ -1,178 +1,196 @@
-"""The whole layer: DeltaDetector -> FanoutAddressGenerator -> AccumulatorUnit -> SparseMaxPool."""
+"""The engine: DeltaDetector -> layer 1 -> ... -> layer L, each layer an :class:`EventLayer`."""
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from eventconv.core.config import checked_config
+from eventconv.core.network import Network
 from eventconv.core.ranges import ConfigError
-from eventconv.hw.layer.accumulator import AccumulatorUnit
 from eventconv.hw.layer.delta_detector import DeltaDetector
-from eventconv.hw.layer.fanout import FanoutAddressGenerator
-from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
+from eventconv.hw.layer.layer import EVENT_QUEUE_DEPTH, EventLayer
 from eventconv.hw.layouts import EventStream, PixelStream
 from eventconv.hw.primitives.stream_register import StreamRegister
 from eventconv.hw.target import GENERIC, checked_target
 
-__all__ = ["EventConvEngine", "CYCLE_COUNTER_WIDTH"]
+__all__ = ["EventConvEngine", "CYCLE_COUNTER_WIDTH", "EVENT_QUEUE_DEPTH"]
 
 CYCLE_COUNTER_WIDTH = 32
-# A frame's first pixel waits until the frame before it has left (its end-of-frame beat given),
-# so the contract's per-frame `cycles` is the frame's own cost, never time spent queued behind
-# the frame before it.
-FRAMES_IN_FLIGHT = 1
-# Events wait here while the fan-out works through the taps of earlier ones, so the scan goes
-# on (a deeper queue stalls the scan less on sparse frames; the bench measures it).
-EVENT_QUEUE_DEPTH = 64
 SETTLE_MARGIN = 16
 
 
+def engine_network(config):
+    """The :class:`Network` an engine builds: a network, or the one-layer form of a Config."""
+    if isinstance(config, Network):
+        network = config
+    else:
+        network = Network.of(checked_config(config))
+    for index, layer in enumerate(network.layers):
+        # The accumulators are banked by 2 x 2 windows, also where a layer does not pool.
+        for name in ("height", "width"):
+            if getattr(layer, name) % 2:
+                where = "" if network.single else f"layers[{index}]."
+                raise ConfigError(f"{where}{name} must be even for the gateware in this "
+                                  f"version, not {getattr(layer, name)} (the model backend "
+                                  "runs it)")
+    return network
+
+
 class EventConvEngine(wiring.Component):
-    """One event-driven layer (``eventconv/core/SPEC.md``): conv K x K, requantize, 2 x 2 max
-    pool, sparse output.
+    """An event-driven network (``eventconv/core/SPEC.md``): the delta detector, then layers
+    chained by their events, each conv K x K, requantize, pool (2 x 2 or none), sparse output.
 
     Parameters
     ----------
-    config : :class:`eventconv.core.config.Config`
-        Frame size, channels, kernel, weights and bias are built in; ``threshold``, ``shift``
-        and ``mode`` of the configuration are only the suggested values of the runtime inputs.
-        ``pixels_per_cycle`` and ``lanes`` set the parallelism.
+    config : :class:`eventconv.core.config.Config` or :class:`eventconv.core.network.Network`
+        One layer, or a network. Sizes, channels, kernels, weights, bias and ``pool`` are built
+        in; ``threshold``, ``shift``, ``output_threshold`` and ``mode`` are only the suggested
+        values of the runtime inputs. ``pixels_per_cycle`` and ``lanes`` set the parallelism.
     target : :class:`~eventconv.hw.target.Target`
         What the FPGA family wants, handed to every block. With ``ram_read_register`` every
-        block RAM read port feeds exactly one register with no reset: the detector's
-        reference word, the pool's bitmap bit, list entry and stored values, and its
-        accumulator reads, whose data register is the accumulator unit's. With
-        ``multiplier_registers`` the accumulators' multipliers get a stage of their own. The
-        outputs are the same for every target; a frame takes a cycle or two more.
+        block RAM read port feeds exactly one register with no reset; with
+        ``multiplier_registers`` the multipliers get a stage of their own. The outputs are the
+        same for every target; a frame takes a cycle or two more.
 
     Members
     -------
     pixels : ``In(PixelStream(pixels_per_cycle))``
         Samples in raster order, channels of a pixel adjacent; ``first``/``last`` on the first
         and last beat of a frame.
-    events : ``Out(EventStream(Cout, H/2, W/2))``
-        Output events ``(o, py, px, delta)`` of the pooled map, then one ``end_of_frame`` beat.
-    threshold : ``In(8)``, shift : ``In(5)``, dense : ``In(1)``
-        Runtime knobs. ``shift`` is also sampled while the reset clear runs (it sets the pooled
-        map of the reset state). Change them only between frames.
-    frame_events_in, frame_macs, frame_events_out, frame_cycles : ``Out(...)``
-        Figures of the last completed frame, valid from the cycle after its end-of-frame beat is
-        transferred until the next one: delta events, accumulate ops (counted on the fan-out
-        link), output events, and cycles from its first pixel accepted to its end-of-frame beat
-        given (both transfer cycles included).
+    events : ``Out(EventStream(C, H', W'))``
+        Output events ``(o, y, x, delta)`` of the last layer's map, then one ``end_of_frame``
+        beat.
+    threshold : ``In(8)``, dense : ``In(1)``
+        Runtime knobs of the detector (``dense`` also of every pool).
+    shift : ``In(ArrayLayout(5, L))``, output_threshold : ``In(ArrayLayout(8, L))``
+        Runtime knobs of each layer (element i for layer i; for one layer, plain 5 and 8 bits
+        wide). They are also used by the priming after reset. Change knobs only between frames.
+    frame_events_in, frame_macs, frame_events_out : ``Out(ArrayLayout(width, L))``
+        Figures of each layer in the last completed frame, valid from the cycle after its
+        end-of-frame beat is transferred until the next one: input events, accumulate ops,
+        output events.
+    frame_cycles : ``Out(32)``
+        Cycles from the frame's first pixel accepted to its end-of-frame beat given (both
+        transfer cycles included).
+
+    After reset, once :attr:`settle_cycles` have passed (the blocks' clear sequences), the
+    engine primes itself: one frame without events runs through every layer with the output
+    thresholds held at 0, each pool evaluating every window against a stored map of 0, so layer
+    i emits its reset map into layer i + 1 (SPEC: later layers start from the reset map of the
+    layer before); the last layer's events of that frame are swallowed and nothing is counted.
+    The first pixel is taken after that.
 
     Frames do not overlap: a frame's first pixel is taken once the previous frame's end-of-frame
-    beat is given (:data:`FRAMES_IN_FLIGHT`), and after reset once :attr:`settle_cycles` have
-    passed (the blocks' clear sequences). The pixel input (the detector's) and the event output
-    are register slices. Within a frame the scan, the fan-out and the
-    accumulation overlap through a :data:`EVENT_QUEUE_DEPTH`-entry event queue; pooling starts
-    at the frame's end. Register slices between the blocks cut the ready chain for timing.
+    beat is given, so the per-frame ``cycles`` is the frame's own cost. Within a frame the
+    layers overlap: layer i + 1 takes layer i's events while layer i's pool still gives them.
+    The pixel input (the detector's), the links between layers and the event output are
+    register slices.
     """
 
     def __init__(self, config, *, target=GENERIC):
-        self.config = c = checked_config(config)
+        self.network = network = engine_network(config)
+        self.config = network.first
         self.target = checked_target(target)
-        # What the golden model runs but this gateware does not build yet.
-        for name, built in (("pool", 2), ("output_threshold", 0)):
-            if getattr(c, name) != built:
-                raise ConfigError(f"{name} must be {built} for the gateware in this version, "
-                                  f"not {getattr(c, name)} (the model backend runs it)")
+        first = network.first
+        self.detector = DeltaDetector(height=first.height, width=first.width,
+                                      channels=first.channels_in,
+                                      pixels_per_cycle=first.pixels_per_cycle, target=target)
+        self.layers = [EventLayer(layer, target=target) for layer in network.layers]
         self.event_queue_depth = EVENT_QUEUE_DEPTH
-        self.detector = DeltaDetector(height=c.height, width=c.width, channels=c.channels_in,
-                                      pixels_per_cycle=c.pixels_per_cycle,
-                                      target=target)
-        self.fanout = FanoutAddressGenerator(
-            height=c.height, width=c.width, channels_in=c.channels_in,
-            channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
-        self.accumulator = AccumulatorUnit.from_config(c, target=target)
-        self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
-                                  accumulator_width=c.accumulator_width, bias=c.bias.tolist(),
-                                  lanes=c.lanes, target=target)
-        taps = c.kernel_size * c.kernel_size
-        #: Cycles after reset before the first frame's first beat is taken: the longest clear
-        #: sequence of the blocks, plus a margin for their pipelines.
-        self.settle_cycles = max(self.detector.depth, self.accumulator.clear_cycles,
-                                 self.pool.clear_cycles) + SETTLE_MARGIN
-        self.events_in_width = (c.height * c.width * c.channels_in).bit_length()
-        self.macs_width = (c.height * c.width * c.channels_in * c.channels_out * taps
-                           ).bit_length()
-        self.events_out_width = (c.channels_out * (c.height // 2) * (c.width // 2)
-                                 ).bit_length()
+        #: Cycles after reset before the priming frame starts: the longest clear sequence of
+        #: the blocks, plus a margin for their pipelines.
+        self.settle_cycles = max(self.detector.depth,
+                                 *(layer.clear_cycles for layer in self.layers)) + SETTLE_MARGIN
+        count = len(self.layers)
+        self.events_in_width = max(layer.events_in_width for layer in self.layers)
+        self.macs_width = max(layer.macs_width for layer in self.layers)
+        self.events_out_width = max(layer.events_in_width for layer in self.layers[1:]) \
+            if count > 1 else 0
+        out_c, out_h, out_w = network.output_shape
+        self.events_out_width = max(self.events_out_width, (out_c * out_h * out_w).bit_length())
+
+        def per_layer(width):
+            return width if count == 1 else data.ArrayLayout(width, count)
+
         super().__init__({
-            "pixels": In(PixelStream(c.pixels_per_cycle)),
-            "events": Out(EventStream(c.channels_out, c.height // 2, c.width // 2)),
-            "threshold": In(8, init=c.threshold),
-            "shift": In(5, init=c.shift),
-            "dense": In(1, init=int(c.mode == "dense")),
-            "frame_events_in": Out(self.events_in_width),
-            "frame_macs": Out(self.macs_width),
-            "frame_events_out": Out(self.events_out_width),
+            "pixels": In(PixelStream(first.pixels_per_cycle)),
+            "events": Out(EventStream(out_c, out_h, out_w)),
+            "threshold": In(8, init=first.threshold),
+            "dense": In(1, init=int(first.mode == "dense")),
+            "shift": In(per_layer(5),
+                        init=self._init([c.shift for c in network.layers])),
+            "output_threshold": In(per_layer(8),
+                                   init=self._init([c.output_threshold
+                                                    for c in network.layers])),
+            "frame_events_in": Out(per_layer(self.events_in_width)),
+            "frame_macs": Out(per_layer(self.macs_width)),
+            "frame_events_out": Out(per_layer(self.events_out_width)),
             "frame_cycles": Out(CYCLE_COUNTER_WIDTH),
         })
+
+    @staticmethod
+    def _init(values):
+        return list(values) if len(values) > 1 else values[0]
+
+    def _element(self, member, index):
+        """Layer ``index``'s element of a per-layer member (the member itself for one layer)."""
+        return member if len(self.layers) == 1 else member[index]
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.detector = detector = self.detector
-        m.submodules.fanout = fanout = self.fanout
-        m.submodules.accumulator = accumulator = self.accumulator
-        m.submodules.pool = pool = self.pool
+        for index, layer in enumerate(self.layers):
+            m.submodules[f"layer{index}"] = layer
 
-        # Between the blocks: a short event queue lets the scan run on while the fan-out works
-        # through an event's taps, and register slices cut the ready chain that would otherwise
-        # run from the pool back to the pixel input (the iCE40's worst path).
-        event_queue = fifo.SyncFIFOBuffered(width=detector.events.payload.shape().size,
-                                            depth=self.event_queue_depth)
-        m.submodules.event_queue = event_queue
-        m.d.comb += [
-            event_queue.w_data.eq(detector.events.payload),
-            event_queue.w_en.eq(detector.events.valid),
-            detector.events.ready.eq(event_queue.w_rdy),
-        ]
-        # The queue's RAM data goes straight into the fan-out's range arithmetic otherwise.
-        # The register slices' skid registers load from a flip-flop enable
-        # (``skid_loads_when_empty``), on both families: a better UP5K spread over seeds.
-        m.submodules.event_register = event_register = StreamRegister(
-            detector.events.payload.shape(), skid_loads_when_empty=True)
-        m.d.comb += [
-            event_register.i.payload.eq(event_queue.r_data),
-            event_register.i.valid.eq(event_queue.r_rdy),
-            event_queue.r_en.eq(event_register.i.ready),
-        ]
-        wiring.connect(m, event_register.o, fanout.events)
-        for name, source, sink in (("update_register", fanout.updates, accumulator.updates),
-                                   ("touched_register", accumulator.touched, pool.touched)):
-            m.submodules[name] = register = StreamRegister(
-                source.payload.shape(), skid_loads_when_empty=True)
-            wiring.connect(m, source, register.i)
-            wiring.connect(m, register.o, sink)
-        wiring.connect(m, pool.read, accumulator.read)
-        m.d.comb += [
-            detector.threshold.eq(self.threshold),
-            detector.dense.eq(self.dense),
-            pool.shift.eq(self.shift),
-            pool.dense.eq(self.dense),
-        ]
+        priming = Signal(init=1)
+        inject = self._settle_then_inject(m)
+        self._input(m, priming)
 
-        # Per-frame figures, each counted where it happens and queued until the frame leaves.
-        now = Signal(CYCLE_COUNTER_WIDTH)
-        m.d.sync += now.eq(now + 1)
-        started = fifo.SyncFIFO(width=CYCLE_COUNTER_WIDTH, depth=FRAMES_IN_FLIGHT)
-        events_in = fifo.SyncFIFO(width=self.events_in_width, depth=FRAMES_IN_FLIGHT)
-        macs = fifo.SyncFIFO(width=self.macs_width, depth=FRAMES_IN_FLIGHT)
-        m.submodules.started, m.submodules.events_in, m.submodules.macs = started, events_in, macs
+        # Layer 1 takes the detector's events, and the priming frame's end-of-frame beat.
+        first = self.layers[0]
+        m.d.comb += [
+            first.events.payload.eq(detector.events.payload),
+            first.events.valid.eq(detector.events.valid),
+            detector.events.ready.eq(first.events.ready),
+        ]
+        with m.If(inject):
+            m.d.comb += [first.events.payload.end_of_frame.eq(1),
+                         first.events.valid.eq(1)]
+        # Between layers, a register slice: the two pools' pipelines sit far apart.
+        for index in range(1, len(self.layers)):
+            m.submodules[f"link{index}"] = link = StreamRegister(
+                self.layers[index - 1].output.payload.shape(), skid_loads_when_empty=True)
+            wiring.connect(m, self.layers[index - 1].output, link.i)
+            wiring.connect(m, link.o, self.layers[index].events)
+        m.d.comb += [detector.threshold.eq(self.threshold), detector.dense.eq(self.dense)]
+        for index, layer in enumerate(self.layers):
+            m.d.comb += [
+                layer.shift.eq(self._element(self.shift, index)),
+                layer.output_threshold.eq(
+                    self._element(self.output_threshold, index) & ~priming.replicate(8)),
+                layer.dense.eq(self.dense & ~priming),
+                layer.count.eq(~priming),
+            ]
+        self._output(m, priming)
+        return m
 
-        # The input: the detector's input is a register slice, so the producer's handshake ends
-        # at flip-flops and one gate (the link and the engine sit far apart on the iCE40). A
-        # frame's first beat is accepted once the frame before it has left (``frame_busy``, a
-        # register); its time is then the frame's start.
-        # After reset it also waits out the blocks' clear sequences, so the first frame's
-        # `cycles` is its own cost too (a margin covers the clears' pipeline latencies).
-        frame_busy = Signal(init=1)
+    def _settle_then_inject(self, m):
+        """After reset: wait out the clears, then one cycle that injects the priming frame's
+        end-of-frame beat (the queue is empty then, so it is taken)."""
         settle = Signal(range(self.settle_cycles + 1), init=self.settle_cycles)
+        inject = Signal()
         with m.If(settle != 0):
             m.d.sync += settle.eq(settle - 1)
-            with m.If(settle == 1):
-                m.d.sync += frame_busy.eq(0)
+        m.d.sync += inject.eq(settle == 1)
+        return inject
+
+    def _input(self, m, priming):
+        """The pixel input. A frame's first beat is taken once the engine is primed and the
+        frame before has left (``frame_busy``, a register); its time is the frame's start."""
+        detector = self.detector
+        self.frame_busy = frame_busy = Signal(init=1)
+        self.now = now = Signal(CYCLE_COUNTER_WIDTH)
+        m.d.sync += now.eq(now + 1)
         first_blocked = self.pixels.payload.first & frame_busy
         first_taken = self.pixels.valid & self.pixels.ready & self.pixels.payload.first
         m.d.comb += [
@@ -180,49 +198,43 @@ class EventConvEngine(wiring.Component):
             detector.pixels.valid.eq(self.pixels.valid & ~first_blocked),
             self.pixels.ready.eq(detector.pixels.ready & ~first_blocked),
         ]
-        # The start time is queued a cycle later, from registers (the link and `started` sit far
-        # apart); the figure is taken when the frame leaves, much later.
-        start_time, start_taken = Signal(CYCLE_COUNTER_WIDTH), Signal()
-        m.d.sync += [start_time.eq(now), start_taken.eq(first_taken)]
-        m.d.comb += [started.w_data.eq(start_time), started.w_en.eq(start_taken)]
+        # The start time is taken a cycle later, from registers (the link and the figures sit
+        # far apart), so it is one more than the first pixel's cycle.
+        self.start_time = start_time = Signal(CYCLE_COUNTER_WIDTH)
+        start_taken = Signal()
+        m.d.sync += start_taken.eq(first_taken)
+        with m.If(start_taken):
+            m.d.sync += start_time.eq(now)
         with m.If(first_taken):
             m.d.sync += frame_busy.eq(1)
 
-        def frame_counter(stream, fifo_, width, weight):
-            # Counted a cycle after the transfer, from registers: the transfer is the end of a
-            # ready chain, and the count is needed only when the frame leaves, much later.
-            count = Signal(width)
-            counted, counted_end = Signal(), Signal()
-            transfer = stream.valid & stream.ready
-            m.d.sync += [counted.eq(transfer & ~stream.payload.end_of_frame),
-                         counted_end.eq(transfer & stream.payload.end_of_frame)]
-            with m.If(counted_end):
-                m.d.sync += count.eq(0)
-            with m.Elif(counted):
-                m.d.sync += count.eq(count + weight)
-            m.d.comb += [fifo_.w_data.eq(count), fifo_.w_en.eq(counted_end)]
-
-        # The FIFOs cannot overflow: a frame enters `started` before it reaches the others.
-        frame_counter(detector.events, events_in, self.events_in_width, 1)
-        frame_counter(fanout.updates, macs, self.macs_width, self.config.lanes)
-
-        events_out = Signal(self.events_out_width)
+    def _output(self, m, priming):
+        """The event output, swallowed while priming; the figures when a frame leaves."""
         m.submodules.output_register = output = StreamRegister(
-            pool.events.payload.shape(), skid_loads_when_empty=True)
-        wiring.connect(m, pool.events, output.i)
-        wiring.connect(m, output.o, wiring.flipped(self.events))
-        leaving = self.events.valid & self.events.ready
-        with m.If(leaving & self.events.payload.end_of_frame):
-            m.d.sync += [
-                self.frame_events_in.eq(events_in.r_data),
-                self.frame_macs.eq(macs.r_data),
-                self.frame_events_out.eq(events_out),
-                self.frame_cycles.eq(now - started.r_data + 1),
-                events_out.eq(0),
-                frame_busy.eq(0),
-            ]
-            m.d.comb += [started.r_en.eq(1), events_in.r_en.eq(1), macs.r_en.eq(1)]
-        with m.Elif(leaving):
+            self.layers[-1].output.payload.shape(), skid_loads_when_empty=True)
+        wiring.connect(m, self.layers[-1].output, output.i)
+        m.d.comb += [
+            self.events.payload.eq(output.o.payload),
+            self.events.valid.eq(output.o.valid & ~priming),
+            output.o.ready.eq(self.events.ready | priming),
+        ]
+        leaving = output.o.valid & output.o.ready
+        leaving_end = leaving & output.o.payload.end_of_frame
+        events_out = Signal(self.events_out_width)
+        count = len(self.layers)
+        with m.If(leaving_end & priming):
+            m.d.sync += [priming.eq(0), self.frame_busy.eq(0)]
+        with m.Elif(leaving_end):
+            m.d.sync += [self.frame_cycles.eq(self.now - self.start_time + 2),
+                         events_out.eq(0), self.frame_busy.eq(0)]
+            for index, layer in enumerate(self.layers):
+                m.d.sync += [
+                    self._element(self.frame_events_in, index).eq(layer.events_in),
+                    self._element(self.frame_macs, index).eq(layer.macs),
+                    self._element(self.frame_events_out, index).eq(
+                        events_out if index == count - 1
+                        else self.layers[index + 1].events_in),
+                ]
+                m.d.comb += layer.clear.eq(1)
+        with m.Elif(leaving & ~priming):
             m.d.sync += events_out.eq(events_out + 1)
-
-        return m

@@ -1,4 +1,5 @@
-"""Sparse max pool: requantize, 2 x 2 max pool and emit only the pooled values that changed.
+"""Sparse max pool: requantize, 2 x 2 max pool (or none) and emit only the values that changed
+by more than the output threshold.
 
 SPEC steps 3-5, the hardware of :func:`eventconv.core.model.pool_stage`, with work proportional to
 the pool windows a frame touched instead of to the frame size.
@@ -10,7 +11,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from eventconv.core import ranges
-from eventconv.core.config import checked_config
+from eventconv.core.config import POOLS, checked_config
 from eventconv.core.event_format import bits_for_count
 from eventconv.hw.layouts import (
     DELTA_SHAPE,
@@ -28,6 +29,29 @@ MAX_ACCUMULATOR_WIDTH = 64
 POOLED_SHAPE = unsigned(8)
 
 
+def _frame_side(name, value, pool):
+    """A frame side: even also without pooling (the accumulators are read by 2 x 2 windows)."""
+    if pool == 2:
+        return ranges.frame_side(name, value)
+    value = ranges.integer(name, value, 2, ranges.MAX_FRAME_SIDE)
+    if value % 2:
+        raise ranges.ConfigError(f"{name} must be even (the accumulators are read by 2 x 2 "
+                                 f"windows, also with pool 1) and in 2..{ranges.MAX_FRAME_SIDE},"
+                                 f" not {value}")
+    return value
+
+
+def _many(bits):
+    """More than one of ``bits`` set: a tree of LUTs (any, many per half), no carry chain."""
+    def walk(lo, hi):
+        if hi - lo == 1:
+            return bits[lo], Const(0, 1)
+        mid = (lo + hi) // 2
+        (a_any, a_many), (b_any, b_many) = walk(lo, mid), walk(mid, hi)
+        return a_any | b_any, a_many | b_many | (a_any & b_any)
+    return walk(0, len(bits))[1]
+
+
 def _requantize(value, shift):
     """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``."""
     magnitude = Mux(value < 0, 0, value.as_unsigned())
@@ -36,7 +60,13 @@ def _requantize(value, shift):
 
 
 class SparseMaxPool(wiring.Component):
-    """Requantize, 2 x 2 max pool and sparse output of the accumulators (SPEC steps 3-5).
+    """Requantize, pool (2 x 2 max, or none) and sparse output of the accumulators (SPEC
+    steps 3-5).
+
+    P is the requantized accumulators, max-pooled by 2 x 2 windows with ``pool`` 2, as they are
+    with ``pool`` 1; R, the stored map, is the P the pool last emitted. The accumulators are
+    read by 2 x 2 windows with either ``pool``: with ``pool`` 1 a window holds four positions
+    of the map.
 
     During a frame the pool records each window given on ``touched`` once: a bitmap (a bit per
     window, addressed by ``py`` and ``px`` side by side: ``(H/2) * 2**ceil(log2(W/2))`` bits)
@@ -47,44 +77,51 @@ class SparseMaxPool(wiring.Component):
 
     After the ``end_of_frame`` beat on ``touched`` the accumulators are read through ``read``,
     one read per listed window and channel group g (lanes j, output channels
-    ``o = g * lanes + j``): the accumulator banks give the four accumulators of every lane of
-    the window at once. A pipeline, one (window, group) per clock, max-pools them as raw signed
-    values (requantization is monotonic, so the max commutes with it), then requantizes,
-    ``a = min(255, max(0, acc) >> shift)``, and compares with the stored last pooled value
-    ``P[o][py][px]`` (one memory per lane, uint8, address ``(g * H/2 + py) * W/2 + px``, the
-    same as the read's). The new values are written back and the window's bitmap bit is
-    cleared. A (window, group) with changed lanes goes to one of two result slots; the lanes
-    that changed give the output events ``(o, py, px, new - old)``, one per clock. The reads
-    stop while both slots are full. After the last read's data is taken, ``read.done`` is
-    pulsed once and one ``end_of_frame`` beat (other fields 0) follows the frame's last event.
-    Events come in list order, then group, then lane: deterministic for a given ``touched``
+    ``o = g * lanes + j``), with ``pool`` 1 one per listed window, group and position
+    ``q = 2 * dy + dx`` of the window (the four reads of a (window, group) follow each other,
+    q = 0 to 3, at the same read address): the accumulator banks give the four accumulators of
+    every lane of the window at once. A pipeline, one read per clock, max-pools them as raw
+    signed values (requantization is monotonic, so the max commutes with it; with ``pool`` 1
+    it selects position q instead), then requantizes, ``a = min(255, max(0, acc) >> shift)``,
+    and subtracts the stored value R (one memory per lane, uint8, address
+    ``(g * H/2 + py) * W/2 + px``, the same as the read's; with ``pool`` 1 that address times 4
+    plus q). A lane fires where ``|P - R| > output_threshold``, in dense mode always; only a
+    lane that fires writes P back to R. The window's bitmap bit is cleared. A read with lanes
+    that fire goes to one of two result slots; those lanes give the output events
+    ``(o, y, x, P - R)``, one per clock, ``(y, x) = (py, px)`` with ``pool`` 2 and
+    ``(2 py + dy, 2 px + dx)`` with ``pool`` 1. The reads stop while both slots are full.
+    After the last read's data is taken, ``read.done`` is pulsed once and one ``end_of_frame``
+    beat (other fields 0) follows the frame's last event. Events come in list order, then
+    group, then (``pool`` 1) position, then lane: deterministic for a given ``touched``
     sequence.
 
     Pipeline::
 
-        issue       read (window, group) from the accumulators
+        issue       read (window, group[, position]) from the accumulators
         fetch       accumulators out, registered as they are
-        pair        each lane's max of the two pairs registered
-        maximum     each lane's max of four registered; the stored values read
-        requantize  requantized maxima and the stored values registered
-        compare     compare, write back; into a result slot if a lane changed
-        result      the slot's changed lanes to ``events``, one per clock (lowest lane first)
+        pair        each lane's max of the two pairs (pool 1: the position's column) registered
+        maximum     each lane's max of four (pool 1: the position) registered; R read
+        requantize  the requantized values P and R registered
+        difference  P - R and |P - R| registered beside P
+        compare     |P - R| against the threshold: the lanes that fire registered, with P
+        result      P written back where a lane fires as the read enters a result slot; the
+                    slot's lanes that fire to ``events``, one per clock (lowest lane first)
 
     Throughput: ``touched`` takes one beat per clock while collecting. The end-of-frame work
-    takes one cycle per listed (window, group) and one per output event, overlapped. With
-    ``events`` always ready, from the ``end_of_frame`` transfer on ``touched`` to the
-    ``end_of_frame`` transfer on ``events``, a frame of G listed (window, group) giving E
-    events takes between ``max(G + 9 + n_last, E + 10)`` and ``G + E + 10`` cycles, where n_last
-    is the changed lanes of the last (window, group); exactly ``G + 9 + n_last`` when no
-    (window, group) changes more than one lane, and ``E + 10`` when every one changes the same
-    number n >= 1 of lanes. A frame without touched windows takes 4 cycles, whatever the frame
-    size. The first read is issued 3 cycles after the ``end_of_frame`` transfer; ``read.done``
-    is pulsed in the cycle the last read's data is taken (G + 3 cycles after that transfer
-    when the result slots do not stop the reads, 2 for a frame without touched windows), and
-    ``touched`` is ready again from the next cycle, while the frame's last events still go
-    out; from a frame's ``end_of_frame`` beat on ``touched`` until then ``touched`` is not
-    ready. A frame's first read waits until the previous frame's ``end_of_frame`` beat is
-    loaded on ``events``.
+    takes one cycle per read (listed (window, group), with ``pool`` 1 four per listed
+    (window, group)) and one per output event, overlapped. With ``events`` always ready, from
+    the ``end_of_frame`` transfer on ``touched`` to the ``end_of_frame`` transfer on
+    ``events``, a frame of G reads giving E events takes between ``max(G + 11 + n_last,
+    E + 12)`` and ``G + E + 12`` cycles, where n_last is the lanes that fire of the last read;
+    exactly ``G + 11 + n_last`` when no read fires more than one lane, and ``E + 12`` when every
+    one fires the same number n >= 1 of lanes. A frame without listed windows takes 4 cycles,
+    whatever the frame size. The first read is issued 3 cycles after the ``end_of_frame``
+    transfer; ``read.done`` is pulsed in the cycle the last read's data is taken (G + 3 cycles
+    after that transfer when the result slots do not stop the reads, 2 for a frame without
+    listed windows), and ``touched`` is ready again from the next cycle, while the frame's last
+    events still go out; from a frame's ``end_of_frame`` beat on ``touched`` until then
+    ``touched`` is not ready. A frame's first read waits until the previous frame's
+    ``end_of_frame`` beat is loaded on ``events``.
 
     With ``target.ram_read_register`` every block RAM's read data goes into flip-flops and
     nothing else, without read-during-write logic (an ECP5 DP16KD alone takes 5.8 ns from
@@ -94,30 +131,40 @@ class SparseMaxPool(wiring.Component):
     own register); the stored values, read a stage earlier, into two registers one after the
     other; and ``read`` is registered (its ``data`` the accumulator unit's register, loaded
     with ``read.take``). Every figure above from the ``end_of_frame`` transfer on
-    ``touched`` is then a cycle more (first read in cycle 4, a frame without touched windows
-    5 cycles, ``G + 10 + n_last`` and so on), and ``read.done`` two more when there are reads
-    (G + 5; 3 for a frame without touched windows), once the last read's data has left the
+    ``touched`` is then a cycle more (first read in cycle 4, a frame without listed windows
+    5 cycles, ``G + 12 + n_last`` and so on), and ``read.done`` two more when there are reads
+    (G + 5; 3 for a frame without listed windows), once the last read's data has left the
     accumulator unit's register.
 
-    After reset a clear sequence writes the reset pooled map, ``min(255, max(0, bias[o]) >>
-    shift)`` with ``shift`` sampled every cycle of the clear, into every stored value, and
-    zeros into the bitmap: ``(Cout / lanes) * (H/2) * (W/2)`` cycles (:attr:`clear_cycles`),
-    with ``touched`` not ready meanwhile.
+    Reset (priming): after reset a clear sequence writes 0 into every stored value and lists
+    every window, in raster order (``py``, then ``px``), as if each had been touched once; its
+    bitmap bit is set. That takes one cycle per stored value of a lane, ``(Cout / lanes) *
+    (H/2) * (W/2)`` cycles with ``pool`` 2 and ``(Cout / lanes) * H * W`` with ``pool`` 1
+    (:attr:`clear_cycles`), with ``touched`` not ready meanwhile. So the first
+    ``end_of_frame`` on ``touched`` after reset (windows touched before it are already listed)
+    reads every window, G = ``clear_cycles``, and emits ``P - 0`` wherever that exceeds
+    ``output_threshold`` (or everywhere in dense mode). Why: in a network, layer i + 1's
+    accumulators must start at ``correlate(R_i, w) + bias`` with R_i layer i's reset map
+    (SPEC, "A network"), while the accumulator units clear to the bias alone. The engine
+    sends one empty frame (only an ``end_of_frame`` beat) through every layer after reset,
+    with ``output_threshold`` held at 0: each pool then emits its reset map as events into the
+    next layer, which accumulates them, and leaves R = its reset map; the last layer's output
+    of that frame is swallowed. Nothing here depends on the bias or on ``shift`` at reset.
 
     Parameters
     ----------
     height, width : int
-        Input frame size H, W: even, 2..4096.
+        Input frame size H, W: even (also with ``pool`` 1: the accumulators are read by
+        windows), 2..4096.
     channels_out : int
         Cout, 1..1024.
     accumulator_width : int
         Signed width of an accumulator, 1..64 (as
         :attr:`eventconv.core.config.Config.accumulator_width`).
-    bias : list of int, [Cout], or None
-        Reset value of each output channel's accumulators; each must fit a signed
-        ``accumulator_width``-bit value. None means 0.
     lanes : int
         Output channels per accumulator word (and per group), dividing ``channels_out``.
+    pool : int
+        2: 2 x 2 max pool, stride 2; 1: no pooling (1 or 2, built in).
     target : :class:`~eventconv.hw.target.Target`
         ``ram_read_register``: every block RAM read into a register (see above).
 
@@ -129,8 +176,10 @@ class SparseMaxPool(wiring.Component):
         ``(H/2) * (W/2)``: list entries.
     address_width : int
         Width of ``read.addr``, as the accumulator unit's.
+    stored_depth : int
+        Stored values per lane: ``groups * windows``, with ``pool`` 1 four times that.
     clear_cycles : int
-        Cycles of the clear sequence after reset.
+        Cycles of the clear sequence after reset (``stored_depth``).
 
     Members
     -------
@@ -142,70 +191,65 @@ class SparseMaxPool(wiring.Component):
         window's ``4 x lanes`` accumulators one cycle after ``en`` (held while ``en`` is low);
         used only between the ``end_of_frame`` transfer on ``touched`` and ``done``, pulsed
         once per frame.
-    events : Out(EventStream(Cout, H/2, W/2))
-        Output events ``(o, py, px, delta)``, delta in -255..255, then one ``end_of_frame``
+    events : Out(EventStream(Cout, H/pool, W/pool))
+        Output events ``(o, y, x, delta)``, delta in -255..255, then one ``end_of_frame``
         beat per frame.
     shift : In(5)
-        Requantization shift s. Hold it through the clear and change it only between frames:
-        the stored map is not recomputed, so a new shift shows only in windows touched after
-        the change (reset after changing it to restart from the reset state, as SPEC's fixed
-        ``shift`` implies).
+        Requantization shift s. Change it only between frames (after a frame's
+        ``end_of_frame`` on ``events``, before the next one's on ``touched``): the stored map
+        is not recomputed, so a new shift shows only in windows touched after the change
+        (reset after changing it to restart from the reset state, as SPEC's fixed ``shift``
+        implies). Not used by the clear.
+    output_threshold : In(8)
+        U: a lane fires where ``|P - R| > U``; 0 gives an event wherever the map changed.
+        Change it only between frames, as ``shift``. Only listed windows are compared, so a
+        lowered U shows only in windows touched after the change: a difference held back
+        elsewhere stays until then (SPEC's fixed ``output_threshold`` never meets this; a frame
+        that touches every window, as a dense one does, or a reset starts afresh).
     dense : In(1)
-        Dense mode (the contract's every-stage-dense baseline): every listed (window, group)
-        gives an event on every lane, its delta possibly 0. Change it only between frames.
+        Dense mode (the contract's every-stage-dense baseline): every read gives an event on
+        every lane, its delta possibly 0, and writes P back. Change it only between frames.
 
     Raises
     ------
     TypeError
-        A parameter is not an integer (``bias``: not a sequence of integers).
+        A parameter is not an integer.
     ValueError
         A parameter is out of range, a frame side is odd, ``lanes`` does not divide
-        ``channels_out``, ``bias`` has the wrong length or a value that does not fit the
-        accumulator.
+        ``channels_out``, ``pool`` is not 1 or 2.
     """
 
-    def __init__(self, *, height, width, channels_out, accumulator_width, bias, lanes=1,
+    def __init__(self, *, height, width, channels_out, accumulator_width, lanes=1, pool=2,
                  target=GENERIC):
-        height = ranges.frame_side("height", height)
-        width = ranges.frame_side("width", width)
+        pool = ranges.one_of("pool", pool, POOLS)
+        height = _frame_side("height", height, pool)
+        width = _frame_side("width", width, pool)
         channels_out = ranges.integer("channels_out", channels_out, 1, ranges.MAX_CHANNELS)
         accumulator_width = ranges.integer("accumulator_width", accumulator_width, 1,
                                            MAX_ACCUMULATOR_WIDTH)
         lanes = ranges.lanes_divide("lanes", lanes, channels_out)
-        self._bias = self._check_bias(bias, channels_out, accumulator_width)
         self.target = checked_target(target)
 
         self.height, self.width = int(height), int(width)
-        self.channels_out, self.lanes = channels_out, lanes
+        self.channels_out, self.lanes, self.pool = channels_out, lanes, pool
         self.accumulator_width = accumulator_width
         self.groups = channels_out // lanes
         self.windows = (self.height // 2) * (self.width // 2)
         self.address_width = bits_for_count(self.groups * self.windows)
-        self.clear_cycles = self.groups * self.windows
+        # Stored values per lane: one per (window, group), or per (position, window, group).
+        self.stored_depth = self.groups * self.windows * (4 if pool == 1 else 1)
+        self.clear_cycles = self.stored_depth
         super().__init__({
             "touched": In(WindowStream(self.height, self.width)),
             "read": Out(AccumulatorReadSignature(address_width=self.address_width,
                                                  accumulator_width=accumulator_width,
                                                  lanes=lanes,
                                                  registered=target.ram_read_register)),
-            "events": Out(EventStream(channels_out, self.height // 2, self.width // 2)),
+            "events": Out(EventStream(channels_out, self.height // pool, self.width // pool)),
             "shift": In(5),
+            "output_threshold": In(8),
             "dense": In(1),
         })
-
-    @staticmethod
-    def _check_bias(bias, channels_out, accumulator_width):
-        if bias is None:
-            return [0] * channels_out
-        if isinstance(bias, (str, bytes)) or not hasattr(bias, "__len__"):
-            raise ranges.ConfigTypeError(f"bias must be a list of channels_out = "
-                                         f"{channels_out} integers, not {bias!r}")
-        if len(bias) != channels_out:
-            raise ranges.ConfigError(f"bias must be a list of channels_out = {channels_out} "
-                                     f"integers, not {len(bias)} values")
-        lo, hi = -(1 << (accumulator_width - 1)), (1 << (accumulator_width - 1)) - 1
-        return [ranges.integer(f"bias[{o}] (accumulator_width = {accumulator_width})",
-                               value, lo, hi) for o, value in enumerate(bias)]
 
     @classmethod
     def from_config(cls, config, *, lanes=None, target=GENERIC):
@@ -213,8 +257,8 @@ class SparseMaxPool(wiring.Component):
         checked_config(config)
         return cls(height=config.height, width=config.width,
                    channels_out=config.channels_out,
-                   accumulator_width=config.accumulator_width, bias=config.bias.tolist(),
-                   lanes=config.lanes if lanes is None else lanes,
+                   accumulator_width=config.accumulator_width,
+                   lanes=config.lanes if lanes is None else lanes, pool=config.pool,
                    target=target)
 
     def elaborate(self, platform):
@@ -222,11 +266,19 @@ class SparseMaxPool(wiring.Component):
         h, w, lanes, groups = self.height, self.width, self.lanes, self.groups
         pooled_height, pooled_width = h // 2, w // 2
         windows = self.windows
+        # With pool 1 each (window, group) is issued once per position q of the window (y
+        # offset q[1], x offset q[0]); the stored map's address is the read's with q below.
+        by_position = self.pool == 1
+        stored_depth = self.stored_depth
         accumulator_shape = signed(self.accumulator_width)
         lane_accumulators = data.ArrayLayout(accumulator_shape, lanes)
         lane_deltas = data.ArrayLayout(DELTA_SHAPE, lanes)
         window_shape = data.StructLayout({"y": unsigned(bits_for_count(pooled_height)),
                                           "x": unsigned(bits_for_count(pooled_width))})
+        # What the pipeline carries from the fetch on: the window, or with pool 1 the position
+        # (window coordinates with q's bits below).
+        position_shape = window_shape if not by_position else data.StructLayout(
+            {"y": unsigned(bits_for_count(h)), "x": unsigned(bits_for_count(w))})
 
         # With W/2 a power of two a window's address is its coordinates side by side. Else
         # the list holds the address beside the coordinates: no multiply between the list's
@@ -250,9 +302,10 @@ class SparseMaxPool(wiring.Component):
         # meets a write of that word. The bitmap's forwarding covers the windows of the two
         # stages ahead; the list is read after the frame's last write (an entry is written in
         # the deciding stage at the latest the cycle before the end_of_frame beat gets there,
-        # and the first read that counts is on the edge after that); a (window, group) is read
-        # from the stored values once per frame, the frames' reads do not overlap, and nothing
-        # is read during the clear.
+        # and the first read that counts is on the edge after that; the clear's list writes
+        # meet only reads of entry 0 whose word is read again before it is used); a stored
+        # value is read once per frame (its write back comes later in the pipeline), and the
+        # frames' reads do not overlap.
         ram_registers = self.target.ram_read_register
         unchecked = NO_RW_CHECK if ram_registers else None
         m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[],
@@ -272,7 +325,7 @@ class SparseMaxPool(wiring.Component):
         pooled_reads, pooled_writes = [], []
         for j in range(lanes):
             m.submodules[f"pooled_{j}"] = pooled = Memory(shape=POOLED_SHAPE,
-                                                          depth=groups * windows, init=[],
+                                                          depth=stored_depth, init=[],
                                                           attrs=unchecked)
             pooled_reads.append(pooled.read_port() if not ram_registers else
                                 UncheckedReadPort(m, pooled, name=f"pooled_read_{j}"))
@@ -286,12 +339,12 @@ class SparseMaxPool(wiring.Component):
         # The state, one hot: every control decision below starts from flip-flops (and a few
         # flags registered beside them), so it stays a few LUT levels deep.
         clearing = Signal(init=1)   # writing the reset contents
+        listing = Signal(init=1)    # the clear's first pass over the windows: each listed
         collecting = Signal()       # taking touched windows
         starting = Signal()         # the end of frame arrived; fetch the first listed window
-        issuing = Signal()          # one accumulator read per listed (window, group)
+        issuing = Signal()          # one accumulator read per listed (window, group[, q])
         finishing = Signal()        # every read issued; the last one's data not yet taken
-        clear_address = Signal(range(groups * windows))
-        clear_group = Signal(range(groups))
+        clear_address = Signal(range(stored_depth))
 
         # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 decides.
         take = self.touched.valid & self.touched.ready
@@ -336,32 +389,26 @@ class SparseMaxPool(wiring.Component):
             repeated.eq(repeat),
         ]
         new_window = decide["valid"] & ~decide["end"] & ~(decide["listed"] | decide["repeated"])
-        m.d.comb += [
-            list_write.addr.eq(count),
-            list_write.data.window.eq(decide["window"]),
-            *([list_write.data.address.eq(decide["address"])] if address_in_list else []),
-            list_write.en.eq(new_window),
-        ]
 
         # The frame's end_of_frame beat is owed: it goes out once the pipeline is empty.
         end_pending = Signal()
 
-        # Result slots: ``result`` gives its changed lanes to ``events``; ``waiting`` holds
-        # the next (window, group) with changes while ``result`` is busy. The pipeline moves
+        # Result slots: ``result`` gives its lanes that fire to ``events``; ``waiting`` holds
+        # the next read whose lanes fire while ``result`` is busy. The pipeline moves
         # while ``waiting`` is empty: a register, so ``events.ready`` reaches no memory enable.
         result_mask, waiting_mask = Signal(lanes), Signal(lanes)
         result_delta, waiting_delta = Signal(lane_deltas), Signal(lane_deltas)
         result_group, waiting_group = Signal(range(groups)), Signal(range(groups))
-        result_window, waiting_window = Signal(window_shape), Signal(window_shape)
+        result_window, waiting_window = Signal(position_shape), Signal(position_shape)
         waiting_full = Signal()     # waiting_mask != 0, as a flip-flop
         advance = Signal()
         m.d.comb += advance.eq(~waiting_full)
 
-        # Issue: the read of (window `current`, group `group`). The list read port reads the
-        # entry `next_index`, a cycle before it is needed: with two groups or more a window
-        # lasts two cycles at least, so the address comes straight from a flip-flop. With one
-        # group the port looks one window ahead: its address is the value `next_index` has on
-        # the next cycle.
+        # Issue: the read of (window `current`, group `group`), with pool 1 once per position
+        # `position`. The list read port reads the entry `next_index`, a cycle before it is
+        # needed: with two groups or more, or pool 1, a window lasts two cycles at least, so
+        # the address comes straight from a flip-flop. With one group and pool 2 the port
+        # looks one window ahead: its address is the value `next_index` has on the next cycle.
         next_index = Signal(range(windows + 1))
         next_index_plus_one = Signal(range(windows + 2), init=1)
         current = Signal(window_shape, reset_less=ram_registers)
@@ -369,7 +416,15 @@ class SparseMaxPool(wiring.Component):
         last_group = Signal(init=groups == 1)       # group == groups - 1
         last_window = Signal()                      # next_index == count
         issue = Signal()
-        last_issue = issue & last_group & last_window
+        # ``step``: the issue that ends a (window, group), moving to the next group or window.
+        step = issue
+        if by_position:
+            position = Signal(2)
+            last_position = Signal()                # position == 3
+            with m.If(issue):
+                m.d.sync += [position.eq(position + 1), last_position.eq(position == 2)]
+            step = issue & last_position
+        last_issue = step & last_group & last_window
         start_list = starting & ~end_pending
         # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
         # window's address and stepped by one group's windows, so no multiply feeds the RAM.
@@ -389,30 +444,47 @@ class SparseMaxPool(wiring.Component):
             read_address = Signal(range(groups * windows))
             m.d.comb += read_address.eq(Mux(first_group, base, address) if groups > 1
                                         else base)
-        next_window = issue & last_group
+        next_window = step & last_group
         m.d.comb += [
             issue.eq(issuing & advance),
-            list_read.addr.eq(next_index if groups > 1 else
+            list_read.addr.eq(next_index if groups > 1 or by_position else
                               Mux(start_list | next_window, next_index_plus_one, next_index)),
             list_read.en.eq(1),
             self.read.addr.eq(read_address),
             self.read.en.eq(issue),
         ]
 
-        # Fetch: the read's data is out and registered as it is.
+        # The clear lists every window in order: entry i is window i (and its address i).
+        m.d.comb += [
+            list_write.addr.eq(count),
+            list_write.data.window.eq(Mux(clearing, clear_window.as_value(),
+                                          decide["window"].as_value())),
+            *([list_write.data.address.eq(Mux(clearing, count, decide["address"]))]
+              if address_in_list else []),
+            list_write.en.eq(new_window | listing),
+        ]
+
+        # Fetch: the read's data is out and registered as it is. From here on the stages
+        # carry the stored value's address and, with pool 1, the position.
         fetched_valid, fetched_last = Signal(), Signal()
         words_valid = Signal()
         fetched_group = Signal(range(groups))
-        fetched_window = Signal(window_shape)
-        fetched_address = Signal(range(groups * windows))
+        fetched_window = Signal(position_shape)
+        fetched_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
                 fetched_valid.eq(issue),
                 fetched_last.eq(last_issue),
                 fetched_group.eq(group),
-                fetched_window.eq(current),
-                fetched_address.eq(read_address),
             ]
+            if not by_position:
+                m.d.sync += [fetched_window.eq(current), fetched_address.eq(read_address)]
+            else:
+                m.d.sync += [
+                    fetched_window.y.eq(Cat(position[1], current.y)),
+                    fetched_window.x.eq(Cat(position[0], current.x)),
+                    fetched_address.eq(Cat(position, read_address)),
+                ]
 
         # The accumulators are free once the last read's data is taken: with
         # ``target.ram_read_register`` the read's data register is the unit's (``read.take``
@@ -434,15 +506,16 @@ class SparseMaxPool(wiring.Component):
 
         # The read data is registered as it arrives, and the max of four is taken as two
         # levels of two, each its own stage: the block RAM's clock to output and a wide signed
-        # compare chain do not share a cycle.
+        # compare chain do not share a cycle. With pool 1 the same two levels select the
+        # position instead: its column, then its row.
         words = Signal(data.ArrayLayout(lane_accumulators, 4))
         if ram_registers:
             words = self.read.data
             with m.If(advance):
                 m.d.sync += words_last.eq(fetched_last)
         words_group = Signal(range(groups))
-        words_window = Signal(window_shape)
-        words_address = Signal(range(groups * windows))
+        words_window = Signal(position_shape)
+        words_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
                 words_valid.eq(fetched_valid),
@@ -455,8 +528,8 @@ class SparseMaxPool(wiring.Component):
         pairs_valid = Signal()
         pairs = Signal(data.ArrayLayout(lane_accumulators, 2))
         pairs_group = Signal(range(groups))
-        pairs_window = Signal(window_shape)
-        pairs_address = Signal(range(groups * windows))
+        pairs_window = Signal(position_shape)
+        pairs_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
                 pairs_valid.eq(words_valid),
@@ -466,14 +539,15 @@ class SparseMaxPool(wiring.Component):
             ]
             for half in range(2):
                 for j in range(lanes):
-                    m.d.sync += pairs[half][j].eq(larger(words[2 * half][j],
-                                                         words[2 * half + 1][j]))
+                    left, right = words[2 * half][j], words[2 * half + 1][j]
+                    m.d.sync += pairs[half][j].eq(larger(left, right) if not by_position else
+                                                  Mux(words_window.x[0], right, left))
 
         maximum_valid = Signal()
         maximum = Signal(lane_accumulators)
         maximum_group = Signal(range(groups))
-        maximum_window = Signal(window_shape)
-        maximum_address = Signal(range(groups * windows))
+        maximum_window = Signal(position_shape)
+        maximum_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
                 maximum_valid.eq(pairs_valid),
@@ -482,14 +556,16 @@ class SparseMaxPool(wiring.Component):
                 maximum_address.eq(pairs_address),
             ]
             for j in range(lanes):
-                m.d.sync += maximum[j].eq(larger(pairs[0][j], pairs[1][j]))
+                top, bottom = pairs[0][j], pairs[1][j]
+                m.d.sync += maximum[j].eq(larger(top, bottom) if not by_position else
+                                          Mux(pairs_window.y[0], bottom, top))
 
         # Requantize, registered (a variable shift: its own stage).
         scaled_valid = Signal()
         scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         scaled_group = Signal(range(groups))
-        scaled_window = Signal(window_shape)
-        scaled_address = Signal(range(groups * windows))
+        scaled_window = Signal(position_shape)
+        scaled_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
                 scaled_valid.eq(maximum_valid),
@@ -500,9 +576,10 @@ class SparseMaxPool(wiring.Component):
             for j in range(lanes):
                 m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
         # The stored values are read a stage early and registered beside the requantized
-        # maxima, so the compare and the result slots start from flip-flops, not block RAM.
-        # Each (window, group) comes once per frame and a frame's reads wait for the previous
-        # frame's pipeline to empty, so no write back is pending for the address read.
+        # maxima, so the subtraction and the result slots start from flip-flops, not block RAM.
+        # Each (window, group) (with pool 1 each position of it) comes once per frame and a
+        # frame's reads wait for the previous frame's pipeline to empty, so no write back is
+        # pending for the address read.
         # With ``target.ram_read_register`` they are read a stage earlier still and registered
         # twice, in ``stored_early`` (on the ECP5 the RAM's own output register) and in
         # ``stored`` beside the logic: the RAM's data does not cross the chip into the compare.
@@ -518,48 +595,71 @@ class SparseMaxPool(wiring.Component):
                 with m.If(advance):
                     m.d.sync += [stored_early.eq(port.data), stored[j].eq(stored_early)]
 
-        # Compare and write back. The clear writes the requantized bias.
-        changed = Signal(lanes)
-        delta = Signal(lane_deltas)
-        dense = Signal()
-        m.d.sync += dense.eq(self.dense)
-        compared = advance & scaled_valid
-        for j in range(lanes):
-            bias = Const(self._bias[j], accumulator_shape)
-            for g in range(1, groups):
-                bias = Mux(clear_group == g, Const(self._bias[g * lanes + j], accumulator_shape),
-                           bias)
-            old = stored[j]
-            m.d.comb += [
-                changed[j].eq(dense | (scaled[j] != old)),
-                delta[j].eq(scaled[j] - old),
-                pooled_writes[j].addr.eq(Mux(clearing, clear_address, scaled_address)),
-                pooled_writes[j].data.eq(Mux(clearing, _requantize(bias, self.shift), scaled[j])),
-                pooled_writes[j].en.eq(clearing | compared),
+        # Difference: P - R and |P - R| registered beside P, |P - R| from P - R and R - P
+        # side by side (one carry chain deep, then a choice).
+        difference_valid = Signal()
+        difference_value = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        difference_delta = Signal(lane_deltas)
+        difference_magnitude = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        difference_group = Signal(range(groups))
+        difference_window = Signal(position_shape)
+        difference_address = Signal(range(stored_depth))
+        with m.If(advance):
+            m.d.sync += [
+                difference_valid.eq(scaled_valid),
+                difference_value.eq(scaled),
+                difference_group.eq(scaled_group),
+                difference_window.eq(scaled_window),
+                difference_address.eq(scaled_address),
             ]
+            for j in range(lanes):
+                up, down = scaled[j] - stored[j], stored[j] - scaled[j]
+                m.d.sync += [difference_delta[j].eq(up),
+                             difference_magnitude[j].eq(Mux(up[-1], down, up))]
 
-        # Decided: a (window, group) with changed lanes, registered before the result slots,
-        # so the compares do not feed the slots' enables in the same cycle.
+        # Compare: a lane fires where |P - R| > output_threshold (every lane in dense mode).
+        fire = Signal(lanes)
+        dense = Signal()
+        threshold = Signal(8)
+        m.d.sync += [dense.eq(self.dense), threshold.eq(self.output_threshold)]
+        for j in range(lanes):
+            m.d.comb += fire[j].eq(dense | (difference_magnitude[j] > threshold))
+
+        # Decided: a read whose lanes fire, registered with P and its address before the
+        # result slots and the write back, so the compares feed neither the slots' enables nor
+        # the memories' write enables in the same cycle.
         decided_valid = Signal()
         decided_mask = Signal(lanes)
         decided_delta = Signal(lane_deltas)
+        decided_value = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
         decided_group = Signal(range(groups))
-        decided_window = Signal(window_shape)
+        decided_window = Signal(position_shape)
+        decided_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
-                decided_valid.eq(scaled_valid & (changed != 0)),
-                decided_mask.eq(changed),
-                decided_delta.eq(delta),
-                decided_group.eq(scaled_group),
-                decided_window.eq(scaled_window),
+                decided_valid.eq(difference_valid & (fire != 0)),
+                decided_mask.eq(fire),
+                decided_delta.eq(difference_delta),
+                decided_value.eq(difference_value),
+                decided_group.eq(difference_group),
+                decided_window.eq(difference_window),
+                decided_address.eq(difference_address),
             ]
         gives = advance & decided_valid
+        # Write back as the read enters a result slot: only a lane that fires sets R to P. The
+        # clear writes 0.
+        for j in range(lanes):
+            m.d.comb += [
+                pooled_writes[j].addr.eq(Mux(clearing, clear_address, decided_address)),
+                pooled_writes[j].data.eq(Mux(clearing, 0, decided_value[j])),
+                pooled_writes[j].en.eq(clearing | (gives & decided_mask[j])),
+            ]
 
-        # Result: the changed lanes, lowest first, one per cycle. Plain expressions rather than
-        # processes here: Icarus never runs an `always @*` whose inputs do not change after
-        # time 0.
+        # Result: the lanes that fire, lowest first, one per cycle. Plain expressions rather
+        # than processes here: Icarus never runs an `always @*` whose inputs do not change
+        # after time 0.
         out_free = ~self.events.valid | self.events.ready
-        single = (result_mask & (result_mask - 1)) == 0
+        single = ~_many(result_mask)
         # ``result`` is empty after this cycle (the slots move then).
         result_free_after = (result_mask == 0) | (single & out_free)
         lowest = Const(0, range(lanes))
@@ -575,7 +675,8 @@ class SparseMaxPool(wiring.Component):
         pipeline_empty = Signal(init=1)
         with m.If(advance):
             m.d.sync += pipeline_empty.eq(~issue & ~fetched_valid & ~words_valid & ~pairs_valid
-                                          & ~maximum_valid & ~scaled_valid)
+                                          & ~maximum_valid & ~scaled_valid
+                                          & ~difference_valid)
         end_of_frame_load = Signal()
         m.d.comb += end_of_frame_load.eq(end_pending & pipeline_empty & (result_mask == 0)
                                          & out_free)
@@ -628,9 +729,10 @@ class SparseMaxPool(wiring.Component):
         touched_ready = collecting & ~(second_valid & second_end)
         if self.target.ram_read_register:
             touched_ready &= ~(decide["valid"] & decide["end"])
-        # Bitmap writes: zeros during the clear, set for a new window, cleared once per listed
-        # window when its first read is issued. The three never coincide (a new window comes
-        # only while collecting, a first issue never then).
+        # Bitmap writes: ones during the clear (every window listed), set for a new window,
+        # cleared once per listed window when its first read is issued (with pool 1 for each
+        # of its positions). The three never coincide (a new window comes only while
+        # collecting, an issue never then), so the bit written is ``~issuing``.
         if not ram_registers:
             first_group = Signal(init=1)        # group == 0
         write_address = Mux(collecting, bitmap_address(decide["window"]),
@@ -641,20 +743,21 @@ class SparseMaxPool(wiring.Component):
             # The clear counts its windows with ``clear_window`` (``current`` without
             # ``target.ram_read_register``).
             bitmap_write.addr.eq(write_address),
-            bitmap_write.data.eq(new_window),
+            bitmap_write.data.eq(~issuing),
             bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
             self.touched.ready.eq(touched_ready),
         ]
 
-        # The clear's last address, registered a cycle ahead.
-        clear_last = Signal(init=groups * windows == 1)
+        # The clear's last address, registered a cycle ahead. Its first pass over the windows
+        # lists them.
+        clear_last = Signal(init=stored_depth == 1)
         with m.If(clearing):
             m.d.sync += [clear_address.eq(clear_address + 1),
-                         clear_last.eq(clear_address == groups * windows - 2)]
+                         clear_last.eq(clear_address == stored_depth - 2)]
             with m.If(clear_window.x == pooled_width - 1):
                 m.d.sync += clear_window.x.eq(0)
                 with m.If(clear_window.y == pooled_height - 1):
-                    m.d.sync += [clear_window.y.eq(0), clear_group.eq(clear_group + 1)]
+                    m.d.sync += [clear_window.y.eq(0), listing.eq(0)]
                 with m.Else():
                     m.d.sync += clear_window.y.eq(clear_window.y + 1)
             with m.Else():
@@ -677,11 +780,12 @@ class SparseMaxPool(wiring.Component):
             end_pending.eq((end_pending & ~end_of_frame_load) | start_empty | last_issue),
         ]
 
-        # The issue registers move on each issue and at the start, each a two-way choice on
-        # flip-flops: the list's next window (at the start, or after the last group; after
-        # the last window the values loaded are not used) or the next group.
+        # The issue registers move at the start and with each ``step`` (each issue with pool
+        # 2), each a two-way choice on flip-flops: the list's next window (at the start, or
+        # after the last group; after the last window the values loaded are not used) or the
+        # next group.
         from_list = starting | last_group
-        with m.If(start_first | issue):
+        with m.If(start_first | step):
             m.d.sync += [
                 group.eq(Mux(from_list, 0, group + 1)),
                 first_group.eq(from_list),
@@ -701,7 +805,7 @@ class SparseMaxPool(wiring.Component):
                     m.d.sync += current.eq(list_read.data.window)
                     if address_in_list:
                         m.d.sync += base.eq(list_read.data.address)
-        with m.If(start_first | (issue & last_group) | finished):
+        with m.If(start_first | next_window | finished):
             m.d.sync += [
                 next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),
                 next_index_plus_one.eq(Mux(starting, 2, Mux(finishing, 1,
@@ -711,6 +815,6 @@ class SparseMaxPool(wiring.Component):
 
         with m.If(finished):
             m.d.sync += count.eq(0)
-        with m.Elif(new_window):
+        with m.Elif(new_window | listing):
             m.d.sync += count.eq(count + 1)
         return m

@@ -3,12 +3,19 @@
 import sys
 
 from eventconv.backends.integrate import integrate as integrate_events
+from eventconv.backends.rtl import default_build_root
+from eventconv.core.network import Network
 from eventconv.host.link import BoardLink
 from eventconv.host.transport import SerialTransport
 from eventconv.protocol.codec import LinkError
 from eventconv.protocol.constants import DEFAULT_BAUD_RATE
+from eventconv.sim.board_tb import CLOCK_PERIOD_NS, BoardSimulation
+from eventconv.sim.runner import check_simulator
 
-__all__ = ["run", "integrate"]
+#: ``--port sim``: the board's gateware simulated behind the driver.
+SIMULATED_PORT = "sim"
+
+__all__ = ["run", "integrate", "SIMULATED_PORT"]
 
 
 def integrate(config, results):
@@ -17,21 +24,24 @@ def integrate(config, results):
     The contract gives ``cycles`` for the rtl backend only, so the board's cycle counts stay
     out.
     """
-    keys = ("events", "events_in", "events_out", "macs")
+    frames = [{"events": r["events"], **{k: [r[k]] for k in ("events_in", "events_out", "macs")}}
+              for r in results]
     try:
-        return integrate_events(config, [{k: r[k] for k in keys} for r in results])
+        return integrate_events(Network.of(config), frames)
     except ValueError as e:
         raise LinkError(str(e)) from None
 
 
 def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=False,
-              timeout=1.0, transport=None):
+        timeout=1.0, transport=None, simulator="icarus", build_root=None):
     """``eventconv run --backend board``: the clip through a board on serial ``port``.
 
     Returns OUT.npz's arrays (``pooled``, ``events_in``, ``events_out``, ``macs``); the pooled
     maps integrate the output events the board gave. ``transport`` (any
     :class:`~eventconv.host.transport.ByteTransport`, e.g. the co-simulation) replaces the
-    serial port.
+    serial port. ``port`` :data:`SIMULATED_PORT` is the board's gateware (UART, host link,
+    engine: :class:`~eventconv.hw.board.core.BoardCore`) built for ``config`` and simulated
+    under ``simulator`` behind the same driver; the timeout is then simulated time.
     """
     config.check_frames(frames)   # refuse bad frames before opening the port
 
@@ -40,13 +50,33 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
         print(f"\rboard: [{bar:<30}] {done}/{total} frames", end="", file=sys.stderr,
               flush=True)
 
-    if transport is None:
-        with SerialTransport(port, baud_rate) as serial_port:
-            link = BoardLink(serial_port, config, timeout=timeout)
-            results = link.run(frames, progress=show if progress else None)
-    else:
+    def drive(transport, timeout):
         link = BoardLink(transport, config, timeout=timeout)
-        results = link.run(frames, progress=show if progress else None)
+        return link.run(frames, progress=show if progress else None)
+
+    if transport is not None:
+        results = drive(transport, timeout)
+    elif port == SIMULATED_PORT:
+        check_simulator(simulator)
+        simulated = BoardSimulation(config, simulator=simulator,
+                                    build_root=build_root or default_build_root())
+        try:
+            results = drive(simulated, simulated_timeout(config))
+        finally:
+            simulated.close()
+    else:
+        with SerialTransport(port, baud_rate) as serial_port:
+            results = drive(serial_port, timeout)
     if progress:
         print(file=sys.stderr)
     return integrate(config, results)
+
+
+def simulated_timeout(config):
+    """Simulated seconds of silence before the driver resynchronises: well above a dense
+    frame's work, which the engine may spend before its first event leaves."""
+    c = config
+    work = (c.height * c.width * c.channels_in * (1 + c.channels_out * c.kernel_size ** 2
+                                                   // c.lanes) + c.channels_out * c.height
+            * c.width)
+    return max(300e-6, 4 * work * CLOCK_PERIOD_NS * 1e-9)

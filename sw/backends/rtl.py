@@ -1,8 +1,8 @@
 """``eventconv run --backend rtl``: the exported engine Verilog simulated under cocotb.
 
-The pooled maps come only from the simulated hardware: they start at the pooled map of the
-reset state (every accumulator at its bias) and integrate the output events the engine gave.
-The counts are the engine's own hardware counters.
+Takes one layer or a network. The maps come from the simulated hardware: they start at the
+last layer's map of the reset state (as the contract defines it) and integrate the output
+events the engine gave. The counts, per layer, are the engine's own hardware counters.
 """
 
 import os
@@ -16,6 +16,7 @@ import numpy as np
 
 from eventconv.backends.integrate import integrate
 from eventconv.core.config import Config
+from eventconv.core.network import Network
 from eventconv.flow.verilog import engine_verilog
 from eventconv.hw.target import GENERIC
 from eventconv.sim.runner import check_simulator, run_cocotb
@@ -67,22 +68,24 @@ class _Progress:
                 break
 
 
-def run(config: Config, frames, *, simulator="icarus", progress=False, idle=0.0,
+def run(config, frames, *, simulator="icarus", progress=False, idle=0.0,
         stall=0.0, seed=0, build_root=None, target=GENERIC):
-    """Simulate the engine on ``frames`` (FRAMES.npy layout); returns OUT.npz's arrays.
+    """Simulate the engine of ``config`` (a Config or a Network) on ``frames`` (FRAMES.npy
+    layout); returns OUT.npz's arrays (the one-layer form's or the network's).
 
     ``idle``/``stall`` add random input idle cycles and output backpressure (tests); the
     contract's ``cycles`` figure assumes neither, which is the default. ``target``: the engine
     as that family's boards build it (:mod:`eventconv.hw.target`).
     """
-    config.check_frames(frames)
+    network = Network.of(config) if isinstance(config, Config) else config
+    network.check_frames(frames)
     check_simulator(simulator)
-    verilog = engine_verilog(config, target=target)
+    verilog = engine_verilog(network, target=target)
     with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
         frames_path = Path(tmp) / "frames.npy"
         np.save(frames_path, frames)
         progress_path = Path(tmp) / "progress"
-        case = {"config": config.to_dict(), "frames": str(frames_path), "idle": idle,
+        case = {"config": network.to_dict(), "frames": str(frames_path), "idle": idle,
                 "stall": stall, "seed": seed, "progress": str(progress_path)}
         with _Progress(progress_path, len(frames), progress and sys.stderr.isatty()):
             result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
@@ -93,10 +96,10 @@ def run(config: Config, frames, *, simulator="icarus", progress=False, idle=0.0,
         raise RuntimeError(f"engine gave {len(result['extra'])} beats after the last frame")
     frames_out = []
     for t, frame in enumerate(result["frames"]):
-        if frame["frame_events_out"] != len(frame["events"]):
-            raise RuntimeError(f"frame {t}: engine counted {frame['frame_events_out']} output "
-                               f"events but gave {len(frame['events'])}")
+        if frame["frame_events_out"][-1] != len(frame["events"]):
+            raise RuntimeError(f"frame {t}: engine counted {frame['frame_events_out'][-1]} "
+                               f"output events but gave {len(frame['events'])}")
         frames_out.append({"events": frame["events"], "events_in": frame["frame_events_in"],
                            "events_out": frame["frame_events_out"],
                            "macs": frame["frame_macs"], "cycles": frame["frame_cycles"]})
-    return integrate(config, frames_out)
+    return integrate(network, frames_out)

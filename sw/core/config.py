@@ -13,7 +13,8 @@ import numpy as np
 from eventconv.core import ranges
 from eventconv.core.ranges import BIAS_MAX, BIAS_MIN, MAX_CHANNELS, ConfigError, ConfigTypeError
 
-__all__ = ["Config", "checked_config", "read_json", "REQUIRED", "OPTIONAL"]
+__all__ = ["Config", "EventsConfig", "checked_config", "read_json", "REQUIRED", "OPTIONAL",
+           "EVENTS_FIELDS", "EVENT_CHANNELS"]
 
 REQUIRED = ("height", "width", "channels_in", "channels_out", "kernel_size", "weights")
 OPTIONAL = {"bias": None, "threshold": 0, "shift": 0, "mode": "event", "pool": 2,
@@ -152,6 +153,46 @@ class Config:
         if frames.shape[0] < 1:
             raise ConfigError("frames must hold at least one frame (T >= 1), not T = 0")
         return frames.reshape(frames.shape[0], self.channels_in, self.height, self.width)
+
+
+#: Fields of the ``events`` object, and the input channels an event-camera recording fills.
+EVENTS_FIELDS = ("window_us", "step", "downsample")
+EVENT_CHANNELS = (1, 2)
+MAX_STEP, MAX_DOWNSAMPLE = 255, 64
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """The config's ``events`` object: how an event-camera recording becomes frames
+    (``SPEC.md``, "Event-camera input").
+
+    Window k holds the events with ``t0 + k * window_us <= t < t0 + (k + 1) * window_us``
+    (t0: the first event's time); an event ``(x, y)`` counts on pixel
+    ``(y // downsample, x // downsample)``; a frame sample is ``min(255, step * count)``.
+    """
+
+    window_us: int
+    step: int = 1
+    downsample: int = 1
+
+    @classmethod
+    def from_dict(cls, obj):
+        if not isinstance(obj, dict):
+            raise ConfigError(f"events must be a JSON object with {', '.join(EVENTS_FIELDS)}, "
+                              f"not {type(obj).__name__}")
+        for key in obj:
+            if key not in EVENTS_FIELDS:
+                raise ConfigError(f"unknown field 'events.{key}'; allowed fields: "
+                                  f"{', '.join(EVENTS_FIELDS)}")
+        if "window_us" not in obj:
+            raise ConfigError("missing field 'events.window_us'")
+        return cls(window_us=ranges.at_least("events.window_us", obj["window_us"], 1),
+                   step=ranges.integer("events.step", obj.get("step", 1), 1, MAX_STEP),
+                   downsample=ranges.integer("events.downsample", obj.get("downsample", 1),
+                                             1, MAX_DOWNSAMPLE))
+
+    def to_dict(self):
+        return {"window_us": self.window_us, "step": self.step, "downsample": self.downsample}
 
 
 def read_json(path):

@@ -11,7 +11,7 @@ whose results keep the one-layer ``OUT.npz``.
 from dataclasses import dataclass
 
 from eventconv.core import ranges
-from eventconv.core.config import Config, read_json
+from eventconv.core.config import EVENT_CHANNELS, Config, EventsConfig, read_json
 from eventconv.core.ranges import MAX_CHANNELS, ConfigError
 
 __all__ = ["Network", "MAX_LAYERS", "NETWORK_FIELDS", "LAYER_FIELDS", "load_network"]
@@ -19,7 +19,7 @@ __all__ = ["Network", "MAX_LAYERS", "NETWORK_FIELDS", "LAYER_FIELDS", "load_netw
 MAX_LAYERS = 16
 #: Fields of the network object, and of each of its layers (hardware-only knobs included).
 NETWORK_FIELDS = ("height", "width", "channels_in", "threshold", "mode", "pixels_per_cycle",
-                  "layers")
+                  "layers", "events")
 LAYER_FIELDS = ("channels_out", "kernel_size", "weights", "bias", "shift", "pool",
                 "output_threshold", "lanes")
 # Fields a layer derives from the one before; given anyway, they must agree.
@@ -38,17 +38,21 @@ class Network:
         ``threshold``, ``mode`` and ``pixels_per_cycle`` are the first layer's.
     single : bool
         Built from the one-layer form (no ``layers`` field).
+    events : :class:`~eventconv.core.config.EventsConfig` or None
+        The ``events`` object (event-camera input), in either form; None without one.
     """
 
     layers: tuple
     single: bool = False
+    events: EventsConfig | None = None
 
     @classmethod
     def from_dict(cls, obj):
         if not isinstance(obj, dict):
             raise ConfigError(f"configuration must be a JSON object, not {type(obj).__name__}")
         if "layers" not in obj:
-            return cls((Config.from_dict(obj),), single=True)
+            config = Config.from_dict({k: v for k, v in obj.items() if k != "events"})
+            return cls((config,), single=True, events=_events(obj, config.channels_in))
         _check_fields("", obj, NETWORK_FIELDS, ("height", "width", "channels_in", "layers"))
         layers = obj["layers"]
         if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
@@ -65,7 +69,7 @@ class Network:
             config = _layer(index, layer, height, width, channels, given)
             built.append(config)
             channels, height, width = config.output_shape
-        return cls(tuple(built))
+        return cls(tuple(built), events=_events(obj, built[0].channels_in))
 
     @classmethod
     def from_json(cls, path):
@@ -77,14 +81,15 @@ class Network:
         return cls((config,), single=True)
 
     def to_dict(self):
+        events = {} if self.events is None else {"events": self.events.to_dict()}
         if self.single:
-            return self.layers[0].to_dict()
+            return {**self.layers[0].to_dict(), **events}
         first = self.layers[0]
         return {"height": first.height, "width": first.width,
                 "channels_in": first.channels_in, "threshold": first.threshold,
                 "mode": first.mode, "pixels_per_cycle": first.pixels_per_cycle,
                 "layers": [{name: value for name, value in layer.to_dict().items()
-                            if name in LAYER_FIELDS} for layer in self.layers]}
+                            if name in LAYER_FIELDS} for layer in self.layers], **events}
 
     @property
     def first(self):
@@ -112,6 +117,18 @@ def _check_fields(prefix, obj, allowed, required):
     for key in required:
         if key not in obj:
             raise ConfigError(f"missing field '{prefix}{key}'")
+
+
+def _events(obj, channels_in):
+    """The ``events`` object of ``obj`` (None without one); a recording fills 1 channel (both
+    polarities) or 2 (OFF, ON), so the input must have one of those."""
+    if "events" not in obj:
+        return None
+    events = EventsConfig.from_dict(obj["events"])
+    if channels_in not in EVENT_CHANNELS:
+        raise ConfigError(f"channels_in must be 1 (both polarities together) or 2 (OFF, ON) "
+                          f"with an 'events' object, not {channels_in}")
+    return events
 
 
 def _layer(index, layer, height, width, channels, network):

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["ConfigError", "ConfigTypeError", "KERNEL_SIZES", "PIXELS_PER_CYCLE",
            "MAX_FRAME_SIDE", "MAX_CHANNELS", "BIAS_MIN", "BIAS_MAX", "integer", "one_of",
            "boolean", "frame_side", "geometry", "lanes_divide", "pixels_per_cycle",
-           "integer_array"]
+           "integer_array", "at_least"]
 
 KERNEL_SIZES = (1, 3, 5, 7)
 PIXELS_PER_CYCLE = (1, 2, 4, 8)
@@ -42,6 +42,16 @@ def integer(name, value, lo, hi):
         raise ConfigTypeError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    return int(value)
+
+
+def at_least(name, value, lo):
+    """``value`` as an int if it is an integer of at least ``lo`` (no upper bound), else raise
+    naming ``name``."""
+    if not _is_integer(value):
+        raise ConfigTypeError(f"{name} must be an integer >= {lo}, not {value!r}")
+    if value < lo:
+        raise ConfigError(f"{name} must be an integer >= {lo}, not {value!r}")
     return int(value)
 
 

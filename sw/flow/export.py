@@ -5,7 +5,6 @@ from pathlib import Path
 
 from amaranth.hdl import Shape
 
-from eventconv.core.config import Config
 from eventconv.flow.verilog import export_verilog
 from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.layouts import event_layout, pixel_layout
@@ -15,25 +14,30 @@ __all__ = ["export_engine", "port_table"]
 
 PORT_NOTES = {
     "clk": "clock, rising edge",
-    "rst": "synchronous reset, active high; then every block clears its memories "
-           "(pixels__ready stays low meanwhile)",
+    "rst": "synchronous reset, active high; then every block clears its memories and the "
+           "engine primes its layers (pixels__ready stays low meanwhile)",
     "pixels__payload": "samples in raster order, channels of a pixel adjacent: "
                        "bits [8i+7:8i] = sample i of the beat; then `first`, `last` flags",
     "pixels__valid": "input beat valid", "pixels__ready": "engine takes the beat",
-    "events__payload": "output event {channel, y, x, delta (signed), end_of_frame}, "
-                       "fields packed from bit 0 in that order",
+    "events__payload": "output event of the last layer {channel, y, x, delta (signed), "
+                       "end_of_frame}, fields packed from bit 0 in that order",
     "events__valid": "output beat valid", "events__ready": "consumer takes the beat",
     "threshold": "delta detector threshold T (runtime)",
-    "shift": "requantization right shift (runtime; also sets the reset pooled map)",
-    "dense": "1: dense mode (every pixel is an event), 0: event mode",
+    "shift": "requantization right shift (runtime; also used by the priming after reset)",
+    "output_threshold": "output threshold U (runtime; held at 0 by the priming)",
+    "dense": "1: dense mode (every pixel is an event, every position is emitted), "
+             "0: event mode",
     "frame_events_in": "input events of the last completed frame",
     "frame_macs": "accumulate ops of the last completed frame",
     "frame_events_out": "output events of the last completed frame",
     "frame_cycles": "cycles from its first pixel accepted to its end-of-frame beat given",
 }
+# Ports with one element per layer (for a network: layer i in bits [w(i+1)-1:wi]).
+PER_LAYER = ("shift", "output_threshold", "frame_events_in", "frame_macs", "frame_events_out")
 
 
 def port_table(engine):
+    layers = len(engine.layers)
     rows = ["| port | direction | width | meaning |", "|---|---|---|---|",
             "| clk | in | 1 | " + PORT_NOTES["clk"] + " |",
             "| rst | in | 1 | " + PORT_NOTES["rst"] + " |"]
@@ -41,7 +45,11 @@ def port_table(engine):
         name = "__".join(str(p) for p in path)
         direction = "in" if member.flow.name == "In" else "out"
         width = Shape.cast(member.shape).width
-        rows.append(f"| {name} | {direction} | {width} | {PORT_NOTES.get(name, '')} |")
+        note = PORT_NOTES.get(name, "")
+        if name in PER_LAYER and layers > 1:
+            note += f"; {layers} x {width // layers} bits, layer i in bits " \
+                    f"[{width // layers}(i+1)-1 : {width // layers}i]"
+        rows.append(f"| {name} | {direction} | {width} | {note} |")
     return "\n".join(rows) + "\n"
 
 
@@ -49,36 +57,47 @@ def payload_fields(layout):
     return ", ".join(f"`{name}` [{f.offset + f.width - 1}:{f.offset}]" for name, f in layout)
 
 
-def export_engine(config: Config, output, name="eventconv_engine", *,
-                  target=GENERIC):
-    """Write ``output`` (Verilog), and beside it ``.json`` (configuration) and ``.md`` (ports).
-    ``target``: the FPGA family to build for (:mod:`eventconv.hw.target`).
+def layer_table(network):
+    rows = ["| layer | input (C x H x W) | output (C x H x W) | K | pool | accumulator bits "
+            "| lanes |", "|---|---|---|---|---|---|---|"]
+    for index, c in enumerate(network.layers):
+        out_c, out_h, out_w = c.output_shape
+        rows.append(f"| {index} | {c.channels_in} x {c.height} x {c.width} | {out_c} x {out_h} "
+                    f"x {out_w} | {c.kernel_size} | {c.pool} | {c.accumulator_width} | "
+                    f"{c.lanes} |")
+    return "\n".join(rows) + "\n"
+
+
+def export_engine(config, output, name="eventconv_engine", *, target=GENERIC):
+    """Write ``output`` (Verilog), and beside it ``.json`` (configuration) and ``.md`` (ports,
+    layers). ``config``: a Config or a Network; ``target``: the FPGA family to build for
+    (:mod:`eventconv.hw.target`).
 
     Returns the paths written. The text depends only on the configuration (reproducible).
     """
     checked_target(target)
-
     output = Path(output)
     engine = EventConvEngine(config, target=target)
+    network = engine.network
     output.write_text(export_verilog(engine, name))
     config_path = output.with_suffix(".json")
-    config_path.write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    c = config
+    config_path.write_text(json.dumps(network.to_dict(), indent=1) + "\n")
+    first = network.first
     doc = [f"# `{name}`: eventconv engine", "",
-           f"{c.width}x{c.height}, Cin={c.channels_in}, Cout={c.channels_out}, "
-           f"K={c.kernel_size}, accumulator {c.accumulator_width} bits, "
-           f"{c.pixels_per_cycle} pixel(s)/cycle, {c.lanes} lane(s); configuration in "
-           f"`{config_path.name}`. Semantics: the engine contract, "
+           f"{first.width}x{first.height} input, Cin={first.channels_in}, "
+           f"{len(network.layers)} layer(s), {first.pixels_per_cycle} pixel(s)/cycle; "
+           f"configuration in `{config_path.name}`. Semantics: the engine contract, "
            "`eventconv/core/SPEC.md` in the eventconv sources.", "",
+           layer_table(network),
            *([(f"Built for target `{target.name}`: every block RAM read port feeds one "
                "register with no reset (a flow that can should move it into the RAM, as "
                "`eventconv.flow.ecp5_outreg` does for the ECP5's DP16KD); a frame takes a cycle "
                "or two more, with the same results."), ""] if target.ram_read_register
              else []),
            port_table(engine),
-           f"Input payload fields: {payload_fields(pixel_layout(c.pixels_per_cycle))}.", "",
-           "Output payload fields: "
-           f"{payload_fields(event_layout(c.channels_out, c.height // 2, c.width // 2))}.", ""]
+           f"Input payload fields: {payload_fields(pixel_layout(first.pixels_per_cycle))}.",
+           "", "Output payload fields (last layer): "
+           f"{payload_fields(event_layout(*network.output_shape))}.", ""]
     doc_path = output.with_suffix(".md")
     doc_path.write_text("\n".join(doc))
     return [output, config_path, doc_path]

@@ -95,7 +95,7 @@ def blocks(config, target=GENERIC):
         "pool": lambda: SparseMaxPool(height=c.height, width=c.width,
                                       channels_out=c.channels_out,
                                       accumulator_width=c.accumulator_width,
-                                      bias=c.bias.tolist(), lanes=c.lanes, target=target),
+                                      lanes=c.lanes, pool=c.pool, target=target),
         "engine": lambda: EventConvEngine(c, target=target),
         "hostlink": lambda: HostLink(config=c, timeout_cycles=2_400_000,
                                      clock_frequency=48_000_000, target=target),

@@ -1,0 +1,140 @@
+"""One conv layer fed by events: event queue -> fan-out -> accumulators -> sparse pool.
+
+The part of a layer after its input events (SPEC steps 2-5). The first layer of an engine gets
+its events from the delta detector; a later one from the layer before (SPEC, "A network").
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from eventconv.core.config import checked_config
+from eventconv.hw.layer.accumulator import AccumulatorUnit
+from eventconv.hw.layer.fanout import FanoutAddressGenerator
+from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
+from eventconv.hw.layouts import EventStream
+from eventconv.hw.primitives.stream_register import StreamRegister
+from eventconv.hw.target import GENERIC, checked_target
+
+__all__ = ["EventLayer", "EVENT_QUEUE_DEPTH"]
+
+# Events wait here while the fan-out works through the taps of earlier ones, so the producer
+# (the detector's scan, or the layer before) goes on; the bench measures the depth's effect.
+EVENT_QUEUE_DEPTH = 64
+
+
+class EventLayer(wiring.Component):
+    """Fan-out, accumulate, requantize, pool and sparse output of one layer's input events.
+
+    Parameters
+    ----------
+    config : :class:`eventconv.core.config.Config`
+        The layer (for a network, with its derived size and input channels). Kernel, weights,
+        bias, ``pool`` and ``lanes`` are built in; ``shift`` and ``output_threshold`` are the
+        runtime inputs' suggested values.
+    target : :class:`~eventconv.hw.target.Target`
+        Handed to the accumulators and the pool.
+
+    Members
+    -------
+    events : ``In(EventStream(Cin, H, W))``
+        Input events, each frame closed by an ``end_of_frame`` beat.
+    output : ``Out(EventStream(Cout, H/pool, W/pool))``
+        Output events of the layer's map, then one ``end_of_frame`` beat per frame.
+    shift : ``In(5)``, output_threshold : ``In(8)``, dense : ``In(1)``
+        Runtime knobs of the pool; change them only between frames.
+    count : ``In(1)``
+        The figures below count while it is high.
+    clear : ``In(1)``
+        Sets the figures to 0 (after they were read).
+    events_in, macs : ``Out(...)``
+        Input events and accumulate ops counted since the last ``clear``, each a cycle after
+        its transfer.
+
+    After reset the accumulators hold the bias and the pool's stored map 0 with every window
+    listed: the first ``end_of_frame`` beat (a frame without events) makes the layer emit its
+    reset map as events, the priming frame of :class:`~eventconv.hw.layer.engine.EventConvEngine`.
+    """
+
+    def __init__(self, config, *, target=GENERIC):
+        self.config = c = checked_config(config)
+        self.target = checked_target(target)
+        self.fanout = FanoutAddressGenerator(
+            height=c.height, width=c.width, channels_in=c.channels_in,
+            channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
+        self.accumulator = AccumulatorUnit.from_config(c, target=target)
+        self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
+                                  accumulator_width=c.accumulator_width, lanes=c.lanes,
+                                  pool=c.pool, target=target)
+        #: Cycles after reset before the layer's clear sequences are done.
+        self.clear_cycles = max(self.accumulator.clear_cycles, self.pool.clear_cycles)
+        taps = c.kernel_size * c.kernel_size
+        self.events_in_width = (c.height * c.width * c.channels_in).bit_length()
+        self.macs_width = (c.height * c.width * c.channels_in * c.channels_out * taps
+                           ).bit_length()
+        out_h, out_w = c.output_shape[1:]
+        super().__init__({
+            "events": In(EventStream(c.channels_in, c.height, c.width)),
+            "output": Out(EventStream(c.channels_out, out_h, out_w)),
+            "shift": In(5, init=c.shift),
+            "output_threshold": In(8, init=c.output_threshold),
+            "dense": In(1, init=int(c.mode == "dense")),
+            "count": In(1),
+            "clear": In(1),
+            "events_in": Out(self.events_in_width),
+            "macs": Out(self.macs_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fanout = fanout = self.fanout
+        m.submodules.accumulator = accumulator = self.accumulator
+        m.submodules.pool = pool = self.pool
+
+        # A short queue lets the producer run on while the fan-out works through an event's
+        # taps; its RAM data is registered before the fan-out's range arithmetic, and register
+        # slices cut the ready chain from the pool back to the input (the iCE40's worst path).
+        # The skid registers load from a flip-flop enable (a better UP5K spread over seeds).
+        queue = fifo.SyncFIFOBuffered(width=self.events.payload.shape().size,
+                                      depth=EVENT_QUEUE_DEPTH)
+        m.submodules.event_queue = queue
+        m.d.comb += [
+            queue.w_data.eq(self.events.payload),
+            queue.w_en.eq(self.events.valid),
+            self.events.ready.eq(queue.w_rdy),
+        ]
+        m.submodules.event_register = event_register = StreamRegister(
+            self.events.payload.shape(), skid_loads_when_empty=True)
+        m.d.comb += [
+            event_register.i.payload.eq(queue.r_data),
+            event_register.i.valid.eq(queue.r_rdy),
+            queue.r_en.eq(event_register.i.ready),
+        ]
+        wiring.connect(m, event_register.o, fanout.events)
+        for name, source, sink in (("update_register", fanout.updates, accumulator.updates),
+                                   ("touched_register", accumulator.touched, pool.touched)):
+            m.submodules[name] = register = StreamRegister(
+                source.payload.shape(), skid_loads_when_empty=True)
+            wiring.connect(m, source, register.i)
+            wiring.connect(m, register.o, sink)
+        wiring.connect(m, pool.read, accumulator.read)
+        wiring.connect(m, pool.events, wiring.flipped(self.output))
+        m.d.comb += [
+            pool.shift.eq(self.shift),
+            pool.output_threshold.eq(self.output_threshold),
+            pool.dense.eq(self.dense),
+        ]
+        self._count(m, self.events, self.events_in, 1)
+        self._count(m, fanout.updates, self.macs, self.config.lanes)
+        return m
+
+    def _count(self, m, stream, count, weight):
+        # Counted a cycle after the transfer, from registers: the transfer is the end of a
+        # ready chain, and the figure is read only when the frame has left the engine.
+        counted = Signal()
+        m.d.sync += counted.eq(stream.valid & stream.ready & ~stream.payload.end_of_frame
+                               & self.count)
+        with m.If(self.clear):
+            m.d.sync += count.eq(0)
+        with m.Elif(counted):
+            m.d.sync += count.eq(count + weight)
