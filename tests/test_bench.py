@@ -17,10 +17,12 @@ from eventconv.bench.energy import (
     energy_per_frame,
     touched_windows,
 )
+from eventconv.bench.network import network_config
 from eventconv.bench.report import write_report
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import Events, run_model, taps_in_frame
+from eventconv.core.network import Network
 
 
 def events_at(*points):
@@ -164,6 +166,19 @@ def test_bench_on_the_model_writes_report_and_plots(tmp_path):
     for name in ("per_frame.png", "threshold.png", "energy.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert not (tmp_path / "utilisation.png").exists()   # no cycles without RTL
+    # The network, layer by layer, and the output-threshold sweep (U = 0: event mode).
+    clip = load_clip("vtest_64x48")[:4]
+    net = network_config(threshold=measure.THRESHOLD)
+    ev = run_model(net, clip)
+    de = run_model(network_config(threshold=measure.THRESHOLD, mode="dense"), clip)
+    assert (f"| 0 | {ev['events_in'][1:, 0].mean():.1f} | {ev['events_out'][1:, 0].mean():.1f}"
+            f" | {ev['macs'][1:, 0].mean():.0f} | {de['macs'][1:, 0].mean():.0f} |") in report
+    error = np.abs(ev["output"].astype(int) - de["output"]).mean()
+    share = ev["macs"][1:].sum() / de["macs"][1:].sum()
+    assert f"| 0 | {100 * share:.1f} % | {error:.3f} |" in report
+    sweep = results["network"]["output_thresholds"]
+    assert sweep[-1]["macs_fraction"] < sweep[0]["macs_fraction"]
+    assert (tmp_path / "output_threshold.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_main_quick_on_the_model(tmp_path, capsys):
@@ -187,6 +202,8 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     """The RTL sections (cycles, utilisation, fixed overhead) on cycles made up as bound + 10."""
     def fake_rtl(config, frames, **kwargs):
         out = run_model(config, frames)
+        if isinstance(config, Network):
+            return {**out, "cycles": np.full(len(frames), 1000, np.int64)}
         bound = measure.utilisation_bound(config, out["macs"])
         return {**out, "cycles": (bound + 10).astype(np.int64)}
 
@@ -203,5 +220,6 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
         assert row["event"]["overhead_median"] == 10
         assert 1 < row["dense"]["ratio_median"] < 1.01
     assert "| 8 x 4 (default) |" in report and "| 2 x 2 |" in report
+    assert "event 1000, dense 1000 (100.0 %)" in report   # the network's RTL cycles
     assert "## RTL simulation speed" not in report
     assert (tmp_path / "utilisation.png").read_bytes()[:4] == b"\x89PNG"

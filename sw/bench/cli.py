@@ -9,6 +9,9 @@ One run measures, side by side on the same design and the same frames of the bun
 * the work saved versus the threshold, with the pooled-output error against a dense layer on
   the raw frames;
 * an energy estimate per frame (:mod:`eventconv.bench.energy`);
+* a real trained network (PNet's first four layers) layer by layer, event against dense, with
+  RTL cycles, and the output threshold's trade of work for accuracy
+  (:mod:`eventconv.bench.network`);
 * RTL simulation speed under Verilator and Icarus (medians of repeated runs).
 
 It writes ``report.md`` and PNG plots into ``--out`` (default ``build/bench``). Every RTL run is
@@ -46,6 +49,7 @@ def settings_from_args(argv=None):
                      " " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     if args.quick:
         s = replace(s, frames=12, knob_sweep=((4, 4), DEFAULT_KNOBS), sweep_dense_frames=3,
+                    network_frames=4,
                     speed_runs={"verilator": {"event": (2, 30)}}, repeats=1)
     if args.frames is not None:
         if args.frames < 2:

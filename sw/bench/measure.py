@@ -17,6 +17,7 @@ import numpy as np
 
 from eventconv.backends import rtl as rtl_backend
 from eventconv.bench.energy import count_operations, energy_per_frame
+from eventconv.bench.network import NETWORK_CLIP, measure_network
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
@@ -51,6 +52,7 @@ class Settings:
     knob_sweep: tuple = KNOB_SWEEP
     sweep_dense_frames: int = 4           # dense frames of the non-default knob settings
     thresholds: tuple = THRESHOLDS
+    network_frames: int = 12              # clip frames of the network's RTL event run
     # simulator -> mode -> (frames of the short, of the long timed run). Event mode's short
     # run has 2 frames so that the difference holds steady frames only.
     speed_runs: dict = field(default_factory=lambda: {
@@ -248,6 +250,8 @@ def run_bench(settings):
     results["modes"] = measure_modes(settings, frames)
     results["thresholds"], results["dense_model"] = measure_thresholds(settings, frames)
     results["energy"] = measure_energy(settings, frames)
+    results["network"] = measure_network(settings, load_clip(NETWORK_CLIP)[:settings.frames],
+                                         THRESHOLD)
     results["speed"] = (measure_speed(settings, clip) if settings.backend == "rtl" and
                         settings.speed_runs else [])
     results["machine"] = machine()

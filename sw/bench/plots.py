@@ -85,6 +85,31 @@ def plot_thresholds(results, path):
     plt.close(fig)
 
 
+def plot_output_thresholds(results, path):
+    plt = _pyplot()
+    rows = results["network"]["output_thresholds"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    work = [100 * r["macs_fraction"] for r in rows]
+    ax.plot(x, work, "o-", color="tab:blue", label="accumulate ops, % of dense")
+    ax.set_xticks(x, [str(r["output_threshold"]) for r in rows])
+    ax.set_xlabel("output threshold U (every layer but the last)")
+    ax.set_ylabel("work per frame, % of dense network", color="tab:blue")
+    ax.set_ylim(0, max(work) * 1.2)
+    ax.grid(True, alpha=0.3)
+    err = ax.twinx()
+    err.plot(x, [r["mean_abs_error"] for r in rows], "^-", color="tab:red",
+             label="output: mean |error|")
+    err.set_ylabel("output error vs dense network (uint8 levels)", color="tab:red")
+    lines, lines2 = ax.get_legend_handles_labels(), err.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=9)
+    ax.set_title(f"{results['network']['net']}: output threshold trades accuracy for work",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_utilisation(results, path):
     plt = _pyplot()
     settings = results["settings"]

@@ -15,7 +15,13 @@ from eventconv.bench.measure import (
     summary,
     utilisation_rows,
 )
-from eventconv.bench.plots import plot_energy, plot_per_frame, plot_thresholds, plot_utilisation
+from eventconv.bench.plots import (
+    plot_energy,
+    plot_output_thresholds,
+    plot_per_frame,
+    plot_thresholds,
+    plot_utilisation,
+)
 
 
 def _table(header, rows):
@@ -37,6 +43,7 @@ def write_report(results, out_dir):
     plot_per_frame(results, out_dir / "per_frame.png")
     plot_thresholds(results, out_dir / "threshold.png")
     plot_energy(results, out_dir / "energy.png")
+    plot_output_thresholds(results, out_dir / "output_threshold.png")
     if has_cycles:
         plot_utilisation(results, out_dir / "utilisation.png")
     key = summary(results)
@@ -115,6 +122,7 @@ def write_report(results, out_dir):
         text += _utilisation_section(results)
     text += _threshold_section(results, has_cycles)
     text += _energy_section(results)
+    text += _network_section(results)
     if results["speed"]:
         text += _speed_section(results)
     text += [
@@ -232,6 +240,44 @@ def _threshold_section(results, has_cycles):
         "![saving versus threshold](threshold.png)",
         "",
     ]
+
+
+def _network_section(results):
+    n = results["network"]
+    rows = [[r["layer"], f"{r['events_in']:.1f}", f"{r['events_out']:.1f}",
+             f"{r['macs_event']:.0f}", f"{r['macs_dense']:.0f}",
+             percent(r["macs_event"] / r["macs_dense"])] for r in n["layers"]]
+    text = [
+        "## A real trained network, layer by layer",
+        "",
+        f"`{n['net']}` (PNet conv1..conv4_1, real trained weights, int8), input threshold "
+        f"{n['threshold']}, lanes {', '.join(map(str, n['lanes']))} per layer. Means of frames "
+        "1.. of the clip, event mode; dense mode for the same network.",
+        "",
+        _table(["layer", "events_in / frame", "events_out / frame", "macs event",
+                "macs dense", "event / dense"], rows),
+        "",
+    ]
+    if n["cycles_event"] is not None:
+        event = n["cycles_event"][1:]
+        dense = n["cycles_dense"][1:] if len(n["cycles_dense"]) > 1 else n["cycles_dense"]
+        text += [f"RTL cycles per frame (frames 1..{n['frames'] - 1}, every run checked equal "
+                 f"to the model): event {event.mean():.0f}, dense {dense.mean():.0f} "
+                 f"({percent(event.mean() / dense.mean())}).", ""]
+    rows = [[r["output_threshold"], percent(r["macs_fraction"]), f"{r['mean_abs_error']:.3f}",
+             r["max_abs_error"]] for r in n["output_thresholds"]]
+    text += [
+        "Output threshold U on every layer but the last (a layer emits a position only when "
+        "it moved by more than U since it last emitted it), against the dense network's "
+        "output (model, all frames):",
+        "",
+        _table(["U", "macs, % of dense", "output mean abs error", "output max abs error"],
+               rows),
+        "",
+        "![work and error versus output threshold](output_threshold.png)",
+        "",
+    ]
+    return text
 
 
 def _energy_section(results):
