@@ -62,10 +62,10 @@ class EngineBench:
 
     LAYER_FIGURES = ("frame_events_in", "frame_macs", "frame_events_out")
 
-    def __init__(self, dut, network, *, seed=0, idle=0.0, stall=0.0):
+    def __init__(self, dut, network, *, seed=0, idle=0.0, stall=0.0, source="pixels"):
         self.dut, self.network = dut, network
         rng = random.Random(seed)
-        self.driver = StreamDriver(dut, "pixels", rng=random.Random(rng.random()), idle=idle)
+        self.driver = StreamDriver(dut, source, rng=random.Random(rng.random()), idle=idle)
         self.monitor = StreamMonitor(dut, "events", rng=random.Random(rng.random()), stall=stall)
         self.decode = FieldDecoder(event_layout(*network.output_shape))
 
@@ -77,6 +77,8 @@ class EngineBench:
         self.dut.shift.value = sum(c.shift << (5 * i) for i, c in enumerate(layers))
         self.dut.output_threshold.value = sum(c.output_threshold << (8 * i)
                                               for i, c in enumerate(layers))
+        if self.network.events is not None and hasattr(self.dut, "step"):
+            self.dut.step.value = self.network.events.step
         start_clock(self.dut)
         await reset(self.dut)
 
@@ -108,25 +110,44 @@ class EngineBench:
         return events, figures
 
 
-@cocotb.test()
-async def run_frames(dut):
-    """Case: {"config": {...}, "frames": path.npy, "idle", "stall", "seed", "progress": path}."""
+async def run_case(dut, source, send):
+    """Stream the case's frames (or windows) with ``send(bench, items)``, collect every
+    frame's output events and figures, write the result."""
     case = read_case()
     network = Network.from_dict(case["config"])
-    frames = network.check_frames(np.load(case["frames"]))
+    items = case["windows"] if source == "camera" else \
+        network.check_frames(np.load(case["frames"]))
     bench = EngineBench(dut, network, seed=case.get("seed", 0), idle=case.get("idle", 0.0),
-                        stall=case.get("stall", 0.0))
+                        stall=case.get("stall", 0.0), source=source)
     await bench.reset()
-    sender = cocotb.start_soon(bench.send_frames(frames))
+    sender = cocotb.start_soon(send(bench, items))
     results = []
     progress = case.get("progress")
-    for t in range(len(frames)):
+    for t in range(len(items)):
         events, figures = await bench.receive_frame()
         results.append({"events": events, **figures})
         if progress:
             with open(progress, "w") as f:
-                f.write(f"{t + 1} {len(frames)}")
+                f.write(f"{t + 1} {len(items)}")
     await sender
     extra = await bench.monitor.quiet(20)
     with open(os.environ["EVENTCONV_RESULT"], "w") as f:
         json.dump({"frames": results, "extra": extra}, f)
+
+
+@cocotb.test()
+async def run_frames(dut):
+    """Case: {"config": {...}, "frames": path.npy, "idle", "stall", "seed", "progress": path}."""
+    await run_case(dut, "pixels", lambda bench, frames: bench.send_frames(frames))
+
+
+async def _send_windows(bench, windows):
+    for beats in windows:
+        await bench.driver.send_all(beats)
+
+
+@cocotb.test()
+async def run_windows(dut):
+    """Case: as run_frames, with "windows": a list of windows, each the packed camera beats
+    (events, then the end-of-window beat), for the engine built with ``address_events``."""
+    await run_case(dut, "camera", _send_windows)

@@ -21,7 +21,7 @@ from eventconv.flow.synth import synth_board
 from eventconv.hw.boards import BOARDS
 from eventconv.hw.target import TARGETS
 from eventconv.protocol.codec import LinkError
-from eventconv.recordings import RecordingError, count_frames, read_recording
+from eventconv.recordings import RecordingError, bin_events, count_frames, read_recording
 from eventconv.sim.runner import SimulatorMissing
 
 BACKENDS = ("model", "rtl", "board")
@@ -48,26 +48,28 @@ def load_frames(path):
     return frames
 
 
-def recording_frames(network, path, quiet=False):
+def recording_input(network, path, quiet=False):
     """The frames (FRAMES.npy layout) of the event-camera recording ``path``, made by the
-    config's ``events`` object (SPEC "Event-camera input"); the count of events dropped outside
-    the frame goes to stderr."""
+    config's ``events`` object (SPEC "Event-camera input"), and its binned events (for the
+    gateware's address-event input); the count of events dropped outside the frame goes to
+    stderr."""
     if network.events is None:
         raise UsageError("--events needs an 'events' object in the config: {\"window_us\": W "
                          "(>= 1), \"step\": S (1..255, default 1), \"downsample\": D (1..64, "
                          "default 1)}")
     first = network.first
+    size = {"height": first.height, "width": first.width, "channels_in": first.channels_in}
     try:
         recording = read_recording(path)
-        frames, dropped = count_frames(recording, network.events, height=first.height,
-                                       width=first.width, channels_in=first.channels_in)
+        frames, dropped = count_frames(recording, network.events, **size)
+        binned = bin_events(recording, network.events, **size)
     except RecordingError as e:
         raise UsageError(f"--events: {e}") from None
     if not quiet:
         print(f"--events: {len(recording)} {recording.format} events in {len(frames)} windows "
               f"of {network.events.window_us} us; {dropped} outside the {first.height} x "
               f"{first.width} frame dropped", file=sys.stderr)
-    return frames.reshape(first.frames_shape(len(frames)))
+    return frames.reshape(first.frames_shape(len(frames))), binned
 
 
 def check_out_path(path):
@@ -87,12 +89,16 @@ def one_layer(network, what):
 
 def cmd_run(args):
     network = Network.from_json(args.config)
-    frames = (recording_frames(network, args.events, args.quiet) if args.events is not None
-              else load_frames(args.frames))
+    frames, binned = (recording_input(network, args.events, args.quiet)
+                      if args.events is not None else (load_frames(args.frames), None))
     network.check_frames(frames)
     check_out_path(args.out)
     if args.backend == "model":
         result = model_backend.run(network, frames)
+    elif args.backend == "rtl" and binned is not None:
+        # The gateware takes the events themselves: cycles grow with the events.
+        result = rtl_backend.run_events(network, binned, simulator=args.simulator,
+                                        progress=not args.quiet)
     elif args.backend == "rtl":
         result = rtl_backend.run(network, frames, simulator=args.simulator,
                                  progress=not args.quiet)

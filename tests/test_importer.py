@@ -426,3 +426,27 @@ def test_import_budget_on_four_layers_and_twenty_frames(clip):
     _, report = convert(pnet_float_model(), clip[:CALIBRATION, None], input_scale=INPUT_SCALE)
     assert len(report["layers"]) == 4 and report["seconds"] < 10
     assert math.isclose(report["output"]["correlation"], report["layers"][-1]["correlation"])
+
+
+def test_imported_network_runs_on_the_rtl_exactly(tmp_path, clip):
+    """PNet's first two layers (real trained weights) imported on a 12 x 12 crop of the clip
+    run through the simulated gateware exactly as through the bit-exact model: every layer's
+    counts and the output map."""
+    from pathlib import Path
+
+    from eventconv.backends.rtl import run as run_rtl
+    from eventconv.importer.pnet import _layers, chain_model
+    crop = np.ascontiguousarray(clip[:CALIBRATION, 18:30, 26:38])
+    code, out = run_import(tmp_path, chain_model(_layers()[:2], height=12, width=12), crop,
+                           "--input-scale", "1/128", "--threshold", "6")
+    assert code == 0
+    obj = json.loads(out.read_text())
+    for layer, lanes in zip(obj["layers"], (5, 4), strict=True):
+        layer["lanes"] = lanes      # a hardware knob: the same results in fewer cycles
+    network = Network.from_dict(obj)
+    build = Path(__file__).resolve().parent.parent / "build" / "sim"
+    rtl = run_rtl(network, crop[:5], build_root=build, stall=0.2, seed=1)
+    model = run_model(network, crop[:5])
+    for key in model:
+        np.testing.assert_array_equal(rtl[key], model[key], err_msg=key)
+    assert model["events_out"][1:, -1].sum() > 0

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from eventconv.core.config import checked_config
 from eventconv.core.network import Network
 from eventconv.core.ranges import ConfigError
+from eventconv.hw.layer.address_events import AddressEventDetector, CameraEventStream
 from eventconv.hw.layer.delta_detector import DeltaDetector
 from eventconv.hw.layer.layer import EVENT_QUEUE_DEPTH, EventLayer
 from eventconv.hw.layouts import EventStream, PixelStream
@@ -51,12 +52,21 @@ class EventConvEngine(wiring.Component):
         block RAM read port feeds exactly one register with no reset; with
         ``multiplier_registers`` the multipliers get a stage of their own. The outputs are the
         same for every target; a frame takes a cycle or two more.
+    address_events : bool
+        Take an event camera's events (:class:`AddressEventDetector`: ``camera`` and ``step``)
+        instead of frames (``pixels``); the results are those of the windows' count frames,
+        and a window's cycles grow with its events, not with the frame size.
 
     Members
     -------
     pixels : ``In(PixelStream(pixels_per_cycle))``
         Samples in raster order, channels of a pixel adjacent; ``first``/``last`` on the first
-        and last beat of a frame.
+        and last beat of a frame. (Without ``address_events``.)
+    camera : ``In(CameraEventStream(Cin, H, W))``, step : ``In(8)``
+        With ``address_events``: a window's binned camera events ``(c, y, x)``, then one
+        ``end_of_window`` beat; each event counts ``step`` (SPEC "Event-camera input"). A
+        window is a frame: its first beat (the end-of-window beat of an empty window) starts
+        it.
     events : ``Out(EventStream(C, H', W'))``
         Output events ``(o, y, x, delta)`` of the last layer's map, then one ``end_of_frame``
         beat.
@@ -87,19 +97,31 @@ class EventConvEngine(wiring.Component):
     register slices.
     """
 
-    def __init__(self, config, *, target=GENERIC):
+    def __init__(self, config, *, target=GENERIC, address_events=False):
         self.network = network = engine_network(config)
         self.config = network.first
         self.target = checked_target(target)
+        self.address_events = bool(address_events)
         first = network.first
-        self.detector = DeltaDetector(height=first.height, width=first.width,
-                                      channels=first.channels_in,
-                                      pixels_per_cycle=first.pixels_per_cycle, target=target)
+        if self.address_events:
+            self.detector = AddressEventDetector(height=first.height, width=first.width,
+                                                 channels=first.channels_in, target=target)
+            detector_settle = self.detector.clear_cycles
+            source = {"camera": In(CameraEventStream(first.channels_in, first.height,
+                                                     first.width)),
+                      "step": In(8, init=network.events.step if network.events else 1)}
+        else:
+            self.detector = DeltaDetector(height=first.height, width=first.width,
+                                          channels=first.channels_in,
+                                          pixels_per_cycle=first.pixels_per_cycle,
+                                          target=target)
+            detector_settle = self.detector.depth
+            source = {"pixels": In(PixelStream(first.pixels_per_cycle))}
         self.layers = [EventLayer(layer, target=target) for layer in network.layers]
         self.event_queue_depth = EVENT_QUEUE_DEPTH
         #: Cycles after reset before the priming frame starts: the longest clear sequence of
         #: the blocks, plus a margin for their pipelines.
-        self.settle_cycles = max(self.detector.depth,
+        self.settle_cycles = max(detector_settle,
                                  *(layer.clear_cycles for layer in self.layers)) + SETTLE_MARGIN
         count = len(self.layers)
         self.events_in_width = max(layer.events_in_width for layer in self.layers)
@@ -113,7 +135,7 @@ class EventConvEngine(wiring.Component):
             return width if count == 1 else data.ArrayLayout(width, count)
 
         super().__init__({
-            "pixels": In(PixelStream(first.pixels_per_cycle)),
+            **source,
             "events": Out(EventStream(out_c, out_h, out_w)),
             "threshold": In(8, init=first.threshold),
             "dense": In(1, init=int(first.mode == "dense")),
@@ -163,6 +185,8 @@ class EventConvEngine(wiring.Component):
             wiring.connect(m, self.layers[index - 1].output, link.i)
             wiring.connect(m, link.o, self.layers[index].events)
         m.d.comb += [detector.threshold.eq(self.threshold), detector.dense.eq(self.dense)]
+        if self.address_events:
+            m.d.comb += detector.step.eq(self.step)
         for index, layer in enumerate(self.layers):
             m.d.comb += [
                 layer.shift.eq(self._element(self.shift, index)),
@@ -185,21 +209,33 @@ class EventConvEngine(wiring.Component):
         return inject
 
     def _input(self, m, priming):
-        """The pixel input. A frame's first beat is taken once the engine is primed and the
-        frame before has left (``frame_busy``, a register); its time is the frame's start."""
-        detector = self.detector
+        """The input (pixels, or camera events). A frame's first beat is taken once the engine
+        is primed and the frame before has left (``frame_busy``, a register); its time is the
+        frame's start."""
         self.frame_busy = frame_busy = Signal(init=1)
         self.now = now = Signal(CYCLE_COUNTER_WIDTH)
         m.d.sync += now.eq(now + 1)
-        first_blocked = self.pixels.payload.first & frame_busy
-        first_taken = self.pixels.valid & self.pixels.ready & self.pixels.payload.first
+        source, sink = (self.camera, self.detector.camera) if self.address_events else \
+            (self.pixels, self.detector.pixels)
+        taken = source.valid & source.ready
+        if self.address_events:
+            # A window's first beat is the first after the last window's end (an empty
+            # window's is its end-of-window beat).
+            window_open = Signal()
+            first = ~window_open
+            with m.If(taken):
+                m.d.sync += window_open.eq(~source.payload.end_of_window)
+        else:
+            first = source.payload.first
+        first_blocked = first & frame_busy
+        first_taken = taken & first
         m.d.comb += [
-            detector.pixels.payload.eq(self.pixels.payload),
-            detector.pixels.valid.eq(self.pixels.valid & ~first_blocked),
-            self.pixels.ready.eq(detector.pixels.ready & ~first_blocked),
+            sink.payload.eq(source.payload),
+            sink.valid.eq(source.valid & ~first_blocked),
+            source.ready.eq(sink.ready & ~first_blocked),
         ]
         # The start time is taken a cycle later, from registers (the link and the figures sit
-        # far apart), so it is one more than the first pixel's cycle.
+        # far apart), so it is one more than the first beat's cycle.
         self.start_time = start_time = Signal(CYCLE_COUNTER_WIDTH)
         start_taken = Signal()
         m.d.sync += start_taken.eq(first_taken)

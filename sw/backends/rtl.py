@@ -18,10 +18,11 @@ from eventconv.backends.integrate import integrate
 from eventconv.core.config import Config
 from eventconv.core.network import Network
 from eventconv.flow.verilog import engine_verilog
+from eventconv.hw.layer.address_events import camera_event_layout
 from eventconv.hw.target import GENERIC
 from eventconv.sim.runner import check_simulator, run_cocotb
 
-__all__ = ["run", "default_build_root"]
+__all__ = ["run", "run_events", "default_build_root"]
 
 
 def default_build_root():
@@ -79,19 +80,49 @@ def run(config, frames, *, simulator="icarus", progress=False, idle=0.0,
     """
     network = Network.of(config) if isinstance(config, Config) else config
     network.check_frames(frames)
-    check_simulator(simulator)
-    verilog = engine_verilog(network, target=target)
     with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
         frames_path = Path(tmp) / "frames.npy"
         np.save(frames_path, frames)
-        progress_path = Path(tmp) / "progress"
-        case = {"config": network.to_dict(), "frames": str(frames_path), "idle": idle,
-                "stall": stall, "seed": seed, "progress": str(progress_path)}
-        with _Progress(progress_path, len(frames), progress and sys.stderr.isatty()):
-            result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
-                                test_module="eventconv.sim.engine_tb", case=case,
-                                simulator=simulator,
-                                build_root=build_root or default_build_root())
+        return _simulate(network, {"frames": str(frames_path)}, len(frames), tmp,
+                         testcase="run_frames", simulator=simulator, progress=progress,
+                         idle=idle, stall=stall, seed=seed, build_root=build_root,
+                         target=target)
+
+
+def run_events(config, binned, *, simulator="icarus", progress=False, idle=0.0, stall=0.0,
+               seed=0, build_root=None, target=GENERIC):
+    """Simulate the engine built for address-event input on an event-camera recording's
+    ``binned`` events (:func:`eventconv.recordings.bin_events`): each window's events, then
+    its end of window. Returns OUT.npz's arrays; they equal those of the windows' count frames,
+    and ``cycles`` grows with each window's events."""
+    network = Network.of(config) if isinstance(config, Config) else config
+    first = network.first
+    layout = camera_event_layout(first.channels_in, first.height, first.width)
+    offset = {name: layout[name].offset for name in ("channel", "y", "x", "end_of_window")}
+    beats = ((binned.channel << offset["channel"]) | (binned.y << offset["y"])
+             | (binned.x << offset["x"]))
+    bounds = np.searchsorted(binned.window, np.arange(binned.windows + 1))
+    end = 1 << offset["end_of_window"]
+    windows = [[*map(int, beats[bounds[k]:bounds[k + 1]]), end] for k in range(binned.windows)]
+    with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
+        return _simulate(network, {"windows": windows}, binned.windows, tmp,
+                         testcase="run_windows", simulator=simulator, progress=progress,
+                         idle=idle, stall=stall, seed=seed, build_root=build_root,
+                         target=target, address_events=True)
+
+
+def _simulate(network, items, count, tmp, *, testcase, simulator, progress, idle, stall, seed,
+              build_root, target, address_events=False):
+    check_simulator(simulator)
+    verilog = engine_verilog(network, target=target, address_events=address_events)
+    progress_path = Path(tmp) / "progress"
+    case = {"config": network.to_dict(), **items, "idle": idle, "stall": stall, "seed": seed,
+            "progress": str(progress_path)}
+    with _Progress(progress_path, count, progress and sys.stderr.isatty()):
+        result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
+                            test_module="eventconv.sim.engine_tb", case=case,
+                            simulator=simulator, testcase=testcase,
+                            build_root=build_root or default_build_root())
     if result["extra"]:
         raise RuntimeError(f"engine gave {len(result['extra'])} beats after the last frame")
     frames_out = []

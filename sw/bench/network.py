@@ -12,7 +12,8 @@ from eventconv.core.model import run_model
 from eventconv.core.nets import load_net
 from eventconv.core.network import Network
 
-__all__ = ["NET", "NETWORK_CLIP", "NETWORK_LANES", "OUTPUT_THRESHOLDS", "network_config", "measure_network"]
+__all__ = ["NET", "NETWORK_CLIP", "NETWORK_LANES", "OUTPUT_THRESHOLDS", "network_config",
+           "measure_network"]
 
 NET = "pnet_64x48"
 NETWORK_CLIP = "vtest_64x48"        # the clip the network was quantized for

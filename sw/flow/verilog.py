@@ -29,6 +29,8 @@ class Ecp5Primitives:
 ECP5_PRIMITIVES = Ecp5Primitives()
 
 
-def engine_verilog(config, name="eventconv_engine", *, target=GENERIC):
-    """Verilog of the engine for ``config`` built for ``target`` (:mod:`eventconv.hw.target`)."""
-    return export_verilog(EventConvEngine(config, target=target), name)
+def engine_verilog(config, name="eventconv_engine", *, target=GENERIC, address_events=False):
+    """Verilog of the engine for ``config`` built for ``target`` (:mod:`eventconv.hw.target`),
+    taking frames or, with ``address_events``, an event camera's events."""
+    return export_verilog(EventConvEngine(config, target=target,
+                                          address_events=address_events), name)
