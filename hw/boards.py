@@ -4,7 +4,7 @@ build flow, the timing tool and the Makefile (``eventconv boards``).
 ==========  =================  ==========  =======  ========================  ==========
 board       device             oscillator  clock    USB serial (FPGA rx, tx)  LEDs
 ==========  =================  ==========  =======  ========================  ==========
-icebreaker  iCE40UP5K-SG48     12 MHz      48 MHz   FT2232H channel B: 6, 9   green, red
+icebreaker  iCE40UP5K-SG48     12 MHz      45 MHz   FT2232H channel B: 6, 9   green, red
 ulx3s-85f   LFE5U-85F-6BG381C  25 MHz      125 MHz  FT231X: M1, L4            LED 0, 1
 ==========  =================  ==========  =======  ========================  ==========
 
@@ -82,7 +82,7 @@ class BoardSpec:
 BOARDS = {
     "icebreaker": BoardSpec(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
-        "clk12", 12e6, 48e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
+        "clk12", 12e6, 45e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
         frame_side=22, lanes=1),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
