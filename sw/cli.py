@@ -13,6 +13,7 @@ import numpy as np
 from eventconv.backends import board as board_backend
 from eventconv.backends import model as model_backend
 from eventconv.backends import rtl as rtl_backend
+from eventconv.core.config import read_npy
 from eventconv.core.network import Network
 from eventconv.core.ranges import ConfigError
 from eventconv.demo import demo
@@ -37,15 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def load_frames(path):
-    try:
-        frames = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"--frames: no such file: {path}") from None
-    except (ValueError, OSError) as e:
-        raise UsageError(f"--frames: {path} is not a .npy array file ({e})") from None
-    if not isinstance(frames, np.ndarray):
-        raise UsageError(f"--frames: {path} holds several arrays; give one .npy array")
-    return frames
+    return read_npy(path, "--frames")
 
 
 def recording_input(network, path, quiet=False):

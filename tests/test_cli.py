@@ -107,6 +107,10 @@ def test_unreadable_inputs_exit_2(job, capsys, tmp_path):
     assert "not a .npy array file" in refuse(capsys, "run", "--config", cfg, "--frames",
                                              tmp_path / "text.npy", "--backend", "model",
                                              "--out", out)
+    (tmp_path / "empty.npy").write_bytes(b"")   # numpy raises EOFError here
+    assert "not a .npy array file" in refuse(capsys, "run", "--config", cfg, "--frames",
+                                             tmp_path / "empty.npy", "--backend", "model",
+                                             "--out", out)
     assert "folder" in refuse(capsys, "run", "--config", cfg, "--frames", frames,
                               "--backend", "model", "--out", tmp_path / "no" / "out.npz")
     assert "invalid choice" in refuse(capsys, "run", "--config", cfg, "--frames", frames,

@@ -118,7 +118,6 @@ class EventConvEngine(wiring.Component):
             detector_settle = self.detector.depth
             source = {"pixels": In(PixelStream(first.pixels_per_cycle))}
         self.layers = [EventLayer(layer, target=target) for layer in network.layers]
-        self.event_queue_depth = EVENT_QUEUE_DEPTH
         #: Cycles after reset before the priming frame starts: the longest clear sequence of
         #: the blocks, plus a margin for their pipelines.
         self.settle_cycles = max(detector_settle,

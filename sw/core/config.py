@@ -206,6 +206,20 @@ def read_json(path):
         raise ConfigError(f"config: {path} is not valid JSON ({e})") from None
 
 
+def read_npy(path, option):
+    """The one array in the ``.npy`` file ``path``, or a ConfigError naming ``option`` (the
+    command-line option that gave it), the file and the fault."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{option}: no such file: {path}") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"{option}: {path} is not a .npy array file ({e})") from None
+    if not isinstance(array, np.ndarray):
+        raise ConfigError(f"{option}: {path} holds several arrays; give one .npy array")
+    return array
+
+
 def checked_config(config):
     """``config`` if it is a :class:`Config`, else a TypeError naming the parameter."""
     if not isinstance(config, Config):

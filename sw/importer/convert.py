@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from eventconv.core.config import read_npy
 from eventconv.core.network import Network
 from eventconv.core.ranges import ConfigError
 from eventconv.importer.graph import Unsupported, node_label, read_graph
@@ -58,14 +59,7 @@ def load_model(path):
 
 def load_calibration(path):
     """Calibration frames as uint8 (T, C, H, W): FRAMES.npy holds (T, H, W) or (T, C, H, W)."""
-    try:
-        frames = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ConfigError(f"--calibrate: no such file: {path}") from None
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"--calibrate: {path} is not a .npy array file ({e})") from None
-    if not isinstance(frames, np.ndarray):
-        raise ConfigError(f"--calibrate: {path} holds several arrays; give one .npy array")
+    frames = read_npy(path, "--calibrate")
     if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[0] < 1:
         raise ConfigError(f"--calibrate: frames must be uint8 (T, H, W) or (T, C, H, W) with "
                           f"T >= 1, not {frames.dtype} {tuple(frames.shape)}")
