@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: install test lint demo synth bench timing clean
+.PHONY: install test lint demo synth bench timing formal soak clean
 
 install: $(STAMP)
 
@@ -42,6 +42,20 @@ test: install lint
 
 demo: install
 	$(BIN)/eventconv demo
+
+# Formal stream proofs (SymbiYosys, eventconv.sim.formal): every proof and planted bug; the
+# quick subset also runs in `make test` (tests/test_formal.py).
+formal: install
+	$(BIN)/python -m eventconv.sim.formal
+
+# Soak: 10,000 frames of the real clip through the simulated 4-layer network (Verilator, random
+# stalls, eventconv.bench.soak), then the host link (tests/test_link_faults.py, tests/test_fuzz.py
+# with EVENTCONV_SOAK=1): 10,000 frames through the Python board and EVENTCONV_SOAK_FRAMES
+# (default 1000) through the co-simulated board (Verilator), at 1 % byte loss and 1 % bit flips
+# both ways, and ~20x the fuzzing examples. Hours: see README.
+soak: install
+	$(BIN)/python -m eventconv.bench.soak --frames 10000
+	EVENTCONV_SOAK=1 $(BIN)/pytest -q -s tests/test_link_faults.py tests/test_fuzz.py
 
 # Every board of the registry (hw/boards.py).
 synth: install

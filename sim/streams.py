@@ -11,6 +11,7 @@ Both classes take a ``random.Random`` and a probability: the driver inserts idle
 
 import random
 
+import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -75,6 +76,26 @@ class StreamMonitor:
         self.rng = rng or random.Random(0)
         self.stall = stall
         self.ready.value = 0
+        self.rst = getattr(dut, "rst", None)
+        self.name = name
+        cocotb.start_soon(self._check_protocol())
+
+    async def _check_protocol(self):
+        """On every clock: once ``valid`` is high and the beat not taken, ``valid`` stays high
+        and the payload unchanged until it is (an AssertionError fails the test). The results
+        alone would not show a beat that changed while stalled."""
+        held = None
+        while True:
+            await ReadOnly()
+            valid, payload = bool(self.valid.value), self.payload.value
+            resetting = self.rst is not None and bool(self.rst.value)
+            if held is not None and not resetting:
+                assert valid, f"{self.name}: valid dropped before the beat was taken"
+                assert payload == held, (f"{self.name}: payload changed before the beat was "
+                                         f"taken ({held} -> {payload})")
+            taken = bool(self.ready.value)
+            held = payload if valid and not taken and not resetting else None
+            await RisingEdge(self.clk)
 
     async def receive(self):
         """Return the next transferred payload (an int) after the edge that took it."""

@@ -15,10 +15,11 @@ from eventconv.backends import model as model_backend
 from eventconv.backends import rtl as rtl_backend
 from eventconv.core.config import read_npy
 from eventconv.core.network import Network
+from eventconv.core.outputs import check_outputs, staged_outputs
 from eventconv.core.ranges import ConfigError
 from eventconv.demo import demo
-from eventconv.flow.export import export_engine
-from eventconv.flow.synth import synth_board
+from eventconv.flow.export import export_engine, export_paths
+from eventconv.flow.synth import SynthError, synth_board
 from eventconv.hw.boards import BOARDS
 from eventconv.hw.target import TARGETS
 from eventconv.protocol.codec import LinkError
@@ -65,13 +66,6 @@ def recording_input(network, path, quiet=False):
     return frames.reshape(first.frames_shape(len(frames))), binned
 
 
-def check_out_path(path):
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"--out: folder {parent} does not exist")
-    return path
-
-
 def one_layer(network, what):
     """The layer of a one-layer network, for the parts that do not take networks yet."""
     if len(network.layers) > 1:
@@ -85,7 +79,7 @@ def cmd_run(args):
     frames, binned = (recording_input(network, args.events, args.quiet)
                       if args.events is not None else (load_frames(args.frames), None))
     network.check_frames(frames)
-    check_out_path(args.out)
+    check_outputs("--out", [args.out], ".npz", inputs=[args.config, args.frames, args.events])
     if args.backend == "model":
         result = model_backend.run(network, frames)
     elif args.backend == "rtl" and binned is not None:
@@ -107,7 +101,8 @@ def cmd_run(args):
         except LinkError as e:
             print(f"eventconv: error: {e}", file=sys.stderr)
             return 1
-    np.savez(args.out, **result)
+    with staged_outputs("--out", [args.out]) as (out_file,):
+        np.savez(out_file, **result)
     if not args.quiet:
         print(summary_line(result), file=sys.stderr)
     return 0
@@ -124,7 +119,7 @@ def summary_line(result):
 
 def cmd_export(args):
     config = Network.from_json(args.config)
-    check_out_path(args.output)
+    check_outputs("-o", export_paths(args.output), ".v", inputs=[args.config])
     for path in export_engine(config, args.output, name=args.name,
                               target=TARGETS[args.target]):
         print(path)
@@ -133,7 +128,15 @@ def cmd_export(args):
 
 def cmd_synth(args):
     config = one_layer(Network.from_json(args.config), "synth") if args.config else None
-    synth_board(args.board, config, build_root=args.build_dir)
+    if Path(args.build_dir).exists() and not Path(args.build_dir).is_dir():
+        raise UsageError(f"--build-dir: {args.build_dir} is a file, not a folder")
+    try:
+        synth_board(args.board, config, build_root=args.build_dir)
+    except SynthError as e:
+        # The build ran and failed (timing, placement, pins): not bad input, exit 1. Its
+        # first line says why; the report and the tool logs hold the rest.
+        print(f"eventconv: synth failed: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -254,6 +257,10 @@ def main(argv=None):
     except (UsageError, ConfigError, SimulatorMissing) as e:
         print(f"eventconv: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Outputs are staged (eventconv.core.outputs): nothing half-written is left.
+        print("eventconv: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

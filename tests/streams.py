@@ -7,6 +7,8 @@ Written once so that every block is exercised the same way (STYLE.md: Glasgow's
 
 import random
 
+from amaranth.hdl import Value
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 
@@ -37,6 +39,7 @@ def simulate(dut, testbenches, *, deadline_cycles=None, vcd=None):
     sim.add_clock(1e-6)
     for tb in testbenches:
         sim.add_testbench(tb)
+    add_protocol_checkers(sim, dut)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run_until(deadline_cycles * 1e-6) if deadline_cycles else sim.run()
@@ -44,6 +47,40 @@ def simulate(dut, testbenches, *, deadline_cycles=None, vcd=None):
         sim.run_until(deadline_cycles * 1e-6)
     else:
         sim.run()
+
+
+def stream_ports(dut):
+    """(name, stream) of every stream port of a Component, inputs and outputs."""
+    signature = getattr(dut, "signature", None)
+    if not isinstance(signature, wiring.Signature):
+        return []
+    return [(name, getattr(dut, name)) for name, member in signature.members.items()
+            if member.is_signature
+            and {"valid", "ready", "payload"} <= set(member.signature.members.keys())]
+
+
+def add_protocol_checkers(sim, dut):
+    """A :func:`protocol_checker` on every stream port of ``dut``, running beside the test."""
+    for name, stream in stream_ports(dut):
+        sim.add_testbench(protocol_checker(stream, name), background=True)
+
+
+def protocol_checker(stream, name):
+    """A testbench asserting, on every clock, the stream rule on ``stream``: once ``valid`` is
+    high and the beat not taken, ``valid`` stays high and the payload unchanged until it is.
+    Results alone would not show a beat that changed while stalled and was then re-sent."""
+    payload_bits = Value.cast(stream.payload)
+
+    async def check(ctx):
+        held = None
+        async for _, reset, valid, ready, payload in ctx.tick().sample(
+                stream.valid, stream.ready, payload_bits):
+            if held is not None and not reset:
+                assert valid, f"{name}: valid dropped before the beat was taken"
+                assert payload == held, (f"{name}: payload changed from {held:#x} to "
+                                         f"{payload:#x} before the beat was taken")
+            held = payload if valid and not ready and not reset else None
+    return check
 
 
 def stall_profiles():

@@ -28,7 +28,7 @@ from eventconv.hw.layouts import (
 )
 from eventconv.hw.target import Target
 from eventconv.sim.runner import ECP5_MODELS, pack, run_cocotb, unpack
-from streams import make_rng, simulate, stall_profiles, stream_put
+from streams import add_protocol_checkers, make_rng, simulate, stall_profiles, stream_put
 
 END_OF_FRAME = {"channel": 0, "y": 0, "x": 0, "delta": 0, "end_of_frame": 1}
 CYCLE_LIMIT = 100_000
@@ -228,6 +228,7 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
+    add_protocol_checkers(sim, dut)
     sim.add_testbench(source)
     sim.add_testbench(sink)
     if noisy_reads:

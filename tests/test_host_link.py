@@ -26,7 +26,7 @@ from eventconv.protocol.codec import (
 from eventconv.protocol.constants import END, ESC, PROTOCOL_VERSION, Command, ErrorCode, Reply
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import SlipDecoder
-from streams import stall_profiles, stream_get, stream_put
+from streams import add_protocol_checkers, stall_profiles, stream_get, stream_put
 
 CLOCK = 12_000_000
 
@@ -147,6 +147,7 @@ class LinkBench:
     def run(self, script):
         sim = Simulator(self.dut)
         sim.add_clock(1e-6)
+        add_protocol_checkers(sim, self.dut)
         for process in (self._source, self._sink, self._pixels, self._events, self._resets):
             sim.add_testbench(process, background=True)
         sim.add_testbench(script)

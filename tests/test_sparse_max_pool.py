@@ -36,7 +36,7 @@ from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, WindowStream, event_layout, window_layout
 from eventconv.hw.target import ECP5, GENERIC
 from eventconv.sim.runner import pack, run_cocotb, unpack
-from streams import make_rng, stall_profiles, stream_put
+from streams import add_protocol_checkers, make_rng, stall_profiles, stream_put
 
 CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
 
@@ -389,6 +389,7 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
+    add_protocol_checkers(sim, dut)
     sim.add_testbench(source)
     sim.add_testbench(sink)
     sim.add_testbench(watch_done, background=True)
@@ -684,6 +685,7 @@ def test_clear_takes_clear_cycles_whatever_the_shift_and_primes(pool):
 
     sim = Simulator(pool_block)
     sim.add_clock(1e-6)
+    add_protocol_checkers(sim, pool_block)
     sim.add_testbench(watch)
     sim.run()
     assert ready_at.index(1) == pool_block.clear_cycles

@@ -2,6 +2,9 @@
 """The register slice passes every beat once, in order, under random idle and backpressure."""
 
 import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import Out
 
 from eventconv.hw.layouts import event_layout
 from eventconv.hw.primitives.stream_register import StreamRegister
@@ -59,3 +62,37 @@ def test_bad_option_is_refused():
     with pytest.raises(TypeError, match=r"skid_loads_when_empty must be a bool \(True or False\), "
                                         r"not 1"):
         StreamRegister(event_layout(1, 4, 4), skid_loads_when_empty=1)
+
+
+class _Broken(wiring.Component):
+    """A source breaking the stream rule: ``valid`` blinks, or the payload counts while held."""
+
+    o: Out(stream.Signature(8))
+
+    def __init__(self, fault):
+        self.fault = fault
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(8)
+        m.d.sync += count.eq(count + 1)
+        m.d.comb += self.o.payload.eq(count if self.fault == "payload" else 5)
+        m.d.comb += self.o.valid.eq(1 if self.fault == "payload" else count[0])
+        return m
+
+
+@pytest.mark.parametrize("fault, message", [("valid", "valid dropped"),
+                                            ("payload", "payload changed")])
+def test_the_protocol_checker_catches_a_broken_stream(fault, message):
+    # Every block test runs this checker on every stream port (streams.simulate): it must
+    # fail on a source that breaks the rule, even when every beat's value is later right.
+    dut = _Broken(fault)
+
+    async def stalled_sink(ctx):
+        ctx.set(dut.o.ready, 0)
+        for _ in range(6):
+            await ctx.tick()
+
+    with pytest.raises(AssertionError, match=message):
+        simulate(dut, [stalled_sink])

@@ -14,8 +14,12 @@ from eventconv.sim.runner import check_simulator
 
 #: ``--port sim``: the board's gateware simulated behind the driver.
 SIMULATED_PORT = "sim"
+#: A serial port's timeout (seconds without the answer or output awaited) and the driver's
+#: retries (:class:`~eventconv.host.link.BoardLink`): a port that never answers ends the run
+#: after (RETRIES + 1) * TIMEOUT.
+TIMEOUT, RETRIES = 1.0, 10
 
-__all__ = ["run", "integrate", "SIMULATED_PORT"]
+__all__ = ["run", "integrate", "SIMULATED_PORT", "TIMEOUT", "RETRIES"]
 
 
 def integrate(config, results):
@@ -33,7 +37,7 @@ def integrate(config, results):
 
 
 def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=False,
-        timeout=1.0, transport=None, simulator="icarus", build_root=None):
+        timeout=None, transport=None, simulator="icarus", build_root=None):
     """``eventconv run --backend board``: the clip through a board on serial ``port``.
 
     Returns OUT.npz's arrays (``pooled``, ``events_in``, ``events_out``, ``macs``); the pooled
@@ -42,6 +46,8 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
     serial port. ``port`` :data:`SIMULATED_PORT` is the board's gateware (UART, host link,
     engine: :class:`~eventconv.hw.board.core.BoardCore`) built for ``config`` and simulated
     under ``simulator`` behind the same driver; the timeout is then simulated time.
+    ``timeout`` defaults to :data:`TIMEOUT`. What the driver recovers from that the user
+    should know of (a board reset) is noted on stderr with the progress.
     """
     config.check_frames(frames)   # refuse bad frames before opening the port
 
@@ -50,9 +56,18 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
         print(f"\rboard: [{bar:<30}] {done}/{total} frames", end="", file=sys.stderr,
               flush=True)
 
+    def note(text):
+        print(f"\nboard: {text}", file=sys.stderr, flush=True)
+
     def drive(transport, timeout):
-        link = BoardLink(transport, config, timeout=timeout)
-        return link.run(frames, progress=show if progress else None)
+        link = BoardLink(transport, config, timeout=TIMEOUT if timeout is None else timeout,
+                         retries=RETRIES, report=note if progress else None)
+        try:
+            return link.run(frames, progress=show if progress else None)
+        except LinkError:
+            if progress:
+                print(file=sys.stderr)   # the error's line below the progress bar
+            raise
 
     if transport is not None:
         results = drive(transport, timeout)

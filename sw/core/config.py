@@ -6,6 +6,8 @@ as its one line and exit 2.
 """
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -197,20 +199,33 @@ class EventsConfig:
 
 def read_json(path):
     """The JSON value in the file ``path``, or a ConfigError naming the file and the fault."""
+    def unique_keys(pairs):
+        value = dict(pairs)
+        if len(value) < len(pairs):
+            # json would keep the last silently: a copy-paste slip would go unnoticed.
+            twice = next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i]))
+            raise ConfigError(f"config: {path}: the field {twice!r} is given twice")
+        return value
+
     try:
-        with open(path) as f:
-            return json.load(f)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, object_pairs_hook=unique_keys)
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config: {path} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"config: {path} is not valid JSON (nested too deeply)") from None
 
 
 def read_npy(path, option):
     """The one array in the ``.npy`` file ``path``, or a ConfigError naming ``option`` (the
     command-line option that gave it), the file and the fault."""
     try:
+        _check_npy_size(path, option)
         array = np.load(path, allow_pickle=False)
+    except ConfigError:
+        raise
     except FileNotFoundError:
         raise ConfigError(f"{option}: no such file: {path}") from None
     except (ValueError, OSError, EOFError) as e:
@@ -218,6 +233,29 @@ def read_npy(path, option):
     if not isinstance(array, np.ndarray):
         raise ConfigError(f"{option}: {path} holds several arrays; give one .npy array")
     return array
+
+
+def _check_npy_size(path, option):
+    """Refuse a ``.npy`` whose header promises more data than the file holds (numpy would
+    first try to allocate it all: a 1.5 TiB header is one MemoryError). Headers numpy cannot
+    read are left to np.load, which names the fault."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                return
+            shape, _, dtype = read_header(f)
+        except ValueError:
+            return
+        held = os.fstat(f.fileno()).st_size - f.tell()
+    if dtype.hasobject:
+        return
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > held:
+        raise ConfigError(f"{option}: {path} is truncated: its header says {dtype} "
+                          f"{tuple(shape)} ({promised} bytes), the file holds {held}")
 
 
 def checked_config(config):

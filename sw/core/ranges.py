@@ -7,13 +7,14 @@ Errors are :class:`ConfigError` (a ``ValueError``); a value of the wrong type ra
 """
 
 import numbers
+import re
 
 import numpy as np
 
 __all__ = ["ConfigError", "ConfigTypeError", "KERNEL_SIZES", "PIXELS_PER_CYCLE",
            "MAX_FRAME_SIDE", "MAX_CHANNELS", "BIAS_MIN", "BIAS_MAX", "integer", "one_of",
            "boolean", "frame_side", "geometry", "lanes_divide", "pixels_per_cycle",
-           "integer_array", "at_least"]
+           "integer_array", "at_least", "verilog_name"]
 
 KERNEL_SIZES = (1, 3, 5, 7)
 PIXELS_PER_CYCLE = (1, 2, 4, 8)
@@ -61,6 +62,23 @@ def one_of(name, value, allowed):
         raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, "
                           f"not {value!r}")
     return int(value)
+
+
+# Verilog-2005 simple identifiers; a reserved word would not compile either.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
+_VERILOG_WORDS = frozenset(
+    "always and assign begin buf case default else end endcase endmodule for function if "
+    "initial inout input integer module negedge or output parameter posedge reg wire "
+    "not nor nand xor xnor signed task endtask endfunction generate endgenerate".split())
+
+
+def verilog_name(name, value):
+    """``value`` if it is a Verilog identifier (a module name), else raise naming ``name``."""
+    if (not isinstance(value, str) or not _IDENTIFIER.fullmatch(value)
+            or value in _VERILOG_WORDS):
+        raise ConfigError(f"{name} must be a Verilog identifier (a letter or _, then up to "
+                          f"127 letters, digits, _ or $; not a keyword), not {value!r}")
+    return value
 
 
 def boolean(name, value):

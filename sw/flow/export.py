@@ -5,12 +5,14 @@ from pathlib import Path
 
 from amaranth.hdl import Shape
 
+from eventconv.core.outputs import check_outputs, staged_outputs
+from eventconv.core.ranges import verilog_name
 from eventconv.flow.verilog import export_verilog
 from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.layouts import event_layout, pixel_layout
 from eventconv.hw.target import GENERIC, checked_target
 
-__all__ = ["export_engine", "port_table"]
+__all__ = ["export_engine", "export_paths", "port_table"]
 
 PORT_NOTES = {
     "clk": "clock, rising edge",
@@ -68,25 +70,41 @@ def layer_table(network):
     return "\n".join(rows) + "\n"
 
 
+def export_paths(output):
+    """The files :func:`export_engine` writes for ``output``: the Verilog, its configuration
+    (``.json``) and its port table (``.md``)."""
+    output = Path(output)
+    return [output, output.with_suffix(".json"), output.with_suffix(".md")]
+
+
 def export_engine(config, output, name="eventconv_engine", *, target=GENERIC):
-    """Write ``output`` (Verilog), and beside it ``.json`` (configuration) and ``.md`` (ports,
-    layers). ``config``: a Config or a Network; ``target``: the FPGA family to build for
-    (:mod:`eventconv.hw.target`).
+    """Write ``output`` (Verilog, ``.v``), and beside it ``.json`` (configuration) and ``.md``
+    (ports, layers): all three or none. ``config``: a Config or a Network; ``target``: the FPGA
+    family to build for (:mod:`eventconv.hw.target`).
 
     Returns the paths written. The text depends only on the configuration (reproducible).
     """
     checked_target(target)
-    output = Path(output)
+    verilog_name("--name", name)
+    paths = check_outputs("-o", export_paths(output), ".v")
     engine = EventConvEngine(config, target=target)
     network = engine.network
-    output.write_text(export_verilog(engine, name))
-    config_path = output.with_suffix(".json")
-    config_path.write_text(json.dumps(network.to_dict(), indent=1) + "\n")
+    text = export_verilog(engine, name)
+    with staged_outputs("-o", paths) as (verilog_file, config_file, doc_file):
+        verilog_file.write_text(text)
+        config_file.write_text(json.dumps(network.to_dict(), indent=1) + "\n")
+        doc_file.write_text(export_doc(engine, name, target, paths[1].name))
+    return paths
+
+
+def export_doc(engine, name, target, config_name):
+    """The port table document (markdown) of an exported engine."""
+    network = engine.network
     first = network.first
     doc = [f"# `{name}`: eventconv engine", "",
            f"{first.width}x{first.height} input, Cin={first.channels_in}, "
            f"{len(network.layers)} layer(s), {first.pixels_per_cycle} pixel(s)/cycle; "
-           f"configuration in `{config_path.name}`. Semantics: the engine contract, "
+           f"configuration in `{config_name}`. Semantics: the engine contract, "
            "`eventconv/core/SPEC.md` in the eventconv sources.", "",
            layer_table(network),
            *([(f"Built for target `{target.name}`: every block RAM read port feeds one "
@@ -98,6 +116,4 @@ def export_engine(config, output, name="eventconv_engine", *, target=GENERIC):
            f"Input payload fields: {payload_fields(pixel_layout(first.pixels_per_cycle))}.",
            "", "Output payload fields (last layer): "
            f"{payload_fields(event_layout(*network.output_shape))}.", ""]
-    doc_path = output.with_suffix(".md")
-    doc_path.write_text("\n".join(doc))
-    return [output, config_path, doc_path]
+    return "\n".join(doc)

@@ -25,6 +25,7 @@ import onnx
 
 from eventconv.core.config import read_npy
 from eventconv.core.network import Network
+from eventconv.core.outputs import check_outputs, staged_outputs
 from eventconv.core.ranges import ConfigError
 from eventconv.importer.graph import Unsupported, node_label, read_graph
 from eventconv.importer.quantize import SATURATION, quantize_layers
@@ -140,15 +141,16 @@ def import_onnx(model_path, frames_path, out_path, *, input_scale=DEFAULT_INPUT_
     Nothing is written unless the whole import succeeds."""
     start = time.perf_counter()
     input_scale = parse_scale(input_scale)
-    if not Path(out_path).resolve().parent.is_dir():
-        raise ConfigError(f"-o: folder {Path(out_path).resolve().parent} does not exist")
+    md_path, json_path = report_paths(out_path)
+    paths = check_outputs("-o", [out_path, md_path, json_path], ".json",
+                          inputs=[model_path, frames_path])
     frames = load_calibration(frames_path)
     model = load_model(model_path)
     network, report = convert(model, frames, input_scale=input_scale, threshold=threshold,
                               saturation=saturation)
     report = {"model": os.fspath(model_path), "calibration": os.fspath(frames_path),
               **report, "seconds": time.perf_counter() - start}
-    md_path, json_path = report_paths(out_path)
-    Path(out_path).write_text(json.dumps(network, separators=(",", ":")) + "\n")
-    write_report(report, json_path, md_path)
-    return [Path(out_path), md_path, json_path]
+    with staged_outputs("-o", paths) as (net_file, md_file, json_file):
+        net_file.write_text(json.dumps(network, separators=(",", ":")) + "\n")
+        write_report(report, json_file, md_file)
+    return paths

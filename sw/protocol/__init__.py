@@ -101,4 +101,57 @@ Checks run in this order; the first failing one is reported. After an error the 
 once ready for the next packet (the next END delimits it); no reset is needed. The host's
 recovery from an ERROR or from silence is SYNC with a fresh token: the SYNC answer follows
 every answer to earlier packets and gives the position to resume at.
+
+The host's checks (board to host)
+---------------------------------
+The host refuses, and counts, any board packet with a bad SLIP escape, a body longer than
+``MAX_REPLY_BYTES`` (25: INFO with its CRC; the decoder keeps at most that many bytes
+whatever the line sends, text or noise), a CRC that does not check, an unknown type, or a
+length other than its type's (every type has one length; EVENT's is ``1 + ceil(bits / 8)``).
+So a flipped bit is caught by the CRC, and a lost, added or duplicated byte by the length or
+the CRC; a lost END merges two packets, refused by their length; a flipped bit that forms an
+END splits a packet: the first part is refused by its length, the second by its CRC, which it
+passes by chance only (about 2**-16, and only where a type and its length happen to fit).
+A refused packet is never fatal: what it carried is recovered as below.
+
+Recovery (the host driver, :class:`eventconv.host.link.BoardLink`)
+------------------------------------------------------------------
+Every wait ends: an answer not back within ``timeout`` of the transport's clock (good
+packets meanwhile extend the wait, at most four frames' output) sends the command again;
+after ``retries`` resends the driver stops with one line naming what the port did (nothing,
+bytes that are not packets, damaged packets, the errors answered). INFO and CONFIG are sent
+again at once after an ERROR.
+
+During a run, PIXELS go on from the position of each SYNC answer (after an ERROR, or
+``timeout`` without a good packet); a position the packets sent cannot have left the board at
+(before one it acknowledged) means the board was reset: the driver reports it, sends CONFIG
+again and resumes (at most ``retries`` times). The END_OF_FRAME's ``events_in`` and ``macs``
+are checked against the frame sent (the driver runs the delta detector, SPEC step 1, on the
+frames it sends): a mismatch is a board that lost its state (e.g. reset at position (0, 0)
+with its built-in knobs), handled the same way. After a damaged PIXELS packet the driver
+sends shorter ones (a quarter, down to 8 samples) and lengthens them again after 8
+acknowledged in a row.
+
+Output lost on the way (a refused EVENT or END_OF_FRAME) is sent only once by the board, so
+the frame is run again. The engine state before frame k is the reference ``r`` after frame
+k - 1, the accumulators (exactly ``correlate(r) + bias``) and, with ``output_threshold`` 0 or
+in dense mode, the emitted map ``R`` = the pooled map of those accumulators (SPEC steps 2-5).
+So the driver takes the engine there from wherever it is without CONFIG: it sends priming
+frames that move ``r`` to the reference after frame k - 1 (each sample by steps of more than
+``threshold``, at most two for thresholds below 85, found by a search over 0..255 for any
+threshold; one frame in dense mode), then, in event mode, a quiet frame (the reference
+itself: no input events, hence no output), frame k, and a quiet frame again. Wire frame
+numbers count every frame sent since CONFIG; the output of priming frames is ignored. The
+events between two END_OF_FRAMEs received belong to the one frame between them that is not
+known silent (a frame without input events gives none); when that is unclear they are
+dropped. Runs of one frame from one state give the same output, so the whole events of its
+runs add up (each position at most once) until there are ``events_out`` of them: then the
+frame is done. A frame is run at most ``3 * (retries + 1)`` times. With ``output_threshold``
+above 0 in event mode, ``R`` keeps history that priming cannot restore: the driver then sends
+CONFIG and the frames before k again instead.
+
+Not covered by the protocol (gateware): the board sends no notice of its own reset and
+INFO/SYNC give no boot count nor the knobs, so a reset right after CONFIG (at position (0, 0))
+is seen only through the figures above (a differing ``threshold`` or mode changes
+``events_in``; a differing ``shift`` is not seen).
 """

@@ -93,6 +93,10 @@ def _event(fields, event_fields):
 def parse_reply(body, event_fields=None):
     """A board packet body (CRC attached) as ``(Reply, value)``.
 
+    Every type has one length (an EVENT's from ``event_fields``, :func:`event_fields`; any
+    length without them), so a lost or added byte is refused by its length even where the
+    CRC alone might miss it.
+
     Raises
     ------
     LinkError
@@ -107,6 +111,9 @@ def parse_reply(body, event_fields=None):
         raise LinkError(f"unknown packet type 0x{kind:02x} from the board") from None
     sizes = {Reply.ACK: STATUS_BYTES, Reply.ERROR: STATUS_BYTES, Reply.SYNC: STATUS_BYTES,
              Reply.INFO: INFO_BYTES, Reply.END_OF_FRAME: END_OF_FRAME_BYTES}
+    if event_fields:
+        bits = max(offset + width for _, offset, width, _ in event_fields)
+        sizes[Reply.EVENT] = 1 + (bits + 7) // 8
     if kind in sizes and len(fields) + 1 != sizes[kind]:
         raise LinkError(f"{kind.name} packet of {len(fields) + 1} bytes, not {sizes[kind]}")
     if kind in (Reply.ACK, Reply.ERROR, Reply.SYNC):

@@ -5,7 +5,8 @@ from enum import IntEnum
 __all__ = ["PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_INIT", "CRC_POLY",
            "DEFAULT_BAUD_RATE", "Command", "Reply", "ErrorCode", "ERROR_MEANINGS",
            "PIXELS_HEADER_BYTES", "STATUS_BYTES", "INFO_BYTES", "END_OF_FRAME_BYTES",
-           "FIGURE_WIDTH", "FRAME_WIDTH", "OFFSET_WIDTH", "COUNT_WIDTH", "MAX_CHUNK"]
+           "FIGURE_WIDTH", "FRAME_WIDTH", "OFFSET_WIDTH", "COUNT_WIDTH", "MAX_CHUNK",
+           "MAX_BODY_BYTES", "MAX_REPLY_BYTES"]
 
 PROTOCOL_VERSION = 1
 # SLIP (RFC 1055) framing bytes.
@@ -65,3 +66,7 @@ END_OF_FRAME_BYTES = 19   # type, frame u16, events_in, macs, events_out, cycles
 FIGURE_WIDTH = 32
 FRAME_WIDTH, OFFSET_WIDTH, COUNT_WIDTH = 16, 24, 16
 MAX_CHUNK = 4096
+# Longest packet bodies (unescaped, CRC included): any packet (a PIXELS packet of MAX_CHUNK
+# samples), and any the board sends (INFO; an EVENT is at most 1 + 6 + 2 bytes).
+MAX_BODY_BYTES = PIXELS_HEADER_BYTES + MAX_CHUNK + 2
+MAX_REPLY_BYTES = INFO_BYTES + 2

@@ -1,0 +1,117 @@
+"""Every formal check of the project: the proofs, their cover checks (the assumptions leave the
+interesting behaviour reachable), and the planted bugs each proof must catch.
+
+``quick`` marks the subset that runs in the normal test suite (tests/test_formal.py); ``make
+formal`` runs them all. A planted bug is checked in ``bmc`` mode without the lemmas (the
+internal invariants that only make the induction close): it must break one of the stated
+properties, in a trace from the initial state, not only an invariant about its registers.
+"""
+
+from amaranth.hdl import unsigned
+
+from eventconv.hw.layouts import event_layout
+from eventconv.sim.formal import delta_detector, fanout, stream_register
+from eventconv.sim.formal.runner import Check
+
+__all__ = ["CHECKS", "by_name"]
+
+
+def _stream_register_checks():
+    checks = []
+    for skid in (False, True):
+        suffix = "skid_loads_when_empty" if skid else "plain"
+        checks.append(Check(
+            f"stream_register.{suffix}", stream_register.StreamRegisterProof(
+                skid_loads_when_empty=skid), "prove", 3, quick=True,
+            what="protocol on o; beats out = beats in, in order, unchanged"))
+    checks.append(Check(
+        "stream_register.event_layout", stream_register.StreamRegisterProof(
+            event_layout(4, 8, 8), skid_loads_when_empty=True), "prove", 3,
+        what="the same over the 25-bit event payload"))
+    checks.append(Check("stream_register.cover", stream_register.StreamRegisterProof(),
+                        "cover", 8, quick=True, what="two beats held; the picked beat out"))
+    for skid in (False, True):
+        for bug in stream_register.BUGS:
+            def block(bug=bug, skid=skid):
+                return stream_register.BuggyStreamRegister(unsigned(3), bug,
+                                                           skid_loads_when_empty=skid)
+            checks.append(Check(
+                f"stream_register.bug.{bug}{'.skid_loads_when_empty' if skid else ''}",
+                stream_register.StreamRegisterProof(block=block, lemmas=False), "bmc", 6,
+                expect="FAIL", quick=not skid, what=stream_register.BUGS[bug]))
+    return checks
+
+
+#: Fan-out geometries: (name, parameters, quick).
+FANOUT_GEOMETRIES = [
+    ("k3", dict(height=4, width=4, kernel_size=3, channels_in=2, channels_out=2, lanes=1),
+     True),
+    ("k1", dict(height=2, width=2, kernel_size=1, channels_in=1, channels_out=1, lanes=1),
+     True),
+    ("k3_lanes2", dict(height=4, width=6, kernel_size=3, channels_in=3, channels_out=4,
+                       lanes=2), False),
+    ("k5", dict(height=6, width=6, kernel_size=5, channels_in=1, channels_out=1, lanes=1),
+     False),
+    ("k7", dict(height=8, width=8, kernel_size=7, channels_in=2, channels_out=2, lanes=1),
+     False),
+]
+
+
+def _fanout_checks():
+    checks = []
+    for name, params, quick in FANOUT_GEOMETRIES:
+        checks.append(Check(
+            f"fanout.{name}", fanout.FanoutProof(**params), "prove", 2, quick=quick,
+            what="protocol on updates; each event's beats = its in-frame taps x groups, each "
+                 "right and once; end of frame one beat; none without an event; drain bound"))
+    params = FANOUT_GEOMETRIES[0][1]
+    checks.append(Check("fanout.cover", fanout.FanoutProof(**params), "cover", 24,
+                        what="a whole interior event (18 beats) given; an end-of-frame beat"))
+    for bug in fanout.BUGS:
+        checks.append(Check(
+            f"fanout.bug.{bug}", fanout.FanoutProof(
+                block=lambda bug=bug: fanout.buggy_fanout(bug, **params), lemmas=False),
+            "bmc", 12, expect="FAIL", quick=True, what=fanout.BUGS[bug]))
+    return checks
+
+
+def _delta_detector_checks():
+    # Bounded: smtbmc's time per step grows about fourfold past step 16 here (the pipeline,
+    # queue and credits have no lemmas for an induction). ``--nopresat``: the cover check
+    # shows the assumptions leave traces.
+    proof = delta_detector.DeltaDetectorProof
+    nopresat = ("--nopresat",)
+    checks = [
+        Check("delta_detector.frames", proof(variant="frames"), "bmc", 20, options=nopresat,
+              what="any data and threshold, whole frames: protocol on events; one end of "
+                   "frame per last beat, none else, none lost; a frame's events in raster "
+                   "order, each sample at most once"),
+        Check("delta_detector.frames_quick", proof(variant="frames"), "bmc", 14,
+              options=nopresat, quick=True, what="the same, to 14 cycles"),
+        Check("delta_detector.dense", proof(variant="dense"), "bmc", 16, options=nopresat,
+              what="dense mode, any data: every beat's events (channel, y, x, delta against "
+                   "the reference) in lane order, then its end of frame; none without a beat"),
+        Check("delta_detector.event", proof(variant="event"), "bmc", 16, options=nopresat,
+              what="event mode, samples and threshold in 0..3: the same"),
+        Check("delta_detector.cover", proof(variant="dense"), "cover", 16,
+              what="a last beat whose sample fired, its event and end of frame given"),
+    ]
+    # (variant, depth) that shows each bug: a beat must sit in the queue for queue_stuck.
+    shown_by = {"no_eof": ("frames", 14), "queue_stuck": ("frames", 16),
+                "threshold_ge": ("event", 14)}
+    for bug, (what, patch) in delta_detector.BUGS.items():
+        variant, depth = shown_by[bug]
+        checks.append(Check(f"delta_detector.bug.{bug}", proof(variant=variant, patch=patch),
+                            "bmc", depth, options=nopresat, expect="FAIL", quick=True,
+                            what=what))
+    return checks
+
+
+CHECKS = [*_stream_register_checks(), *_fanout_checks(), *_delta_detector_checks()]
+
+
+def by_name(name):
+    for check in CHECKS:
+        if check.name == name:
+            return check
+    raise KeyError(name)
