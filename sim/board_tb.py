@@ -9,6 +9,7 @@ only while the driver waits in ``read``, so a run is deterministic, and the tran
 is simulated time: ``read(timeout)`` waits ``timeout`` simulated seconds.
 """
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -27,7 +28,7 @@ from eventconv.hw.target import GENERIC
 from eventconv.protocol.codec import LinkError
 from eventconv.protocol.constants import END
 from eventconv.sim.case import read_case, write_result
-from eventconv.sim.runner import run_cocotb
+from eventconv.sim.runner import run_cocotb, sigterm_unwinds
 from eventconv.sim.streams import reset, start_clock
 
 __all__ = ["BoardSimulation", "board_bridge", "CLOCK_PERIOD_NS"]
@@ -61,8 +62,12 @@ class BoardSimulation(ByteTransport):
                          target=target)
         verilog = export_verilog(core, "eventconv_board")
         self.byte_seconds = 10 * baud_divisor * CLOCK_PERIOD_NS * 1e-9
-        self._folder = tempfile.TemporaryDirectory(prefix="eventconv-bridge-")
-        address = str(Path(self._folder.name) / "bridge")
+        # Gone in close(), and on SIGTERM too while the simulation is open.
+        self._cleanup = contextlib.ExitStack()
+        self._cleanup.enter_context(sigterm_unwinds())
+        folder = self._cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix="eventconv-bridge-"))
+        address = str(Path(folder) / "bridge")
         authkey = secrets.token_bytes(16)
         listener = Listener(address, family="AF_UNIX", authkey=authkey)
         case = {"address": address, "authkey": authkey.hex(), "divisor": baud_divisor}
@@ -87,6 +92,7 @@ class BoardSimulation(ByteTransport):
         listener.close()
         if self.failure is not None:
             self._thread.join()
+            self._cleanup.close()
             raise LinkError(f"the board simulation did not start: {self.failure}")
 
     def _call(self, *request):
@@ -118,7 +124,7 @@ class BoardSimulation(ByteTransport):
             except LinkError:
                 pass
             self._thread.join()
-        self._folder.cleanup()
+        self._cleanup.close()
         if self.failure is not None:
             raise self.failure
 

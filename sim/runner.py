@@ -1,25 +1,78 @@
 """Run a cocotb test module on a design's Verilog (from :mod:`eventconv.flow.verilog`).
 
-One build folder per (top name, Verilog text, simulator): a second run of the same design reuses
-the compiled simulation. Data goes to and from the cocotb side as JSON files named by the
-environment variables ``EVENTCONV_CASE`` and ``EVENTCONV_RESULT``.
+The compiled simulations are cached: one entry (a folder) per (top name, Verilog text,
+simulator) under the build root, which later runs of the same design reuse. The cache is safe for
+runs at once: a lock file beside each entry, ``<entry>.lock``, is held exclusively while one
+process builds the entry (the others wait, then reuse it) and shared while a run simulates it.
+An entry is built in a private folder, gets a manifest of its files last and is then renamed
+into place, so a build cut short, or an entry damaged later (a truncated or missing file), is
+rebuilt rather than trusted. After a build, only the :data:`KEEP_ENTRIES` most recently used
+entries of the build root stay; an entry another run holds is never deleted.
+
+Data goes to and from the cocotb side as JSON files named by the environment variables
+``EVENTCONV_CASE`` and ``EVENTCONV_RESULT``.
 """
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 __all__ = ["run_cocotb", "pack", "unpack", "SIMULATORS", "SimulatorMissing", "ECP5_MODELS",
-           "check_simulator"]
+           "check_simulator", "SimulationFailed", "Terminated", "sigterm_unwinds",
+           "KEEP_ENTRIES"]
 
 SIMULATORS = ("icarus", "verilator")
+
+#: Cache entries kept per build root (the most recently used ones).
+KEEP_ENTRIES = 32
 
 
 class SimulatorMissing(RuntimeError):
     pass
+
+
+class SimulationFailed(RuntimeError):
+    """A build or a simulation that gave no result. ``summary`` is one line for the user;
+    ``str()`` adds the last lines of the log."""
+
+    def __init__(self, summary, log=None):
+        tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+        super().__init__(summary + (f"; log tail:\n{tail}" if tail else ""))
+        self.summary = summary
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised by :func:`sigterm_unwinds`; exits with status 143 (128 + SIGTERM)."""
+
+
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread instead of
+    ending the process at once, so ``with`` and ``finally`` blocks run: temporary folders go,
+    simulator children are killed (by :func:`subprocess.run`), cache locks are released.
+    Elsewhere than in the main thread, which alone receives signals, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)   # a second SIGTERM must not cut the cleanup short
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def pack(layout, value):
@@ -90,38 +143,219 @@ def run_cocotb(*, verilog_text, toplevel, test_module, case, simulator="icarus",
     """Build (once) and simulate; returns the JSON result the cocotb test wrote.
 
     ``case`` is any JSON-able object handed to the test; the test writes its result with
-    :func:`eventconv.sim.case.write_result`.
+    :func:`eventconv.sim.case.write_result`. A build or simulation that gives no result raises
+    :class:`SimulationFailed`.
     """
     check_simulator(simulator)
     from cocotb_tools.runner import get_runner
 
-    # Parallel pytest workers each get their own folder: two builds of one design must not mix.
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    build_dir = build_dir_for(Path(build_root) / worker, toplevel, verilog_text,
-                              simulator).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / f"{toplevel}.v"
-    if not source.exists() or source.read_text() != verilog_text:
-        source.write_text(verilog_text)
     runner = get_runner(simulator)
-    build_args = BUILD_ARGS[simulator]
-    log = build_dir / "build.log"
-    runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), build_args=build_args,
-                 log_file=log if quiet else None)
-    case_file = build_dir / f"case-{os.getpid()}.json"
-    result_file = build_dir / f"result-{os.getpid()}.json"
-    case_file.write_text(json.dumps(case))
-    if result_file.exists():
-        result_file.unlink()
-    test_log = build_dir / "test.log"
-    runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                testcase=testcase, results_xml=str(build_dir / f"results-{os.getpid()}.xml"),
-                extra_env={"EVENTCONV_CASE": str(case_file),
-                           "EVENTCONV_RESULT": str(result_file)},
-                timescale=("1ns", "1ps"), log_file=test_log if quiet else None)
-    if not result_file.exists():
-        tail = test_log.read_text()[-3000:] if test_log.exists() else ""
-        raise RuntimeError(f"cocotb test {test_module} wrote no result; log tail:\n{tail}")
-    return json.loads(result_file.read_text())
+    # Each pytest worker keeps its own entries (and evicts only its own).
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    entry = build_dir_for(Path(build_root) / worker, toplevel, verilog_text,
+                          simulator).resolve()
 
+    def build(folder):
+        _build(runner, folder, toplevel, verilog_text, extra_sources, simulator, quiet)
+
+    with _held(entry, build):
+        return _test(runner, entry, toplevel, test_module, testcase, case, simulator, quiet)
+
+
+# Verilator's precompiled headers (~145 MB of a build) and objects serve only a rebuild in
+# place, which the cache never does: a rebuild starts from an empty folder.
+_BUILD_LEFTOVERS = ("*.gch", "*.o", "*.a")
+
+
+def _build(runner, folder, toplevel, verilog_text, extra_sources, simulator, quiet):
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"{toplevel}.v"
+    source.write_text(verilog_text)
+    log = folder / "build.log"
+    try:
+        runner.build(sources=[source, *extra_sources], hdl_toplevel=toplevel, build_dir=folder,
+                     timescale=("1ns", "1ps"), build_args=BUILD_ARGS[simulator],
+                     log_file=log if quiet else None)
+    except RuntimeError:   # cocotb's "Command failed with return code: N"
+        raise SimulationFailed(f"the {simulator} build of {toplevel} failed", log) from None
+    for pattern in _BUILD_LEFTOVERS:
+        for path in folder.glob(pattern):
+            path.unlink()
+
+
+def _run_files(entry):
+    """This run's files in the entry: runs of one entry at once must not mix."""
+    kinds = (("case", "json"), ("result", "json"), ("results", "xml"), ("test", "log"))
+    return {kind: entry / f"{kind}-{os.getpid()}.{ext}" for kind, ext in kinds}
+
+
+def _test(runner, entry, toplevel, test_module, testcase, case, simulator, quiet):
+    files = _run_files(entry)
+    files["case"].write_text(json.dumps(case))
+    try:
+        status = _run_test(runner, entry, toplevel, test_module, testcase, files, quiet)
+        if status == 0 and files["result"].exists():
+            files["test"].unlink(missing_ok=True)
+            return json.loads(files["result"].read_text())
+        what = "failed" if files["result"].exists() else "gave no result"
+    finally:
+        for kind in ("case", "result", "results"):
+            files[kind].unlink(missing_ok=True)
+    log = files["test"]   # kept for a look
+    raise SimulationFailed(f"the {simulator} simulation of {toplevel} ({test_module}) {what}"
+                           + (f", exit status {status}" if status else "")
+                           + (f"; log: {log}" if log.exists() else ""), log)
+
+
+def _run_test(runner, entry, toplevel, test_module, testcase, files, quiet):
+    """cocotb's test step; its exit status (cocotb's runner calls sys.exit on a failure)."""
+    try:
+        runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module,
+                    build_dir=entry, testcase=testcase, results_xml=str(files["results"]),
+                    extra_env={"EVENTCONV_CASE": str(files["case"]),
+                               "EVENTCONV_RESULT": str(files["result"])},
+                    timescale=("1ns", "1ps"), log_file=files["test"] if quiet else None)
+    except SystemExit as e:
+        if isinstance(e, Terminated):
+            raise
+        return e.code if isinstance(e.code, int) and e.code else 1
+    return 0
+
+
+_MANIFEST = "complete.json"
+_BUILDING = ".building-"
+_ENTRY_NAME = re.compile(r".+-(?:" + "|".join(SIMULATORS) + r")-[0-9a-f]{12}")
+
+
+def _lock_path(entry):
+    return entry.with_name(entry.name + ".lock")
+
+
+class _Lock:
+    """An flock on an entry's lock file: shared while a run uses the entry, exclusive while a
+    process builds or evicts it. Eviction deletes the file, so a lock counts only while the file
+    locked is still the one at the path."""
+
+    def __init__(self, path):
+        self.path, self.file = path, None
+
+    def hold(self, mode):
+        while True:
+            if self.file is None:
+                self.file = open(self.path, "a")
+            fcntl.flock(self.file, mode)   # from shared to exclusive: not atomic
+            if self._current():
+                return
+            self.release()
+
+    def try_exclusive(self):
+        self.file = open(self.path, "a")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.release()
+            return False
+        if not self._current():
+            self.release()
+        return self.file is not None
+
+    def _current(self):
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self):
+        if self.file is not None:
+            self.file.close()   # closing drops the flock
+            self.file = None
+
+
+@contextlib.contextmanager
+def _held(entry, build):
+    """``entry``, complete, for the block, held shared so that no other process evicts it;
+    built first if it is missing or damaged."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = _Lock(_lock_path(entry))
+    try:
+        if _hold_complete(entry, lock, build):
+            _evict(entry.parent)
+        os.utime(entry / _MANIFEST)   # its last use, which eviction goes by
+        yield
+    finally:
+        lock.release()
+
+
+def _hold_complete(entry, lock, build):
+    """Hold ``lock`` shared on a complete ``entry``. One process builds (under the exclusive
+    lock) while the others wait, then find the entry complete. True if this one built."""
+    built = False
+    while True:
+        lock.hold(fcntl.LOCK_SH)
+        if _complete(entry):
+            return built
+        lock.hold(fcntl.LOCK_EX)
+        if not _complete(entry):   # another process may have built it in between
+            if built:
+                raise SimulationFailed(f"{entry} is incomplete right after its build")
+            _publish(entry, build)
+            built = True
+
+
+def _stamp(path):
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _complete(entry):
+    """Whether the entry's build finished and none of its files changed since."""
+    try:
+        manifest = json.loads((entry / _MANIFEST).read_text())
+        return all(_stamp(entry / name) == stamp for name, stamp in manifest.items())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _publish(entry, build):
+    """Build in a private folder beside ``entry`` and rename it into place, the manifest
+    written last: a build cut short (Ctrl-C, SIGTERM, a crash) leaves nothing that a later run
+    trusts. Runs under the exclusive lock, so other build folders of the entry are leftovers."""
+    _remove_builds(entry)
+    folder = entry.with_name(f"{entry.name}{_BUILDING}{os.getpid()}")
+    try:
+        build(folder)
+        manifest = {str(p.relative_to(folder)): _stamp(p) for p in folder.rglob("*")
+                    if p.is_file()}
+        (folder / _MANIFEST).write_text(json.dumps(manifest))
+        shutil.rmtree(entry, ignore_errors=True)   # a damaged entry
+        folder.rename(entry)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_builds(entry):
+    for path in entry.parent.glob(glob.escape(entry.name + _BUILDING) + "*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _last_use(entry):
+    try:
+        return (entry / _MANIFEST).stat().st_mtime_ns
+    except OSError:
+        return 0   # damaged, or built before entries had manifests: the first to go
+
+
+def _evict(root):
+    """Delete all but the :data:`KEEP_ENTRIES` most recently used entries of ``root``, skipping
+    those another run holds (simulating or building them)."""
+    # By the entries' folders, build folders and lock files: a build that failed leaves a lock.
+    names = {path.name.split(_BUILDING)[0].removesuffix(".lock") for path in root.iterdir()}
+    entries = sorted((root / name for name in names if _ENTRY_NAME.fullmatch(name)),
+                     key=_last_use, reverse=True)
+    for entry in entries[KEEP_ENTRIES:]:
+        lock = _Lock(_lock_path(entry))
+        if lock.try_exclusive():
+            shutil.rmtree(entry, ignore_errors=True)
+            _remove_builds(entry)
+            _lock_path(entry).unlink(missing_ok=True)   # its waiters notice: see _Lock
+            lock.release()

@@ -66,14 +66,6 @@ def recording_input(network, path, quiet=False):
     return frames.reshape(first.frames_shape(len(frames))), binned
 
 
-def one_layer(network, what):
-    """The layer of a one-layer network, for the parts that do not take networks yet."""
-    if len(network.layers) > 1:
-        raise UsageError(f"{what} takes one layer in this version, not a network of "
-                         f"{len(network.layers)} layers (--backend model runs networks)")
-    return network.first
-
-
 def cmd_run(args):
     network = Network.from_json(args.config)
     frames, binned = (recording_input(network, args.events, args.quiet)
@@ -95,7 +87,7 @@ def cmd_run(args):
                              "e.g. /dev/ttyUSB1 for an iCEBreaker, or 'sim' for the "
                              "simulated board)")
         try:
-            result = board_backend.run(one_layer(network, "--backend board"), frames,
+            result = board_backend.run(network, frames,
                                        port=args.port, baud_rate=args.baud,
                                        progress=not args.quiet, simulator=args.simulator)
         except LinkError as e:
@@ -119,15 +111,15 @@ def summary_line(result):
 
 def cmd_export(args):
     config = Network.from_json(args.config)
-    check_outputs("-o", export_paths(args.output), ".v", inputs=[args.config])
+    check_outputs("-o", export_paths(args.output, args.config), ".v", inputs=[args.config])
     for path in export_engine(config, args.output, name=args.name,
-                              target=TARGETS[args.target]):
+                              target=TARGETS[args.target], config_file=args.config):
         print(path)
     return 0
 
 
 def cmd_synth(args):
-    config = one_layer(Network.from_json(args.config), "synth") if args.config else None
+    config = Network.from_json(args.config) if args.config else None
     if Path(args.build_dir).exists() and not Path(args.build_dir).is_dir():
         raise UsageError(f"--build-dir: {args.build_dir} is a file, not a folder")
     try:

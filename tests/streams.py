@@ -7,7 +7,7 @@ Written once so that every block is exercised the same way (STYLE.md: Glasgow's
 
 import random
 
-from amaranth.hdl import Value
+from amaranth.hdl import Const, Value
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
@@ -59,27 +59,33 @@ def stream_ports(dut):
             and {"valid", "ready", "payload"} <= set(member.signature.members.keys())]
 
 
-def add_protocol_checkers(sim, dut):
-    """A :func:`protocol_checker` on every stream port of ``dut``, running beside the test."""
+def add_protocol_checkers(sim, dut, resets=None):
+    """A :func:`protocol_checker` on every stream port of ``dut``, running beside the test.
+    ``resets``: {port name: signal} where a stream may also be dropped by a reset of its own
+    (the engine's, which the host link's CONFIG pulses)."""
     for name, stream in stream_ports(dut):
-        sim.add_testbench(protocol_checker(stream, name), background=True)
+        sim.add_testbench(protocol_checker(stream, name, (resets or {}).get(name)),
+                          background=True)
 
 
-def protocol_checker(stream, name):
+def protocol_checker(stream, name, reset=None):
     """A testbench asserting, on every clock, the stream rule on ``stream``: once ``valid`` is
-    high and the beat not taken, ``valid`` stays high and the payload unchanged until it is.
-    Results alone would not show a beat that changed while stalled and was then re-sent."""
+    high and the beat not taken, ``valid`` stays high and the payload unchanged until it is
+    (unless the domain's reset, or ``reset``, is high). Results alone would not show a beat
+    that changed while stalled and was then re-sent."""
     payload_bits = Value.cast(stream.payload)
+    own_reset = Const(0) if reset is None else reset
 
     async def check(ctx):
         held = None
-        async for _, reset, valid, ready, payload in ctx.tick().sample(
-                stream.valid, stream.ready, payload_bits):
+        async for _, reset, own, valid, ready, payload in ctx.tick().sample(
+                own_reset, stream.valid, stream.ready, payload_bits):
             if held is not None and not reset:
                 assert valid, f"{name}: valid dropped before the beat was taken"
                 assert payload == held, (f"{name}: payload changed from {held:#x} to "
                                          f"{payload:#x} before the beat was taken")
-            held = payload if valid and not ready and not reset else None
+            taken = ready or reset or own
+            held = payload if valid and not taken else None
     return check
 
 

@@ -11,9 +11,10 @@ from eventconv.backends.board import integrate
 from eventconv.backends.board import run as run_board
 from eventconv.core.config import Config
 from eventconv.core.model import run_model
+from eventconv.core.network import Network
 from eventconv.host.link import BoardLink
 from eventconv.hw.target import ECP5, GENERIC
-from eventconv.protocol.codec import encode_packet, pixels_packet
+from eventconv.protocol.codec import LinkError, encode_packet, pixels_packet
 from eventconv.protocol.constants import END, Command, ErrorCode, Reply
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import slip_escape
@@ -101,7 +102,7 @@ def test_board_frames_equal_model_and_link_recovers_from_bad_bytes():
                 if packet[0] == Reply.ERROR:
                     return ErrorCode(packet[1]["byte"])
 
-        link.configure(threshold=0, shift=0, dense=False)
+        link.configure(threshold=0, shifts=[0], dense=False)
         garbage = bytes((END, 0x13, 0x37, 0x00, 0xFF, 0x42, END))
         assert answer_to(garbage) == ErrorCode.CRC
         good = pixels_packet(0, 0, bytes(range(32)))
@@ -166,3 +167,61 @@ def test_cli_port_sim_runs_the_simulated_board(tmp_path, monkeypatch):
     assert sorted(board.files) == sorted(model)
     for key in model:
         np.testing.assert_array_equal(board[key], model[key], err_msg=key)
+
+
+def two_layers(output_threshold):
+    """8x8 -> 3 channels, pooled to 4x4 -> 2 channels at 4x4 (pool 1), real-sized knobs."""
+    rng = np.random.default_rng(11)
+    return Network.from_dict({
+        "height": 8, "width": 8, "channels_in": 1, "threshold": 10, "layers": [
+            {"channels_out": 3, "kernel_size": 3, "shift": 6, "lanes": 3,
+             "output_threshold": output_threshold,
+             "weights": rng.integers(-128, 128, (3, 1, 3, 3)).tolist(),
+             "bias": rng.integers(-2000, 3000, 3).tolist()},
+            {"channels_out": 2, "kernel_size": 3, "shift": 7, "pool": 1,
+             "weights": rng.integers(-128, 128, (2, 3, 3, 3)).tolist(),
+             "bias": rng.integers(-2000, 3000, 2).tolist()}]})
+
+
+def test_cli_port_sim_runs_a_network(tmp_path, monkeypatch):
+    """A network on the simulated board through the command line: the network's OUT.npz
+    (``output``, counts per layer, ``cycles``) equal to the model; CONFIG carries each
+    layer's knobs (an output threshold on the first), END_OF_FRAME each layer's figures."""
+    import json
+
+    from eventconv.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(BUILD.parent / "cache"))
+    net = two_layers(output_threshold=3)
+    frames = video(12, 5, net.first)
+    (tmp_path / "net.json").write_text(json.dumps(net.to_dict()))
+    np.save(tmp_path / "frames.npy", frames)
+    out = tmp_path / "out.npz"
+    assert main(["run", "--config", str(tmp_path / "net.json"), "--frames",
+                 str(tmp_path / "frames.npy"), "--backend", "board", "--port", "sim",
+                 "--out", str(out), "--quiet"]) == 0
+    board, model = np.load(out), run_model(net, frames)
+    assert sorted(board.files) == sorted([*model, "cycles"])
+    for key in model:
+        np.testing.assert_array_equal(board[key], model[key], err_msg=key)
+    assert model["events_out"][:, 0].sum() > 0 and model["macs"][1:, 1].sum() > 0
+    assert board["cycles"].shape == (5,) and (board["cycles"] > 0).all()
+
+
+def test_network_board_recovers_damaged_packets():
+    """Damaged PIXELS packets on the way to a network's board: refused, resent, and the
+    results still equal the model's; a board built for another network is refused."""
+    net = two_layers(output_threshold=0)
+    frames = video(13, 4, net.first)
+    with BoardSimulation(net, chunk=16, timeout_cycles=LINK_TIMEOUT_CYCLES,
+                         build_root=BUILD) as board:
+        faulty = BoardLink(FaultyTransport(board, flip={2}, cut={5}), net, timeout=TIMEOUT)
+        results = faulty.run(frames)
+        model = run_model(net, frames)
+        out = integrate(net, results)
+        for key in model:
+            np.testing.assert_array_equal(out[key], model[key], err_msg=key)
+        assert ErrorCode.CRC in [code for code, _, _ in faulty.errors]
+        other = two_layers(output_threshold=0).to_dict()
+        other["layers"][1]["bias"][0] += 1
+        with pytest.raises(LinkError, match="built for another network"):
+            BoardLink(board, Network.from_dict(other), timeout=TIMEOUT).query_info()

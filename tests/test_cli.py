@@ -185,18 +185,6 @@ def test_bad_network_exits_2_naming_the_layer_field(job, capsys, changes, messag
     assert not out.exists()
 
 
-@pytest.mark.parametrize("backend_args, message", [
-    (("--backend", "board", "--port", "/dev/null"),
-     "--backend board takes one layer in this version, not a network of 2 layers"),
-])
-def test_what_the_gateware_does_not_build_yet_is_refused(job, capsys, backend_args, message):
-    _, _, frames, out = job
-    err = refuse(capsys, "run", "--config", network_config(out.parent), "--frames", frames,
-                 *backend_args, "--out", out)
-    assert message in err
-    assert not out.exists()
-
-
 def test_gateware_refuses_an_odd_size_it_cannot_bank(tmp_path, capsys):
     """The model runs a pool-1 layer of odd size; the gateware banks by 2 x 2 and says so."""
     path = write_config(tmp_path, height=31, width=32, pool=1)

@@ -65,7 +65,7 @@ def test_run_refuses_to_overwrite_its_frames(job, capsys):
 
 @pytest.mark.parametrize("output, message", [
     ("engine.json", "must end with .v"), ("engine.md", "must end with .v"),
-    ("cfg.v", "would overwrite the input"), ("folder.v", "is a folder")])
+    ("folder.v", "is a folder")])
 def test_export_never_overwrites_the_config_or_writes_elsewhere(job, capsys, tmp_path,
                                                                  output, message):
     cfg, _ = job
@@ -74,6 +74,18 @@ def test_export_never_overwrites_the_config_or_writes_elsewhere(job, capsys, tmp
     before = files(tmp_path)
     assert message in refused(capsys, "export", "--config", cfg, "-o", tmp_path / output)
     assert cfg.read_text() == config_text and files(tmp_path) == before
+
+
+def test_export_beside_its_own_config_keeps_the_config(job, capsys, tmp_path):
+    # --config cfg.json -o cfg.v: the configuration written beside the Verilog would be the
+    # input itself, which already is it; it is left as the user wrote it.
+    cfg, _ = job
+    config_bytes = cfg.read_bytes()
+    assert main(["export", "--config", str(cfg), "-o", str(tmp_path / "cfg.v")]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "cfg.v"), str(tmp_path / "cfg.md")]
+    assert cfg.read_bytes() == config_bytes
+    assert "module eventconv_engine" in (tmp_path / "cfg.v").read_text()
+    assert "cfg.json" in (tmp_path / "cfg.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["1bad", "a-b", "module", "", "x" * 200])

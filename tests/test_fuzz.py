@@ -23,13 +23,13 @@ from eventconv.core.config import Config
 from eventconv.protocol.codec import LinkError, encode_packet, event_fields, parse_reply
 from eventconv.protocol.constants import (
     END,
-    END_OF_FRAME_BYTES,
     ESC,
     INFO_BYTES,
     MAX_REPLY_BYTES,
     STATUS_BYTES,
     Command,
     Reply,
+    end_of_frame_bytes,
 )
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import SlipDecoder, slip_escape
@@ -65,7 +65,7 @@ def board_packet(kind, fields):
 def board_packets(draw):
     kind = draw(st.sampled_from(list(Reply)))
     size = {Reply.ACK: STATUS_BYTES, Reply.ERROR: STATUS_BYTES, Reply.SYNC: STATUS_BYTES,
-            Reply.INFO: INFO_BYTES, Reply.END_OF_FRAME: END_OF_FRAME_BYTES,
+            Reply.INFO: INFO_BYTES, Reply.END_OF_FRAME: end_of_frame_bytes(1),
             Reply.EVENT: EVENT_BYTES}[kind]
     # Bytes that need escaping come often: they are where framing bugs hide.
     byte = st.one_of(st.integers(0, 255), st.sampled_from([END, ESC, 0xDC, 0xDD]))

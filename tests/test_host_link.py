@@ -14,9 +14,11 @@ import pytest
 from amaranth.sim import Simulator
 
 from eventconv.core.config import Config
+from eventconv.core.network import Network
 from eventconv.hw.link.host_link import HostLink
 from eventconv.hw.target import ECP5, GENERIC
 from eventconv.protocol.codec import (
+    as_network,
     config_digest,
     encode_packet,
     event_fields,
@@ -45,7 +47,8 @@ class LinkBench:
 
     def __init__(self, config, *, chunk=8, window=2, timeout=300, stall=0.0, idle=0.0,
                  seed=0, ram_read_register=False):
-        self.config = config
+        self.config = as_network(config).first
+        self.layers = len(as_network(config).layers)
         self.dut = HostLink(config=config, chunk=chunk, window=window, timeout_cycles=timeout,
                             clock_frequency=CLOCK,
                             target=ECP5 if ram_read_register else GENERIC)
@@ -85,7 +88,7 @@ class LinkBench:
             self.raw.append(byte)
             for body, damaged in self.decoder.feed(bytes((byte,))):
                 assert not damaged
-                self.answers.append(parse_reply(body, self.fields))
+                self.answers.append(parse_reply(body, self.fields, self.layers))
 
     async def _pixels(self, ctx):
         ppc = self.config.pixels_per_cycle
@@ -147,7 +150,7 @@ class LinkBench:
     def run(self, script):
         sim = Simulator(self.dut)
         sim.add_clock(1e-6)
-        add_protocol_checkers(sim, self.dut)
+        add_protocol_checkers(sim, self.dut, resets={"events": self.dut.engine_reset})
         for process in (self._source, self._sink, self._pixels, self._events, self._resets):
             sim.add_testbench(process, background=True)
         sim.add_testbench(script)
@@ -176,8 +179,8 @@ def test_info_reports_the_built_in_layer():
         assert kind == Reply.INFO
         assert (info.version, info.digest, info.height, info.width, info.channels_in,
                 info.channels_out, info.kernel_size, info.pixels_per_cycle, info.chunk,
-                info.window, info.clock_frequency) == (
-            PROTOCOL_VERSION, config_digest(config), 6, 8, 2, 4, 3, 2, 16, 2, CLOCK)
+                info.window, info.clock_frequency, info.layers) == (
+            PROTOCOL_VERSION, config_digest(config), 6, 8, 2, 4, 3, 2, 16, 2, CLOCK, 1)
 
     bench.run(bench.script(body))
 
@@ -200,11 +203,12 @@ def test_frames_go_to_the_engine_and_outputs_come_back(ppc, cin, ram_read_regist
                 "frame_events_out": f + 1, "frame_cycles": 1_000_000 + f} for f in range(3)]
 
     async def body(ctx):
-        bench.write(encode_packet(Command.CONFIG, bytes((9, 4, 1))))
+        bench.write(encode_packet(Command.CONFIG, bytes((9, 1, 4, 6))))
         answers = await bench.wait_answers(ctx, 1)
         assert answers[0] == status(Reply.ACK, Command.CONFIG, 0, 0)
         assert (ctx.get(bench.dut.threshold), ctx.get(bench.dut.shift),
-                ctx.get(bench.dut.dense), bench.resets) == (9, 4, 1, 1)
+                ctx.get(bench.dut.dense), ctx.get(bench.dut.output_threshold),
+                bench.resets) == (9, 4, 1, 6, 1)
         acks = []
         for f in range(3):
             for offset in range(0, size, 8):
@@ -227,8 +231,8 @@ def test_frames_go_to_the_engine_and_outputs_come_back(ppc, cin, ram_read_regist
         for f in range(3):
             expected += [(Reply.EVENT, e) for e in events[f]]
             expected.append((Reply.END_OF_FRAME, {
-                "frame": f, "events_in": 11 + f, "macs": 0xDEADBEEF - f,
-                "events_out": f + 1, "cycles": 1_000_000 + f}))
+                "frame": f, "events_in": (11 + f,), "macs": (0xDEADBEEF - f,),
+                "events_out": (f + 1,), "cycles": 1_000_000 + f}))
         assert outputs == expected
         samples = [s for beat in bench.beats for s in beat[0]]
         assert samples == frames.reshape(-1).tolist()
@@ -272,9 +276,9 @@ def bad_packets(config):
         ("stop bit low", encode_packet(Command.INFO), {"framing_error_at": 1},
          ErrorCode.FRAMING),
         ("bytes lost", encode_packet(Command.INFO), {"overrun_at": 2}, ErrorCode.OVERRUN),
-        ("shift out of range", encode_packet(Command.CONFIG, bytes((1, 32, 0))), {},
+        ("shift out of range", encode_packet(Command.CONFIG, bytes((1, 0, 32, 0))), {},
          ErrorCode.VALUE),
-        ("dense out of range", encode_packet(Command.CONFIG, bytes((1, 3, 2))), {},
+        ("dense out of range", encode_packet(Command.CONFIG, bytes((1, 2, 3, 0))), {},
          ErrorCode.VALUE),
     ]
 
@@ -374,7 +378,7 @@ def test_config_resets_position_frame_numbers_and_drops_pending_output():
         bench.sink_ready = False
         bench.engine_out.extend([{"channel": 1, "delta": d} for d in range(1, 6)])
         await ctx.tick().repeat(300)
-        bench.write(encode_packet(Command.CONFIG, bytes((0, 0, 0))))
+        bench.write(encode_packet(Command.CONFIG, bytes((0, 0, 0, 0))))
         await ctx.tick().repeat(300)
         bench.sink_ready = True
         await bench.wait_until(ctx, lambda: bench.answers[-1][0] == Reply.ACK)
@@ -413,3 +417,48 @@ def test_config_resets_position_frame_numbers_and_drops_pending_output():
 def test_parameter_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         HostLink(**{"config": CONFIG_2, **kwargs})
+
+
+def three_layers():
+    """A network whose CONFIG (8 fields) runs past the PIXELS header's 7 bytes."""
+    rng = np.random.default_rng(5)
+    layers, cin = [], 1
+    for cout, pool in ((2, 2), (3, 1), (2, 1)):
+        layers.append({"channels_out": cout, "kernel_size": 3, "pool": pool, "shift": 3,
+                       "weights": rng.integers(-128, 128, (cout, cin, 3, 3)).tolist(),
+                       "bias": rng.integers(-100, 100, cout).tolist()})
+        cin = cout
+    return Network.from_dict({"height": 6, "width": 6, "channels_in": 1, "threshold": 7,
+                              "layers": layers})
+
+
+def test_a_network_gets_each_layers_knobs_and_gives_each_layers_figures():
+    net = three_layers()
+    bench = LinkBench(net, chunk=8)
+    figures = {"frame_events_in": [5, 6, 7], "frame_macs": [100, 200, 0xFFFFFFFF],
+               "frame_events_out": [8, 9, 3], "frame_cycles": 4321}
+
+    async def body(ctx):
+        bench.write(encode_packet(Command.INFO))
+        (_, info), = await bench.wait_answers(ctx, 1)
+        assert (info.layers, info.channels_out, info.digest) == (3, 2, config_digest(net))
+        bench.write(encode_packet(Command.CONFIG, bytes((1, 0, 31, 0, 5, 4))))
+        assert (await bench.wait_answers(ctx, 2))[1] == status(Reply.ERROR, ErrorCode.LENGTH,
+                                                                0, 0)
+        bench.write(encode_packet(Command.CONFIG, bytes((1, 0, 31, 0, 5, 4, 32, 9))))
+        assert (await bench.wait_answers(ctx, 3))[2] == status(Reply.ERROR, ErrorCode.VALUE,
+                                                                0, 0)
+        bench.write(encode_packet(Command.CONFIG, bytes((9, 1, 31, 250, 5, 4, 2, 9))))
+        assert (await bench.wait_answers(ctx, 4))[3] == status(Reply.ACK, Command.CONFIG, 0, 0)
+        assert (ctx.get(bench.dut.threshold), ctx.get(bench.dut.dense)) == (9, 1)
+        assert [ctx.get(bench.dut.shift[i]) for i in range(3)] == [31, 5, 2]
+        assert [ctx.get(bench.dut.output_threshold[i]) for i in range(3)] == [250, 4, 9]
+        bench.engine_out.append({"channel": 1, "y": 1, "x": 0, "delta": -3})
+        bench.engine_out.append({"end_of_frame": 1, "figures": figures})
+        answers = await bench.wait_answers(ctx, 6)
+        assert answers[4] == (Reply.EVENT, {"channel": 1, "y": 1, "x": 0, "delta": -3})
+        assert answers[5] == (Reply.END_OF_FRAME, {
+            "frame": 0, "events_in": (5, 6, 7), "macs": (100, 200, 0xFFFFFFFF),
+            "events_out": (8, 9, 3), "cycles": 4321})
+
+    bench.run(bench.script(body))

@@ -34,6 +34,7 @@ from eventconv.protocol.codec import (
 )
 from eventconv.protocol.constants import (
     END,
+    MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
     Command,
     ErrorCode,
@@ -99,7 +100,8 @@ class FakeBoard(ByteTransport):
 
     def reset(self):
         c = self.built_in
-        self.knobs = {"threshold": c.threshold, "shift": c.shift, "mode": c.mode}
+        self.knobs = {"threshold": c.threshold, "shift": c.shift, "mode": c.mode,
+                      "output_threshold": c.output_threshold}
         self.receiver = SlipDecoder()
         self.out = bytearray()
         self._engine_reset()
@@ -145,7 +147,7 @@ class FakeBoard(ByteTransport):
         if crc16(body) != 0:
             return self._status(Reply.ERROR, ErrorCode.CRC)
         kind, fields = body[0], body[1:-2]
-        sizes = {Command.INFO: 0, Command.CONFIG: 3, Command.SYNC: 1}
+        sizes = {Command.INFO: 0, Command.CONFIG: 4, Command.SYNC: 1}
         if kind not in set(Command):
             return self._status(Reply.ERROR, ErrorCode.COMMAND)
         if kind in sizes and len(fields) != sizes[kind]:
@@ -158,12 +160,12 @@ class FakeBoard(ByteTransport):
                            c.height, c.width, c.channels_in, c.channels_out))
                        + bytes((c.kernel_size, c.pixels_per_cycle))
                        + self.chunk.to_bytes(2, "little") + bytes((self.window,))
-                       + (12_000_000).to_bytes(4, "little"))
+                       + (12_000_000).to_bytes(4, "little") + bytes((1,)))
         elif kind == Command.CONFIG:
-            if fields[1] > 31 or fields[2] > 1:
+            if fields[1] > 1 or fields[2] > 31:
                 return self._status(Reply.ERROR, ErrorCode.VALUE)
-            self.knobs = {"threshold": fields[0], "shift": fields[1],
-                          "mode": "dense" if fields[2] else "event"}
+            self.knobs = {"threshold": fields[0], "mode": "dense" if fields[1] else "event",
+                          "shift": fields[2], "output_threshold": fields[3]}
             self._engine_reset()
             self._status(Reply.ACK, Command.CONFIG)
         elif kind == Command.SYNC:
@@ -427,7 +429,7 @@ def test_port_streaming_text_ends_with_one_line_and_a_bounded_buffer():
     assert "\n" not in message
     assert "INFO" in message and "4 tries" in message and "not protocol packets" in message
     assert "login" in message            # what the port sent, to recognise it
-    assert port.largest_buffer <= 64
+    assert port.largest_buffer <= MAX_REPLY_BYTES   # the decoder's limit, not the text
     assert port.time <= 4 * 0.05 + 0.01   # retries + 1 waits of `timeout`
 
 
@@ -461,7 +463,7 @@ def test_stale_packets_do_not_hang_a_request(stage):
         if stage == "info":
             link.query_info()
         elif stage == "config":
-            link.configure(threshold=1, shift=2, dense=False)
+            link.configure(threshold=1, shifts=[2], dense=False)
         else:
             link.sync()
     assert "\n" not in str(error.value) and "3 tries" in str(error.value)

@@ -135,6 +135,9 @@ def test_export_network_port_table(tmp_path):
     assert "| 2 | 4 x 4 x 4 | 2 x 2 x 2 | 1 | 2 |" in doc
     assert "| shift | in | 15 |" in doc and "layer i in bits [5(i+1)-1 : 5i]" in doc
     assert Network.from_json(tmp_path / "net.json").to_dict() == net.to_dict()
+    assert main(["export", "--config", str(tmp_path / "net.json"),
+                 "-o", str(tmp_path / "other.v")]) == 0
+    assert Network.from_json(tmp_path / "other.json").to_dict() == net.to_dict()
 
 
 def test_gateware_refuses_odd_sizes():

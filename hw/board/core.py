@@ -4,11 +4,11 @@ from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetS
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from eventconv.core.config import checked_config
 from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.link.host_link import HostLink
 from eventconv.hw.link.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from eventconv.hw.target import GENERIC
+from eventconv.protocol.codec import as_network
 from eventconv.protocol.constants import DEFAULT_BAUD_RATE, FIGURE_WIDTH
 
 __all__ = ["BoardCore", "RECEIVE_FIFO_DEPTH", "LINK_TIMEOUT_SECONDS"]
@@ -24,7 +24,7 @@ class BoardCore(wiring.Component):
 
     Parameters
     ----------
-    config : :class:`eventconv.core.config.Config`
+    config : :class:`eventconv.core.config.Config` or :class:`eventconv.core.network.Network`
     clock_frequency : int or float
         Of the ``sync`` domain, in Hz (sets the UART divisor and the link timeout).
     baud_rate : int
@@ -53,20 +53,20 @@ class BoardCore(wiring.Component):
 
     def __init__(self, config, *, clock_frequency, baud_rate=DEFAULT_BAUD_RATE, chunk=256,
                  window=2, timeout_cycles=None, target=GENERIC):
-        checked_config(config)
+        network = as_network(config)
         uart_divisor(clock_frequency, baud_rate)
         if timeout_cycles is None:
             timeout_cycles = int(clock_frequency * LINK_TIMEOUT_SECONDS)
-        self.config = config
+        self.network, self.config = network, network.first
         self.clock_frequency, self.baud_rate = clock_frequency, baud_rate
         self.receiver = UARTReceiver(clock_frequency=clock_frequency, baud_rate=baud_rate)
         self.transmitter = UARTTransmitter(clock_frequency=clock_frequency,
                                            baud_rate=baud_rate)
-        self.link = HostLink(config=config, chunk=chunk, window=window,
+        self.link = HostLink(config=network, chunk=chunk, window=window,
                              timeout_cycles=timeout_cycles,
                              clock_frequency=int(round(clock_frequency)),
                              target=target)
-        self.engine = EventConvEngine(config, target=target)
+        self.engine = EventConvEngine(network, target=target)
         for name in ("events_in_width", "macs_width", "events_out_width"):
             if getattr(self.engine, name) > FIGURE_WIDTH:
                 raise ValueError(f"engine figure {name} must be at most {FIGURE_WIDTH} bits "
@@ -104,13 +104,18 @@ class BoardCore(wiring.Component):
             link.received.valid.eq(receive_fifo.r_rdy),
             receive_fifo.r_en.eq(link.received.ready),
             engine.threshold.eq(link.threshold),
-            engine.shift.eq(link.shift),
             engine.dense.eq(link.dense),
-            link.frame_events_in.eq(engine.frame_events_in),
-            link.frame_macs.eq(engine.frame_macs),
-            link.frame_events_out.eq(engine.frame_events_out),
+            engine.shift.eq(link.shift),
+            engine.output_threshold.eq(link.output_threshold),
             link.frame_cycles.eq(engine.frame_cycles),
         ]
+        # The figures element by element: each zero-extended to the link's 32 bits.
+        for name in ("frame_events_in", "frame_macs", "frame_events_out"):
+            ours, theirs = getattr(link, name), getattr(engine, name)
+            if len(self.network.layers) == 1:
+                m.d.comb += ours.eq(theirs)
+            else:
+                m.d.comb += [ours[i].eq(theirs[i]) for i in range(len(self.network.layers))]
         wiring.connect(m, link.send, transmitter.send)
         wiring.connect(m, link.pixels, engine.pixels)
         # The link stops taking events in CONFIG's cycle; the engine resets in the next, so

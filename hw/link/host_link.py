@@ -2,11 +2,10 @@
 docstring specifies it), between the UART byte streams and the engine."""
 
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from eventconv.core import ranges
-from eventconv.core.config import checked_config
 from eventconv.hw.layouts import EventStream, PixelStream, event_layout
 from eventconv.hw.link.encoder import PacketEncoder, crc16_step
 from eventconv.hw.link.feeder import SampleFeeder
@@ -16,7 +15,7 @@ from eventconv.hw.link.slots import SlotBuffer
 from eventconv.hw.link.transmitter import PacketTransmitter
 from eventconv.hw.link.uart import received_layout
 from eventconv.hw.target import GENERIC, checked_target
-from eventconv.protocol.codec import config_digest
+from eventconv.protocol.codec import as_network, config_digest
 from eventconv.protocol.constants import (
     FIGURE_WIDTH,
     INFO_BYTES,
@@ -45,8 +44,9 @@ class HostLink(wiring.Component):
 
     Parameters
     ----------
-    config : :class:`eventconv.core.config.Config`
-        The engine's layer; its threshold, shift and mode are the knobs' values after reset.
+    config : :class:`eventconv.core.config.Config` or :class:`eventconv.core.network.Network`
+        The engine's network; its knobs (threshold, mode, each layer's shift and
+        output_threshold) are their values after reset.
     chunk : int
         Most samples in one PIXELS packet: a power of two in 8..4096, at least
         ``pixels_per_cycle``. The buffer is ``window * chunk`` bytes of block RAM.
@@ -73,14 +73,17 @@ class HostLink(wiring.Component):
     pixels : ``Out(PixelStream(pixels_per_cycle))``
         To the engine: two cycles per sample (three with ``target.ram_read_register``) plus one per
         beat.
-    events : ``In(EventStream(Cout, H/2, W/2))``
-        From the engine.
-    threshold : ``Out(8)``, shift : ``Out(5)``, dense : ``Out(1)``
-        The engine's runtime knobs, set by CONFIG.
+    events : ``In(EventStream(C, H', W'))``
+        From the engine (its last layer's output shape).
+    threshold : ``Out(8)``, dense : ``Out(1)``, shift : ``Out(5)`` and output_threshold :
+    ``Out(8)`` per layer
+        The engine's runtime knobs, set by CONFIG (per layer as the engine's ports: plain for
+        one layer, an ``ArrayLayout`` for a network).
     engine_reset : ``Out(1)``
         One-cycle pulse (registered) on CONFIG: reset the engine (its clear sequence
         follows).
-    frame_events_in, frame_macs, frame_events_out, frame_cycles : ``In(32)``
+    frame_events_in, frame_macs, frame_events_out : ``In(32)`` per layer, frame_cycles :
+    ``In(32)``
         The engine's figures (zero-extended).
     error : ``Out(1)``
         One-cycle pulse per ERROR answer (for a LED).
@@ -97,7 +100,9 @@ class HostLink(wiring.Component):
 
     def __init__(self, *, config, chunk=256, window=2, timeout_cycles=1_000_000,
                  clock_frequency=0, target=GENERIC):
-        checked_config(config)
+        self.network = network = as_network(config)
+        config = network.first
+        self.layers = layers = len(network.layers)
         chunk = ranges.integer("chunk", chunk, 8, MAX_CHUNK)
         if chunk & (chunk - 1) or chunk < config.pixels_per_cycle:
             raise ranges.ConfigError(f"chunk must be a power of two in "
@@ -114,32 +119,40 @@ class HostLink(wiring.Component):
         self.config = config
         self.chunk, self.window = chunk, window
         self.timeout_cycles, self.clock_frequency = timeout_cycles, clock_frequency
-        self.event_layout = event_layout(config.channels_out, config.height // 2,
-                                         config.width // 2)
+        self.output_shape = network.output_shape
+        self.event_layout = event_layout(*self.output_shape)
         self.event_bytes = (self.event_layout["end_of_frame"].offset + 7) // 8
+
+        def per_layer(width):
+            return width if layers == 1 else data.ArrayLayout(width, layers)
+
+        def init(values):
+            return values[0] if layers == 1 else values
+
         super().__init__({
             "received": In(stream.Signature(received_layout())),
             "send": Out(stream.Signature(8)),
             "pixels": Out(PixelStream(config.pixels_per_cycle)),
-            "events": In(EventStream(config.channels_out, config.height // 2,
-                                     config.width // 2)),
+            "events": In(EventStream(*self.output_shape)),
             "threshold": Out(8, init=config.threshold),
-            "shift": Out(5, init=config.shift),
             "dense": Out(1, init=int(config.mode == "dense")),
+            "shift": Out(per_layer(5), init=init([c.shift for c in network.layers])),
+            "output_threshold": Out(per_layer(8), init=init(
+                [c.output_threshold for c in network.layers])),
             "engine_reset": Out(1),
-            "frame_events_in": In(FIGURE_WIDTH),
-            "frame_macs": In(FIGURE_WIDTH),
-            "frame_events_out": In(FIGURE_WIDTH),
+            "frame_events_in": In(per_layer(FIGURE_WIDTH)),
+            "frame_macs": In(per_layer(FIGURE_WIDTH)),
+            "frame_events_out": In(per_layer(FIGURE_WIDTH)),
             "frame_cycles": In(FIGURE_WIDTH),
             "error": Out(1),
         })
 
     def _info_bytes(self):
         c = self.config
-        fields = [(PROTOCOL_VERSION, 1), (config_digest(c), 4), (c.height, 2), (c.width, 2),
-                  (c.channels_in, 2), (c.channels_out, 2), (c.kernel_size, 1),
-                  (c.pixels_per_cycle, 1), (self.chunk, 2), (self.window, 1),
-                  (self.clock_frequency, 4)]
+        fields = [(PROTOCOL_VERSION, 1), (config_digest(self.network), 4), (c.height, 2),
+                  (c.width, 2), (c.channels_in, 2), (self.output_shape[0], 2),
+                  (c.kernel_size, 1), (c.pixels_per_cycle, 1), (self.chunk, 2),
+                  (self.window, 1), (self.clock_frequency, 4), (self.layers, 1)]
         out = [Reply.INFO]
         for value, size in fields:
             out += list(value.to_bytes(size, "little"))
@@ -150,7 +163,7 @@ class HostLink(wiring.Component):
         m = Module()
         c = self.config
         m.submodules.slip = slip = SlipReceiver()
-        m.submodules.parser = parser = PacketParser(c, chunk=self.chunk,
+        m.submodules.parser = parser = PacketParser(self.network, chunk=self.chunk,
                                                     timeout_cycles=self.timeout_cycles)
         m.submodules.slots = slots = SlotBuffer(chunk=self.chunk, window=self.window,
                                                 target=self.target)
@@ -158,8 +171,7 @@ class HostLink(wiring.Component):
             pixels_per_cycle=c.pixels_per_cycle, chunk=self.chunk, frame_size=self.frame_size,
             target=self.target)
         m.submodules.transmitter = transmitter = PacketTransmitter(
-            info=self._info_bytes(), channels=c.channels_out, height=c.height // 2,
-            width=c.width // 2)
+            info=self._info_bytes(), output_shape=self.output_shape, layers=self.layers)
         m.submodules.encoder = encoder = PacketEncoder()
 
         # Bytes in: SLIP decoding, the parser, the buffer's slots, the feeder, the engine.
@@ -177,13 +189,14 @@ class HostLink(wiring.Component):
         wiring.connect(m, wiring.flipped(self.events), transmitter.events)
         wiring.connect(m, transmitter.body, encoder.body)
         wiring.connect(m, encoder.send, wiring.flipped(self.send))
-        m.d.comb += [getattr(transmitter, name).eq(getattr(self, name))
-                     for name in ("frame_events_in", "frame_macs", "frame_events_out",
-                                  "frame_cycles")]
+        m.d.comb += [transmitter.frame_cycles.eq(self.frame_cycles)]
+        for name in ("frame_events_in", "frame_macs", "frame_events_out"):
+            m.d.comb += getattr(transmitter, name).eq(getattr(self, name))
 
         # The engine's knobs and reset, from the parser's registers.
         m.d.comb += [feeder.engine_reset.eq(parser.engine_reset),
                      transmitter.engine_reset.eq(parser.engine_reset)]
         m.d.comb += [getattr(self, name).eq(getattr(parser, name))
-                     for name in ("threshold", "shift", "dense", "engine_reset", "error")]
+                     for name in ("threshold", "dense", "shift", "output_threshold",
+                                  "engine_reset", "error")]
         return m

@@ -4,14 +4,15 @@ what it does: an answer, CONFIG's knobs and engine reset, or a PIXELS packet's s
 the feeder."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from eventconv.core.config import checked_config
+from eventconv.core.ranges import ConfigError
 from eventconv.hw.link.encoder import crc16_step
 from eventconv.hw.link.slip import item_layout
 from eventconv.hw.link.slots import SlotWriteSignature
 from eventconv.hw.link.transmitter import reply_layout, status_layout
+from eventconv.protocol.codec import as_network
 from eventconv.protocol.constants import (
     COUNT_WIDTH,
     CRC_INIT,
@@ -21,6 +22,7 @@ from eventconv.protocol.constants import (
     Command,
     ErrorCode,
     Reply,
+    config_bytes,
 )
 
 __all__ = ["PacketParser"]
@@ -34,7 +36,7 @@ class _Packet:
     """The parser's registers: the packet being received, its checks and the decision, the
     expected position and the state flip-flops."""
 
-    def __init__(self, *, chunk, timeout_cycles):
+    def __init__(self, *, chunk, timeout_cycles, layers):
         self.max_index = PIXELS_HEADER_BYTES + chunk + 2 + 1
         self.index = Signal(range(self.max_index + 1))
         self.crc = Signal(16, init=CRC_INIT)
@@ -82,7 +84,14 @@ class _Packet:
         header = self.header
         self.offset_field = Cat(header[2], header[3], header[4])
         self.count_field = Cat(header[5], header[6])
-        self.threshold_field, self.shift_field, self.dense_field = header[0], header[1], header[2]
+        # CONFIG's fields past the header's bytes (more than two layers) arrive where a PIXELS
+        # packet's samples do, and are captured by their sample position.
+        self.config_extra = [Signal(8, name=f"config_{i}")
+                             for i in range(config_bytes(layers) - 1 - len(header))]
+        fields = [*header, *self.config_extra][:config_bytes(layers) - 1]
+        self.threshold_field, self.dense_field = fields[0], fields[1]
+        self.shift_fields = fields[2::2]
+        self.output_threshold_fields = fields[3::2]
 
     def goto(self, m, source, target):
         """From state ``source`` to ``target`` on the next cycle (while in ``source``)."""
@@ -108,9 +117,9 @@ class PacketParser(wiring.Component):
 
     Parameters
     ----------
-    config : :class:`eventconv.core.config.Config`
-        The engine's layer: its frame size and ``pixels_per_cycle`` (the PIXELS checks), its
-        threshold, shift and mode (the knobs' values after reset).
+    config : :class:`eventconv.core.config.Config` or :class:`eventconv.core.network.Network`
+        The engine's network: its input frame size and ``pixels_per_cycle`` (the PIXELS
+        checks), its layer count (CONFIG's length) and knobs (their values after reset).
     chunk : int
         Most samples in one PIXELS packet (a power of two; the buffer's slot size).
     timeout_cycles : int
@@ -134,8 +143,10 @@ class PacketParser(wiring.Component):
         The answer (registered) for the transmitter: every packet but a good PIXELS is
         answered; the next answer waits until this one is taken. ``valid`` is cleared on
         ``ready`` alone (the transmitter's ``ready`` comes only with ``valid``).
-    threshold : ``Out(8)``, shift : ``Out(5)``, dense : ``Out(1)``
-        The engine's runtime knobs (registered), set by CONFIG.
+    threshold : ``Out(8)``, dense : ``Out(1)``, shift : ``Out(5)`` per layer,
+    output_threshold : ``Out(8)`` per layer
+        The engine's runtime knobs (registered), set by CONFIG; the per-layer ones are
+        plain for one layer, ``ArrayLayout`` for a network, as the engine's ports.
     engine_reset : ``Out(1)``
         One-cycle pulse (registered), the cycle after CONFIG acts.
     error : ``Out(1)``
@@ -147,8 +158,13 @@ class PacketParser(wiring.Component):
     """
 
     def __init__(self, config, *, chunk, timeout_cycles):
-        checked_config(config)
-        self.config = config
+        self.network = network = as_network(config)
+        self.config = config = network.first
+        self.layers = len(network.layers)
+        if config_bytes(self.layers) - 1 - (PIXELS_HEADER_BYTES - 1) > chunk:
+            raise ConfigError(f"chunk must be at least the CONFIG fields past the PIXELS "
+                              f"header ({config_bytes(self.layers) - PIXELS_HEADER_BYTES}), "
+                              f"not {chunk!r}")
         self.chunk, self.timeout_cycles = chunk, timeout_cycles
         self.frame_size = config.height * config.width * config.channels_in
         super().__init__({
@@ -159,15 +175,29 @@ class PacketParser(wiring.Component):
             "quiet": In(1),
             "reply": Out(stream.Signature(reply_layout())),
             "threshold": Out(8, init=config.threshold),
-            "shift": Out(5, init=config.shift),
             "dense": Out(1, init=int(config.mode == "dense")),
+            "shift": Out(self.per_layer(5), init=self._init([c.shift for c in network.layers])),
+            "output_threshold": Out(self.per_layer(8), init=self._init(
+                [c.output_threshold for c in network.layers])),
             "engine_reset": Out(1),
             "error": Out(1),
         })
 
+    def per_layer(self, width):
+        """A knob's shape: plain for one layer, an element per layer for a network (as the
+        engine's ports)."""
+        return width if self.layers == 1 else data.ArrayLayout(width, self.layers)
+
+    def _init(self, values):
+        return values[0] if self.layers == 1 else values
+
+    def element(self, member, index):
+        return member if self.layers == 1 else member[index]
+
     def elaborate(self, platform):
         m = Module()
-        packet = _Packet(chunk=self.chunk, timeout_cycles=self.timeout_cycles)
+        packet = _Packet(chunk=self.chunk, timeout_cycles=self.timeout_cycles,
+                         layers=self.layers)
         self._receive(m, packet)
         self._check(m, packet)
         self._act(m, packet)
@@ -187,7 +217,8 @@ class PacketParser(wiring.Component):
 
         # Decodes kept registered all the time: by the time a packet is checked (two cycles
         # after its last byte at the earliest) they describe it.
-        sizes = {Command.INFO: 3, Command.CONFIG: 6, Command.SYNC: 4}
+        sizes = {Command.INFO: 3, Command.CONFIG: config_bytes(self.layers) + 2,
+                 Command.SYNC: 4}
         m.d.sync += [p.kind_is[c].eq(p.kind == c) for c in Command]
         m.d.sync += [p.index_fits[c].eq(p.index == size) for c, size in sizes.items()]
         m.d.sync += [p.index_fits[Command.PIXELS].eq(p.index >= PIXELS_HEADER_BYTES + 2),
@@ -230,6 +261,9 @@ class PacketParser(wiring.Component):
                         m.d.sync += p.header[i].eq(value)
                 with m.If(p.where[-1] & (p.sample_position != chunk)):
                     m.d.sync += p.sample_position.eq(p.sample_position + 1)
+                for i, extra in enumerate(p.config_extra):
+                    with m.If(p.where[-1] & (p.sample_position == i)):
+                        m.d.sync += extra.eq(value)
             m.d.comb += [
                 self.buffer.addr.eq(p.sample_position[:len(self.buffer.addr)]),
                 self.buffer.data.eq(value),
@@ -262,8 +296,8 @@ class PacketParser(wiring.Component):
                 p.position_bytes.eq(Cat(
                     p.header[i] != p.expected[8 * i:8 * i + 8] for i in range(5))),
                 flag["busy"].eq(is_pixels & ~p.slot_was_free),
-                flag["value"].eq((p.kind == Command.CONFIG) &
-                                 ((p.shift_field > 31) | (p.dense_field > 1))),
+                flag["value"].eq((p.kind == Command.CONFIG) & (
+                    (p.dense_field > 1) | Cat(f > 31 for f in p.shift_fields).any())),
             ]
             p.goto(m, "sum", "compare")
 
@@ -356,9 +390,12 @@ class PacketParser(wiring.Component):
             with m.If(act["config"]):
                 answer(Reply.ACK, Command.CONFIG, 0, 0)
                 m.d.comb += configure.eq(1)
-                m.d.sync += [self.threshold.eq(p.threshold_field),
-                             self.shift.eq(p.shift_field), self.dense.eq(p.dense_field),
+                m.d.sync += [self.threshold.eq(p.threshold_field), self.dense.eq(p.dense_field),
                              p.expected_frame.eq(0), p.expected_offset.eq(0)]
+                for i in range(self.layers):
+                    m.d.sync += [self.element(self.shift, i).eq(p.shift_fields[i]),
+                                 self.element(self.output_threshold, i).eq(
+                                     p.output_threshold_fields[i])]
             with m.If(act["commit"]):
                 # PIXELS, checked: hand the slot to the feeder.
                 m.d.comb += self.buffer.commit.eq(1)

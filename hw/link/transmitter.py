@@ -14,6 +14,7 @@ from eventconv.protocol.constants import (
     INFO_BYTES,
     OFFSET_WIDTH,
     Reply,
+    end_of_frame_bytes,
 )
 
 __all__ = ["status_layout", "reply_layout", "PacketTransmitter"]
@@ -53,10 +54,11 @@ class PacketTransmitter(wiring.Component):
     Parameters
     ----------
     info : list of int
-        The INFO answer's body, :data:`~eventconv.protocol.constants.INFO_BYTES` bytes (the
-        longest body).
-    channels, height, width : int
-        The engine's output events: Cout, H/2, W/2.
+        The INFO answer's body, :data:`~eventconv.protocol.constants.INFO_BYTES` bytes.
+    output_shape : (int, int, int)
+        The engine's output events: (C, H', W') of its last layer.
+    layers : int
+        The network's layers: END_OF_FRAME carries three figures per layer.
 
     Members
     -------
@@ -66,9 +68,10 @@ class PacketTransmitter(wiring.Component):
         until it is taken), so the producer may clear ``valid`` on ``ready`` alone.
     ack : ``In(stream.Signature(status_layout()))``
         The feeder's ACK; ``ready`` as for ``reply``.
-    events : ``In(EventStream(channels, height, width))``
+    events : ``In(EventStream(*output_shape))``
         The engine's output; ready while nothing of it waits and ``engine_reset`` is low.
-    frame_events_in, frame_macs, frame_events_out, frame_cycles : ``In(32)``
+    frame_events_in, frame_macs, frame_events_out : ``In(32)`` per layer (an
+    ``ArrayLayout`` for more than one), frame_cycles : ``In(32)``
         The engine's figures, taken the cycle after an end-of-frame beat.
     engine_reset : ``In(1)``
         The engine resets (after CONFIG): its output not yet loaded is dropped, frame numbers
@@ -81,17 +84,21 @@ class PacketTransmitter(wiring.Component):
     byte per two cycles at most.
     """
 
-    def __init__(self, *, info, channels, height, width):
+    def __init__(self, *, info, output_shape, layers=1):
         self.info = list(info)
-        self.event_layout = event_layout(channels, height, width)
+        self.layers = layers
+        self.event_layout = event_layout(*output_shape)
         self.event_bytes = (self.event_layout["end_of_frame"].offset + 7) // 8
+        #: The longest body: the shift register's length.
+        self.longest = max(INFO_BYTES, end_of_frame_bytes(layers))
+        figure = FIGURE_WIDTH if layers == 1 else data.ArrayLayout(FIGURE_WIDTH, layers)
         super().__init__({
             "reply": In(stream.Signature(reply_layout())),
             "ack": In(stream.Signature(status_layout())),
-            "events": In(EventStream(channels, height, width)),
-            "frame_events_in": In(FIGURE_WIDTH),
-            "frame_macs": In(FIGURE_WIDTH),
-            "frame_events_out": In(FIGURE_WIDTH),
+            "events": In(EventStream(*output_shape)),
+            "frame_events_in": In(figure),
+            "frame_macs": In(figure),
+            "frame_events_out": In(figure),
             "frame_cycles": In(FIGURE_WIDTH),
             "engine_reset": In(1),
             "body": Out(stream.Signature(body_layout())),
@@ -104,7 +111,7 @@ class PacketTransmitter(wiring.Component):
         event_is_end = Signal()
         event_value = Signal(self.event_layout)
         figures_wait = Signal()
-        figures = Signal(4 * FIGURE_WIDTH)
+        figures = Signal((3 * self.layers + 1) * FIGURE_WIDTH)
         frame_number = Signal(FRAME_WIDTH)
         # Not while the engine resets: an event given then belongs to a dropped frame.
         m.d.comb += self.events.ready.eq(~event_pending & ~figures_wait & ~self.engine_reset)
@@ -116,8 +123,7 @@ class PacketTransmitter(wiring.Component):
                 m.d.sync += [event_pending.eq(1), event_is_end.eq(0)]
         with m.If(figures_wait):
             # The engine's figures are valid from the cycle after the end-of-frame beat.
-            m.d.sync += [figures.eq(Cat(self.frame_events_in, self.frame_macs,
-                                        self.frame_events_out, self.frame_cycles)),
+            m.d.sync += [figures.eq(Cat(*self._per_layer_figures(), self.frame_cycles)),
                          figures_wait.eq(0), event_pending.eq(1), event_is_end.eq(1)]
 
         # By priority; the last two, the engine's output, are dropped by ``engine_reset``.
@@ -127,7 +133,7 @@ class PacketTransmitter(wiring.Component):
              self.reply.valid & ~self.reply.payload.info),
             (_status_body(self.ack.payload), self.ack.valid),
             ([Reply.END_OF_FRAME, *_bytes_of(frame_number, 2),
-              *_bytes_of(figures, 4 * FIGURE_WIDTH // 8)], event_pending & event_is_end),
+              *_bytes_of(figures, len(figures) // 8)], event_pending & event_is_end),
             ([Reply.EVENT, *_bytes_of(event_value.as_value(), self.event_bytes)],
              event_pending & ~event_is_end),
         ]
@@ -155,12 +161,20 @@ class PacketTransmitter(wiring.Component):
             m.d.sync += [event_pending.eq(0), figures_wait.eq(0), frame_number.eq(0)]
         return m
 
+    def _per_layer_figures(self):
+        """Each layer's events_in, macs and events_out in END_OF_FRAME's order."""
+        def element(member, index):
+            return member if self.layers == 1 else member[index]
+        return [element(getattr(self, name), index) for index in range(self.layers)
+                for name in ("frame_events_in", "frame_macs", "frame_events_out")]
+
     def _shift_out(self, m, sources, on_load):
         """Chooses one of ``sources`` (``(body, wanted)`` pairs, by priority), loads its body
         and shifts it out on ``body``. ``on_load(loading)`` adds what else happens as a source
         is loaded (``loading``: the one-hot choice, valid in that cycle)."""
-        packet = [Signal(8, name=f"packet_{i}") for i in range(INFO_BYTES)]
-        left = Signal(range(INFO_BYTES + 1))
+        longest = self.longest
+        packet = [Signal(8, name=f"packet_{i}") for i in range(longest)]
+        left = Signal(range(longest + 1))
         busy = Signal()
         final = Signal()
         # A register per field, not one for the payload (a register's enable is worked out
@@ -190,7 +204,7 @@ class PacketTransmitter(wiring.Component):
             with m.If(~body_valid):
                 m.d.sync += [body_valid.eq(1), body_data.eq(packet[0]), body_last.eq(final),
                              left.eq(left - 1), final.eq(left == 2), busy.eq(~final)]
-                m.d.sync += [packet[i].eq(packet[i + 1]) for i in range(INFO_BYTES - 1)]
+                m.d.sync += [packet[i].eq(packet[i + 1]) for i in range(longest - 1)]
         with m.Elif(choosing):
             m.d.sync += choosing.eq(0)
             with m.If(loading != 0):
@@ -198,7 +212,7 @@ class PacketTransmitter(wiring.Component):
                 for k, (source, _) in enumerate(sources):
                     length = length | Mux(loading[k], len(source), 0)
                 m.d.sync += [left.eq(length), busy.eq(1), final.eq(0)]
-                for i in range(INFO_BYTES):
+                for i in range(longest):
                     value = Const(0, 8)
                     for k, (source, _) in enumerate(sources):
                         if i < len(source):

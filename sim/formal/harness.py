@@ -26,21 +26,25 @@ class Opened(Elaboratable):
     ``opened["sub/name"]`` restricts the search to the submodule path ``sub`` (names as given
     to ``m.submodules``). Add the :class:`Opened` itself as the submodule, not the block.
     ``patch(opened)`` may return ``{domain: [statements]}`` to add to the block's top module:
-    a planted bug in a block whose ``elaborate`` is one piece.
+    a planted bug in a block whose ``elaborate`` is one piece; a key ``"sub/domain"`` adds them
+    to the submodule ``sub`` instead (paths as for signals).
     """
 
     def __init__(self, block, platform=None, *, patch=None):
         self.block = block
         self.fragment = Fragment.get(block, platform)
         self._signals = {}
+        self._fragments = {}
         self._collect(self.fragment, ())
         if patch is not None:
-            # A planted bug: statements added after the block's own, in its top module, so
-            # they take precedence (the last assignment to a signal wins).
-            for domain, statements in patch(self).items():
-                self.fragment.add_statements(domain, statements)
+            # A planted bug: statements added after the block's own, in its top module (or the
+            # named submodule), so they take precedence (the last assignment to a signal wins).
+            for key, statements in patch(self).items():
+                *where, domain = key.split("/")
+                self._fragments[tuple(where)].add_statements(domain, statements)
 
     def _collect(self, fragment, path):
+        self._fragments[path] = fragment
         found = SignalSet()
         for statements in fragment.statements.values():
             for statement in statements:

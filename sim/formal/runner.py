@@ -48,6 +48,8 @@ class Check:
     options: tuple = field(default=())
     # In the quick subset (tests/test_formal.py) as well as in ``make formal``.
     quick: bool = False
+    # Yosys commands after ``prep`` (e.g. "memory_map": small memories as flip-flops).
+    script: tuple = field(default=())
 
 
 @dataclass
@@ -124,6 +126,7 @@ def _sby_text(check):
         "[script]",
         "read_rtlil design.il",
         "prep -top top",
+        *check.script,
         "",
         "[files]",
         "design.il",

@@ -4,10 +4,9 @@ import sys
 
 from eventconv.backends.integrate import integrate as integrate_events
 from eventconv.backends.rtl import default_build_root
-from eventconv.core.network import Network
 from eventconv.host.link import BoardLink
 from eventconv.host.transport import SerialTransport
-from eventconv.protocol.codec import LinkError
+from eventconv.protocol.codec import LinkError, as_network
 from eventconv.protocol.constants import DEFAULT_BAUD_RATE
 from eventconv.sim.board_tb import CLOCK_PERIOD_NS, BoardSimulation
 from eventconv.sim.runner import check_simulator
@@ -25,13 +24,15 @@ __all__ = ["run", "integrate", "SIMULATED_PORT", "TIMEOUT", "RETRIES"]
 def integrate(config, results):
     """OUT.npz arrays from the board's per-frame results (see :func:`.integrate.integrate`).
 
-    The contract gives ``cycles`` for the rtl backend only, so the board's cycle counts stay
-    out.
+    The contract gives ``cycles`` for a network on the board, not for the one-layer form
+    (rtl backend only), whose OUT.npz stays as it was.
     """
-    frames = [{"events": r["events"], **{k: [r[k]] for k in ("events_in", "events_out", "macs")}}
-              for r in results]
+    network = as_network(config)
+    frames = [{"events": r["events"],
+               **{k: list(r[k]) for k in ("events_in", "events_out", "macs")},
+               **({} if network.single else {"cycles": r["cycles"]})} for r in results]
     try:
-        return integrate_events(Network.of(config), frames)
+        return integrate_events(network, frames)
     except ValueError as e:
         raise LinkError(str(e)) from None
 
@@ -49,7 +50,8 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
     ``timeout`` defaults to :data:`TIMEOUT`. What the driver recovers from that the user
     should know of (a board reset) is noted on stderr with the progress.
     """
-    config.check_frames(frames)   # refuse bad frames before opening the port
+    network = as_network(config)
+    network.check_frames(frames)   # refuse bad frames before opening the port
 
     def show(done, total):
         bar = "#" * (30 * done // total)
@@ -60,7 +62,7 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
         print(f"\nboard: {text}", file=sys.stderr, flush=True)
 
     def drive(transport, timeout):
-        link = BoardLink(transport, config, timeout=TIMEOUT if timeout is None else timeout,
+        link = BoardLink(transport, network, timeout=TIMEOUT if timeout is None else timeout,
                          retries=RETRIES, report=note if progress else None)
         try:
             return link.run(frames, progress=show if progress else None)
@@ -73,10 +75,10 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
         results = drive(transport, timeout)
     elif port == SIMULATED_PORT:
         check_simulator(simulator)
-        simulated = BoardSimulation(config, simulator=simulator,
+        simulated = BoardSimulation(network, simulator=simulator,
                                     build_root=build_root or default_build_root())
         try:
-            results = drive(simulated, simulated_timeout(config))
+            results = drive(simulated, simulated_timeout(network))
         finally:
             simulated.close()
     else:
@@ -84,14 +86,14 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
             results = drive(serial_port, timeout)
     if progress:
         print(file=sys.stderr)
-    return integrate(config, results)
+    return integrate(network, results)
 
 
 def simulated_timeout(config):
     """Simulated seconds of silence before the driver resynchronises: well above a dense
-    frame's work, which the engine may spend before its first event leaves."""
-    c = config
-    work = (c.height * c.width * c.channels_in * (1 + c.channels_out * c.kernel_size ** 2
-                                                   // c.lanes) + c.channels_out * c.height
-            * c.width)
+    frame's work (every layer's), which the engine may spend before its first event
+    leaves."""
+    work = sum(c.height * c.width * c.channels_in * (1 + c.channels_out * c.kernel_size ** 2
+                                                      // c.lanes) + c.channels_out * c.height
+               * c.width for c in as_network(config).layers)
     return max(300e-6, 4 * work * CLOCK_PERIOD_NS * 1e-9)

@@ -20,7 +20,7 @@ from eventconv.core.network import Network
 from eventconv.flow.verilog import engine_verilog
 from eventconv.hw.layer.address_events import camera_event_layout
 from eventconv.hw.target import GENERIC
-from eventconv.sim.runner import check_simulator, run_cocotb
+from eventconv.sim.runner import check_simulator, run_cocotb, sigterm_unwinds
 
 __all__ = ["run", "run_events", "default_build_root"]
 
@@ -80,7 +80,8 @@ def run(config, frames, *, simulator="icarus", progress=False, idle=0.0,
     """
     network = Network.of(config) if isinstance(config, Config) else config
     network.check_frames(frames)
-    with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
+    # SIGTERM unwinds too: the temporary folder goes, the simulator is stopped.
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
         frames_path = Path(tmp) / "frames.npy"
         np.save(frames_path, frames)
         return _simulate(network, {"frames": str(frames_path)}, len(frames), tmp,
@@ -104,7 +105,7 @@ def run_events(config, binned, *, simulator="icarus", progress=False, idle=0.0, 
     bounds = np.searchsorted(binned.window, np.arange(binned.windows + 1))
     end = 1 << offset["end_of_window"]
     windows = [[*map(int, beats[bounds[k]:bounds[k + 1]]), end] for k in range(binned.windows)]
-    with tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="eventconv-") as tmp:
         return _simulate(network, {"windows": windows}, binned.windows, tmp,
                          testcase="run_windows", simulator=simulator, progress=progress,
                          idle=idle, stall=stall, seed=seed, build_root=build_root,

@@ -70,30 +70,36 @@ def layer_table(network):
     return "\n".join(rows) + "\n"
 
 
-def export_paths(output):
+def export_paths(output, config_file=None):
     """The files :func:`export_engine` writes for ``output``: the Verilog, its configuration
-    (``.json``) and its port table (``.md``)."""
+    (``.json``) and its port table (``.md``). The configuration is left out when it would be
+    ``config_file`` itself (``--config engine.json -o engine.v``): that file already is it."""
     output = Path(output)
-    return [output, output.with_suffix(".json"), output.with_suffix(".md")]
+    beside = output.with_suffix(".json")
+    same = config_file is not None and beside.resolve() == Path(config_file).resolve()
+    return [output, *([] if same else [beside]), output.with_suffix(".md")]
 
 
-def export_engine(config, output, name="eventconv_engine", *, target=GENERIC):
-    """Write ``output`` (Verilog, ``.v``), and beside it ``.json`` (configuration) and ``.md``
-    (ports, layers): all three or none. ``config``: a Config or a Network; ``target``: the FPGA
-    family to build for (:mod:`eventconv.hw.target`).
+def export_engine(config, output, name="eventconv_engine", *, target=GENERIC, config_file=None):
+    """Write ``output`` (Verilog, ``.v``), and beside it ``.json`` (configuration, unless that
+    is ``config_file``, the file ``config`` came from) and ``.md`` (ports, layers): all or
+    none. ``config``: a Config or a Network; ``target``: the FPGA family to build for
+    (:mod:`eventconv.hw.target`).
 
     Returns the paths written. The text depends only on the configuration (reproducible).
     """
     checked_target(target)
     verilog_name("--name", name)
-    paths = check_outputs("-o", export_paths(output), ".v")
+    paths = check_outputs("-o", export_paths(output, config_file), ".v")
     engine = EventConvEngine(config, target=target)
     network = engine.network
     text = export_verilog(engine, name)
-    with staged_outputs("-o", paths) as (verilog_file, config_file, doc_file):
-        verilog_file.write_text(text)
-        config_file.write_text(json.dumps(network.to_dict(), indent=1) + "\n")
-        doc_file.write_text(export_doc(engine, name, target, paths[1].name))
+    config_name = Path(output).with_suffix(".json").name
+    with staged_outputs("-o", paths) as staged:
+        staged[0].write_text(text)
+        if len(paths) == 3:
+            staged[1].write_text(json.dumps(network.to_dict(), indent=1) + "\n")
+        staged[-1].write_text(export_doc(engine, name, target, config_name))
     return paths
 
 

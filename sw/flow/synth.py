@@ -194,13 +194,13 @@ def _report(board, top, platform, flow, build_dir, tried, seconds):
         raise SynthError(f"{board}: no clock timing in {build_dir / 'top.tim'}")
     clock_name, (fmax, target) = max(clocks.items(), key=lambda item: item[1][1])
     design_mhz = top.clock_frequency / 1e6
-    c = top.config
     return {
         "board": board, "device": f"{platform.device}-{platform.package}",
-        "configuration": {"height": c.height, "width": c.width, "channels_in": c.channels_in,
-                          "channels_out": c.channels_out, "kernel_size": c.kernel_size,
-                          "pixels_per_cycle": c.pixels_per_cycle, "lanes": c.lanes,
-                          "accumulator_width": c.accumulator_width},
+        "configuration": {"layers": [
+            {"height": c.height, "width": c.width, "channels_in": c.channels_in,
+             "channels_out": c.channels_out, "kernel_size": c.kernel_size, "pool": c.pool,
+             "pixels_per_cycle": c.pixels_per_cycle, "lanes": c.lanes,
+             "accumulator_width": c.accumulator_width} for c in top.core.network.layers]},
         "clock": {"name": clock_name, "design_mhz": round(design_mhz, 3),
                   "nextpnr_target_mhz": target, "max_mhz": fmax,
                   "met": fmax >= design_mhz, "seed": tried[-1]["seed"],
@@ -233,7 +233,8 @@ def _problems(report, board, build_dir):
 
 
 def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
-    """Build ``board``'s bitstream for ``config`` (None: the board's default layer).
+    """Build ``board``'s bitstream for ``config`` (a Config or a Network; None: the board's
+    default layer).
 
     Returns the report (as written to ``report.json``). Raises :class:`SynthError`.
     """
@@ -263,13 +264,17 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
 
 
 def report_markdown(report):
-    c, clock = report["configuration"], report["clock"]
-    lines = [
-        f"# {report['board']}: {report['device']}",
-        "",
-        f"Layer: {c['height']}x{c['width']}, Cin {c['channels_in']}, Cout {c['channels_out']}, "
-        f"K {c['kernel_size']}, {c['pixels_per_cycle']} pixel(s)/cycle, {c['lanes']} lane(s), "
-        f"{c['accumulator_width']}-bit accumulators. UART {report['baud_rate']} baud, 8N1.",
+    clock = report["clock"]
+    layers = report["configuration"]["layers"]
+    lines = [f"# {report['board']}: {report['device']}", ""]
+    for i, c in enumerate(layers):
+        lines.append(
+            f"Layer {i}: {c['height']}x{c['width']}, Cin {c['channels_in']}, Cout "
+            f"{c['channels_out']}, K {c['kernel_size']}, pool {c['pool']}, "
+            f"{c['pixels_per_cycle']} pixel(s)/cycle, {c['lanes']} lane(s), "
+            f"{c['accumulator_width']}-bit accumulators.")
+    lines += [
+        f"UART {report['baud_rate']} baud, 8N1.",
         "",
         "| resource | nextpnr cell | used | device | share |",
         "|---|---|---:|---:|---:|",

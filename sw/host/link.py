@@ -17,7 +17,9 @@ import numpy as np
 from eventconv.core.model import detect_events, taps_in_frame
 from eventconv.protocol.codec import (
     LinkError,
+    as_network,
     config_digest,
+    config_fields,
     encode_packet,
     event_fields,
     parse_reply,
@@ -116,8 +118,8 @@ class BoardLink:
     Parameters
     ----------
     transport : ByteTransport
-    config : :class:`eventconv.core.config.Config`
-        Must be the layer the board was built for (checked against INFO's digest).
+    config : :class:`eventconv.core.config.Config` or :class:`eventconv.core.network.Network`
+        Must be what the board was built for (checked against INFO's digest).
     timeout : float
         Seconds (transport clock, ``transport.now()``) to wait for an answer, or during a run
         for the board's next good packet, before a command is sent again or the link
@@ -146,10 +148,12 @@ class BoardLink:
     """
 
     def __init__(self, transport, config, *, timeout=1.0, retries=10, report=None):
-        self.transport, self.config = transport, config
+        self.network = network = as_network(config)
+        self.transport, self.config = transport, network.first
+        self.layers = len(network.layers)
         self.timeout, self.retries, self.report = timeout, retries, report
         self.decoder = SlipDecoder(limit=MAX_REPLY_BYTES)
-        self.event_fields = event_fields(config)
+        self.event_fields = event_fields(network)
         self.errors = []
         self.damaged = 0
         self.resets = 0
@@ -163,8 +167,8 @@ class BoardLink:
         self._good = 0
         self._tail = bytearray()  # the last bytes received, for messages
         self._run = None          # the run collecting output (None: output is dropped)
-        c = config
-        self._max_events = c.channels_out * (c.height // c.pool) * (c.width // c.pool)
+        channels, height, width = network.output_shape
+        self._max_events = channels * height * width
         self._patience = 4 * (self._max_events + 2)
 
     # -- packets ---------------------------------------------------------------------------
@@ -195,7 +199,7 @@ class BoardLink:
             try:
                 if damaged:
                     raise LinkError("bad SLIP escape or too long")
-                packet = parse_reply(body, self.event_fields)
+                packet = parse_reply(body, self.event_fields, self.layers)
             except LinkError:
                 self.damaged += 1
                 continue
@@ -260,29 +264,33 @@ class BoardLink:
 
     # -- commands ---------------------------------------------------------------------------
     def query_info(self):
-        """INFO: what the board was built for; refuses a board built for another layer."""
+        """INFO: what the board was built for; refuses a board built for another network."""
         self.transport.write(bytes((END,)))   # ends whatever noise came before
         info = self.request(Command.INFO, b"", Reply.INFO)
         c = self.config
         if info.version != PROTOCOL_VERSION:
             raise LinkError(f"board speaks protocol version {info.version}, this driver "
                             f"{PROTOCOL_VERSION}")
-        if info.digest != config_digest(c):
+        digest = config_digest(self.network)
+        if info.digest != digest:
             raise LinkError(
-                f"the board was built for another layer ({info.height}x{info.width}, "
-                f"Cin {info.channels_in}, Cout {info.channels_out}, K {info.kernel_size}, "
-                f"digest {info.digest:08x}) than this configuration ({c.height}x{c.width}, "
-                f"Cin {c.channels_in}, Cout {c.channels_out}, K {c.kernel_size}, digest "
-                f"{config_digest(c):08x}): build it with eventconv synth --config")
+                f"the board was built for another network ({info.layers} layer(s), "
+                f"{info.height}x{info.width}, Cin {info.channels_in}, Cout "
+                f"{info.channels_out} out, digest {info.digest:08x}) than this configuration "
+                f"({self.layers} layer(s), {c.height}x{c.width}, Cin {c.channels_in}, Cout "
+                f"{self.network.output_shape[0]} out, digest {digest:08x}): build it with "
+                f"eventconv synth --config")
         self.info = info
         return info
 
-    def configure(self, *, threshold, shift, dense):
-        """CONFIG: set the runtime knobs and reset the engine to its reset state; output of
-        earlier frames still arriving is dropped."""
+    def configure(self, **knobs):
+        """CONFIG: set the runtime knobs (``threshold``, ``dense``, ``shifts``,
+        ``output_thresholds``: the configuration's where not given, see
+        :func:`~eventconv.protocol.codec.config_fields`) and reset the engine to its reset
+        state; output of earlier frames still arriving is dropped."""
         run, self._run = self._run, None
         try:
-            self.request(Command.CONFIG, bytes((threshold, shift, int(dense))), Reply.ACK,
+            self.request(Command.CONFIG, config_fields(self.network, **knobs), Reply.ACK,
                          accept=lambda v: v["byte"] == Command.CONFIG)
         finally:
             self._run = run
@@ -301,8 +309,9 @@ class BoardLink:
         """Stream frames (SPEC FRAMES.npy layout) through the engine from its reset state.
 
         Returns per frame ``{"events": [(o, py, px, delta), ...], "events_in", "macs",
-        "events_out", "cycles", "frame"}`` as the board gave them (``cycles`` of the run of
-        the frame that completed its output).
+        "events_out", "cycles", "frame"}`` as the board gave them: the last layer's events,
+        the counts as tuples of one per layer, ``cycles`` of the run of the frame that
+        completed its output.
         """
         frames = self.config.check_frames(frames)
         if self.info is None:
@@ -352,7 +361,9 @@ class _Run:
         self.dense = c.mode == "dense"
         # With an output threshold the emitted map R keeps history that priming frames do
         # not restore: a lost frame is then reached by CONFIG and the frames before it again.
-        self.restorable = self.dense or c.output_threshold == 0
+        # With none, every layer's state follows from the reference (SPEC steps 2-5).
+        self.restorable = self.dense or all(layer.output_threshold == 0
+                                            for layer in link.network.layers)
         self.taps = taps_in_frame(c)
         self.reset_ref = np.zeros(self.size, np.uint8)
         self.refs = {-1: self.reset_ref}   # reference after run frame k (some of them)
@@ -379,7 +390,7 @@ class _Run:
     def configure(self):
         c = self.config
         link = self.link
-        link.configure(threshold=c.threshold, shift=c.shift, dense=self.dense)
+        link.configure(threshold=c.threshold, dense=self.dense)
         link._run = self
         self.clear_wire()
 
@@ -484,10 +495,10 @@ class _Run:
         if self.lost_track is not None:
             return                              # CONFIG comes next
         if reply == Reply.EVENT:
-            c = self.config
-            if not (value["channel"] < c.channels_out and value["y"] < c.height // c.pool
-                    and value["x"] < c.width // c.pool):
-                self.link.damaged += 1       # not an event this layer can give
+            channels, height, width = self.link.network.output_shape
+            if not (value["channel"] < channels and value["y"] < height
+                    and value["x"] < width):
+                self.link.damaged += 1       # not an event the last layer can give
                 return
             self.events.append((value["channel"], value["y"], value["x"], value["delta"]))
         elif reply == Reply.END_OF_FRAME:
@@ -521,10 +532,11 @@ class _Run:
             self.events, self.after = [], None
             return
         role, _, events_in, macs = self.wire[i]
-        if (value["events_in"], value["macs"]) != (events_in, macs):
-            self.lost_track = (f"its end of frame {i} counts events_in {value['events_in']}, "
-                               f"macs {value['macs']}, the frame sent gives {events_in}, "
-                               f"{macs}")
+        # The first layer's figures follow from the frame sent (the later layers' do not).
+        if (value["events_in"][0], value["macs"][0]) != (events_in, macs):
+            self.lost_track = (f"its end of frame {i} counts events_in "
+                               f"{value['events_in'][0]}, macs {value['macs'][0]}, the frame "
+                               f"sent gives {events_in}, {macs}")
             return
         owner = None
         if self.after is not None and self.after <= i:
@@ -562,9 +574,9 @@ class _Run:
         if part["figures"] is None:
             return
         events_in, macs, events_out, cycles = part["figures"]
-        if len(part["events"]) > events_out:
+        if len(part["events"]) > events_out[-1]:
             part["events"] = {}
-        if len(part["events"]) != events_out:
+        if len(part["events"]) != events_out[-1]:
             return
         del self.partial[k]
         self.results[k] = {"frame": k, "events_in": events_in, "macs": macs,

@@ -5,8 +5,11 @@ numbers (:mod:`.constants`), the checksum (:mod:`.crc`), SLIP framing (:mod:`.sl
 host's packet codec (:mod:`.codec`). The board's side is :mod:`eventconv.hw.link`; the host
 driver is :mod:`eventconv.host`.
 
-Protocol, version 1
+Protocol, version 2
 ===================
+
+Version 2 carries networks: CONFIG sets each layer's knobs, END_OF_FRAME gives each layer's
+figures, INFO says how many layers the board has. (Version 1 had one layer's.)
 
 Framing (both directions)
 -------------------------
@@ -23,7 +26,8 @@ Host to board
 type    name     fields                                          answer
 ======  =======  ==============================================  ===========================
 0x01    INFO     none                                            INFO
-0x02    CONFIG   threshold u8, shift u8 (0..31), dense u8 (0/1)  ACK(0x02), position (0, 0)
+0x02    CONFIG   threshold u8, dense u8 (0/1), then per layer    ACK(0x02), position (0, 0)
+                 shift u8 (0..31), output_threshold u8
 0x03    PIXELS   frame u16, offset u24, count u16, count samples ACK(0x03) once in the engine
 0x04    SYNC     token u8                                        SYNC(token), position
 ======  =======  ==============================================  ===========================
@@ -34,16 +38,18 @@ Board to host
 type    name          fields
 ======  ============  ===============================================================
 0x80    ACK           command u8, frame u16, offset u24
-0x81    EVENT         one output event: the engine's event payload (channel, y, x,
-                      delta, packed from bit 0 in that order, widths of
+0x81    EVENT         one output event of the last layer: the engine's event payload
+                      (channel, y, x, delta, packed from bit 0 in that order, widths of
                       :func:`~eventconv.core.event_format.event_fields`) without end_of_frame,
                       in ceil(bits / 8) bytes
-0x82    END_OF_FRAME  frame u16, events_in u32, macs u32, events_out u32, cycles u32
+0x82    END_OF_FRAME  frame u16, per layer events_in u32, macs u32, events_out u32, then
+                      cycles u32
 0x83    ERROR         code u8, frame u16, offset u24 (the expected position)
 0x84    SYNC          token u8, frame u16, offset u24 (the expected position)
-0x85    INFO          version u8 (1), digest u32, height u16, width u16, channels_in u16,
-                      channels_out u16, kernel_size u8, pixels_per_cycle u8, chunk u16,
-                      window u8, clock_frequency u32 (Hz)
+0x85    INFO          version u8 (2), digest u32, height u16, width u16, channels_in u16
+                      (the input's), channels_out u16 (the last layer's), kernel_size u8
+                      (the first layer's), pixels_per_cycle u8, chunk u16, window u8,
+                      clock_frequency u32 (Hz), layers u8
 ======  ============  ===============================================================
 
 Frames
@@ -64,17 +70,18 @@ after CONFIG) and the engine's figures of that frame (the engine contract,
 link). Frames pipeline: the host may send the next frame while the outputs of earlier ones arrive.
 
 CONFIG and SYNC are answered only after every PIXELS packet taken before them has gone into the
-engine and been acknowledged. CONFIG applies threshold, shift and dense, resets the engine
+engine and been acknowledged. CONFIG applies the knobs, resets the engine
 (reference, accumulators and pooled map back to the reset state; frames inside it are dropped
 without output) and the expected position; its ACK comes after any output of the dropped frames.
-INFO's digest is :func:`~eventconv.protocol.codec.config_digest` of the layer built in.
+INFO's digest is :func:`~eventconv.protocol.codec.config_digest` of the network built in
+(every layer's geometry, pool, weights and bias).
 
 Weights and bias
 ----------------
 They are not uploaded: the engine builds them in (the accumulator unit's weight memories are
 initialised at elaboration, the bias is written by its reset clear sequence and sets the
 pool's reset pooled map). Uploading would need write ports on those memories and bias
-registers in the engine. Instead INFO gives the digest of the layer built in and the driver
+registers in the engine. Instead INFO gives the digest of the network built in and the driver
 refuses a configuration that differs; ``eventconv synth --config`` builds a board for another.
 
 Errors
@@ -94,7 +101,7 @@ code  name      cause
 6     FRAMING   a UART stop bit was low, or an invalid SLIP escape
 7     OVERRUN   received bytes were lost (the receive buffer was full)
 8     BUSY      PIXELS while all ``window`` slots are in use
-9     VALUE     CONFIG shift above 31 or dense above 1
+9     VALUE     CONFIG dense above 1, or a layer's shift above 31
 ====  ========  ===============================================================
 
 Checks run in this order; the first failing one is reported. After an error the board is at
@@ -105,7 +112,8 @@ every answer to earlier packets and gives the position to resume at.
 The host's checks (board to host)
 ---------------------------------
 The host refuses, and counts, any board packet with a bad SLIP escape, a body longer than
-``MAX_REPLY_BYTES`` (25: INFO with its CRC; the decoder keeps at most that many bytes
+``MAX_REPLY_BYTES`` (201: END_OF_FRAME of a 16-layer network with its CRC; the decoder keeps
+at most that many bytes
 whatever the line sends, text or noise), a CRC that does not check, an unknown type, or a
 length other than its type's (every type has one length; EVENT's is ``1 + ceil(bits / 8)``).
 So a flipped bit is caught by the CRC, and a lost, added or duplicated byte by the length or

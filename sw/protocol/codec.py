@@ -5,20 +5,22 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from eventconv.core.config import checked_config
 from eventconv.core.event_format import event_fields as event_word_fields
+from eventconv.core.network import Network
 from eventconv.protocol.constants import (
     END,
-    END_OF_FRAME_BYTES,
     INFO_BYTES,
     STATUS_BYTES,
     Command,
     Reply,
+    end_of_frame_bytes,
 )
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import slip_escape
 
-__all__ = ["LinkError", "BoardInfo", "encode_packet", "pixels_packet", "parse_reply",
-           "config_digest", "event_fields", "event_byte_count"]
+__all__ = ["LinkError", "BoardInfo", "encode_packet", "pixels_packet", "config_fields",
+           "parse_reply", "config_digest", "event_fields", "event_byte_count", "as_network"]
 
 
 class LinkError(RuntimeError):
@@ -38,6 +40,15 @@ class BoardInfo:
     chunk: int
     window: int
     clock_frequency: int
+    layers: int
+
+
+def as_network(config):
+    """``config`` as a Network (a Config is a network of one layer); else a TypeError naming
+    the parameter."""
+    if isinstance(config, Network):
+        return config
+    return Network.of(checked_config(config))
 
 
 def encode_packet(kind, fields=b""):
@@ -53,8 +64,21 @@ def pixels_packet(frame, offset, samples):
                          + bytes(samples))
 
 
+def config_fields(network, *, threshold=None, dense=None, shifts=None,
+                  output_thresholds=None):
+    """CONFIG's fields for ``network``'s knobs, or the values given instead."""
+    layers = as_network(network).layers
+    threshold = layers[0].threshold if threshold is None else threshold
+    dense = layers[0].mode == "dense" if dense is None else dense
+    shifts = [c.shift for c in layers] if shifts is None else shifts
+    output_thresholds = ([c.output_threshold for c in layers] if output_thresholds is None
+                         else output_thresholds)
+    per_layer = [v for pair in zip(shifts, output_thresholds, strict=True) for v in pair]
+    return bytes((threshold, int(dense), *per_layer))
+
+
 def _output_event_fields(config):
-    return event_word_fields(config.channels_out, config.height // 2, config.width // 2)
+    return event_word_fields(*as_network(config).output_shape)
 
 
 def event_byte_count(config):
@@ -90,12 +114,13 @@ def _event(fields, event_fields):
     return value
 
 
-def parse_reply(body, event_fields=None):
+def parse_reply(body, event_fields=None, layers=1):
     """A board packet body (CRC attached) as ``(Reply, value)``.
 
     Every type has one length (an EVENT's from ``event_fields``, :func:`event_fields`; any
-    length without them), so a lost or added byte is refused by its length even where the
-    CRC alone might miss it.
+    length without them; an END_OF_FRAME's from the network's ``layers``), so a lost or added
+    byte is refused by its length even where the CRC alone might miss it. END_OF_FRAME's
+    ``events_in``, ``macs`` and ``events_out`` are tuples, an element per layer.
 
     Raises
     ------
@@ -110,7 +135,7 @@ def parse_reply(body, event_fields=None):
     except ValueError:
         raise LinkError(f"unknown packet type 0x{kind:02x} from the board") from None
     sizes = {Reply.ACK: STATUS_BYTES, Reply.ERROR: STATUS_BYTES, Reply.SYNC: STATUS_BYTES,
-             Reply.INFO: INFO_BYTES, Reply.END_OF_FRAME: END_OF_FRAME_BYTES}
+             Reply.INFO: INFO_BYTES, Reply.END_OF_FRAME: end_of_frame_bytes(layers)}
     if event_fields:
         bits = max(offset + width for _, offset, width, _ in event_fields)
         sizes[Reply.EVENT] = 1 + (bits + 7) // 8
@@ -119,20 +144,26 @@ def parse_reply(body, event_fields=None):
     if kind in (Reply.ACK, Reply.ERROR, Reply.SYNC):
         return kind, _status(fields)
     if kind == Reply.INFO:
-        return kind, BoardInfo(*struct.unpack("<BIHHHHBBHBI", fields))
+        return kind, BoardInfo(*struct.unpack("<BIHHHHBBHBIB", fields))
     if kind == Reply.END_OF_FRAME:
-        frame, events_in, macs, events_out, cycles = struct.unpack("<HIIII", fields)
-        return kind, {"frame": frame, "events_in": events_in, "macs": macs,
-                      "events_out": events_out, "cycles": cycles}
+        return kind, _end_of_frame(fields, layers)
     return kind, _event(fields, event_fields)
 
 
+def _end_of_frame(fields, layers):
+    frame, *figures = struct.unpack(f"<H{3 * layers + 1}I", fields)
+    return {"frame": frame, "events_in": tuple(figures[0:-1:3]),
+            "macs": tuple(figures[1:-1:3]), "events_out": tuple(figures[2:-1:3]),
+            "cycles": figures[-1]}
+
+
 def config_digest(config):
-    """CRC-32 of the fields built into the gateware that change results (geometry, weights,
-    bias); the board reports it in INFO so the driver can refuse a different layer."""
-    built_in = {"height": config.height, "width": config.width,
-                "channels_in": config.channels_in, "channels_out": config.channels_out,
-                "kernel_size": config.kernel_size, "weights": config.weights.tolist(),
-                "bias": config.bias.tolist()}
+    """CRC-32 of what the gateware builds in that changes results (every layer's geometry,
+    pool, weights and bias); the board reports it in INFO so the driver can refuse a different
+    network. ``config``: a Config or a Network."""
+    built_in = [{"height": c.height, "width": c.width, "channels_in": c.channels_in,
+                 "channels_out": c.channels_out, "kernel_size": c.kernel_size, "pool": c.pool,
+                 "weights": c.weights.tolist(), "bias": c.bias.tolist()}
+                for c in as_network(config).layers]
     text = json.dumps(built_in, sort_keys=True, separators=(",", ":"))
     return zlib.crc32(text.encode())

@@ -2,13 +2,16 @@
 
 from enum import IntEnum
 
+from eventconv.core.network import MAX_LAYERS
+
 __all__ = ["PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_INIT", "CRC_POLY",
            "DEFAULT_BAUD_RATE", "Command", "Reply", "ErrorCode", "ERROR_MEANINGS",
-           "PIXELS_HEADER_BYTES", "STATUS_BYTES", "INFO_BYTES", "END_OF_FRAME_BYTES",
-           "FIGURE_WIDTH", "FRAME_WIDTH", "OFFSET_WIDTH", "COUNT_WIDTH", "MAX_CHUNK",
-           "MAX_BODY_BYTES", "MAX_REPLY_BYTES"]
+           "PIXELS_HEADER_BYTES", "STATUS_BYTES", "INFO_BYTES", "config_bytes",
+           "end_of_frame_bytes", "FIGURE_WIDTH", "FRAME_WIDTH", "OFFSET_WIDTH", "COUNT_WIDTH",
+           "MAX_CHUNK", "MAX_BODY_BYTES", "MAX_REPLY_BYTES"]
 
-PROTOCOL_VERSION = 1
+# 2: networks (CONFIG and END_OF_FRAME per layer, INFO's layer count).
+PROTOCOL_VERSION = 2
 # SLIP (RFC 1055) framing bytes.
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 CRC_INIT, CRC_POLY = 0xFFFF, 0x1021
@@ -54,19 +57,33 @@ ERROR_MEANINGS = {
     ErrorCode.FRAMING: "UART stop bit low or invalid SLIP escape",
     ErrorCode.OVERRUN: "bytes lost: the receive buffer overflowed",
     ErrorCode.BUSY: "PIXELS beyond the window: no free buffer slot",
-    ErrorCode.VALUE: "CONFIG value out of range (shift 0..31, dense 0..1)",
+    ErrorCode.VALUE: "CONFIG value out of range (dense 0..1, a layer's shift 0..31)",
 }
 
 # type u8, frame u16, offset u24, count u16.
 PIXELS_HEADER_BYTES = 8
 STATUS_BYTES = 7          # type, byte, frame u16, offset u24
-INFO_BYTES = 23
-END_OF_FRAME_BYTES = 19   # type, frame u16, events_in, macs, events_out, cycles (u32 each)
+INFO_BYTES = 24
+
+
+def config_bytes(layers):
+    """CONFIG's length (type included): threshold, dense, each layer's shift and
+    output_threshold (u8 each)."""
+    return 1 + 2 + 2 * layers
+
+
+def end_of_frame_bytes(layers):
+    """END_OF_FRAME's length: type, frame u16, each layer's events_in, macs and events_out,
+    then cycles (u32 each)."""
+    return 1 + 2 + 4 * (3 * layers + 1)
+
+
 # Bit widths of the fields: engine figures, frame number, sample offset, sample count.
 FIGURE_WIDTH = 32
 FRAME_WIDTH, OFFSET_WIDTH, COUNT_WIDTH = 16, 24, 16
 MAX_CHUNK = 4096
 # Longest packet bodies (unescaped, CRC included): any packet (a PIXELS packet of MAX_CHUNK
-# samples), and any the board sends (INFO; an EVENT is at most 1 + 6 + 2 bytes).
+# samples), and any the board sends (INFO, or END_OF_FRAME of the longest network; an EVENT is
+# at most 1 + 6 + 2 bytes).
 MAX_BODY_BYTES = PIXELS_HEADER_BYTES + MAX_CHUNK + 2
-MAX_REPLY_BYTES = INFO_BYTES + 2
+MAX_REPLY_BYTES = max(INFO_BYTES, end_of_frame_bytes(MAX_LAYERS)) + 2
