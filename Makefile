@@ -38,7 +38,7 @@ lint: install
 
 # THE test command (README, .ci/run): lint, then every test on both cores.
 test: install lint
-	$(BIN)/pytest -n 2 --dist loadfile -q
+	$(BIN)/pytest -n 2 --dist loadfile -q --durations=20
 
 demo: install
 	$(BIN)/eventconv demo

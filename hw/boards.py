@@ -44,6 +44,9 @@ class BoardSpec:
     frame_side, lanes : int
         The default layer (:func:`default_config`): a square frame of this side, accumulate
         lanes.
+    capacity : dict
+        What the device has, by nextpnr bel (the estimates before synthesis check against it;
+        a synthesis report gives the same totals).
     """
 
     name: str
@@ -58,6 +61,7 @@ class BoardSpec:
     constraints: str
     frame_side: int
     lanes: int
+    capacity: dict
 
     @property
     def target(self):
@@ -83,11 +87,15 @@ BOARDS = {
     "icebreaker": BoardSpec(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
         "clk12", 12e6, 45e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
-        frame_side=22, lanes=1),
+        frame_side=22, lanes=1,
+        capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
+                  "ICESTORM_DSP": 8}),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
         "clk25", 25e6, 125e6, ("led", 0), ("led", 1), "top.lpf", "ulx3s.lpf",
-        frame_side=64, lanes=8),
+        frame_side=64, lanes=8,
+        capacity={"TRELLIS_COMB": 83640, "DP16KD": 208, "TRELLIS_RAMW": 10455,
+                  "MULT18X18D": 156}),
 }
 
 

@@ -6,8 +6,9 @@ runs at once: a lock file beside each entry, ``<entry>.lock``, is held exclusive
 process builds the entry (the others wait, then reuse it) and shared while a run simulates it.
 An entry is built in a private folder, gets a manifest of its files last and is then renamed
 into place, so a build cut short, or an entry damaged later (a truncated or missing file), is
-rebuilt rather than trusted. After a build, only the :data:`KEEP_ENTRIES` most recently used
-entries of the build root stay; an entry another run holds is never deleted.
+rebuilt rather than trusted. After a build, only the ``keep`` most recently used entries
+of the build root stay (the user's cache: :data:`KEEP_ENTRIES`); an entry another run holds
+is never deleted.
 
 Data goes to and from the cocotb side as JSON files named by the environment variables
 ``EVENTCONV_CASE`` and ``EVENTCONV_RESULT``.
@@ -139,12 +140,14 @@ def build_dir_for(root, name, verilog_text, simulator):
 
 
 def run_cocotb(*, verilog_text, toplevel, test_module, case, simulator="icarus",
-               build_root="build/sim", testcase=None, extra_sources=(), quiet=True):
+               build_root="build/sim", testcase=None, extra_sources=(), quiet=True, keep=None):
     """Build (once) and simulate; returns the JSON result the cocotb test wrote.
 
     ``case`` is any JSON-able object handed to the test; the test writes its result with
     :func:`eventconv.sim.case.write_result`. A build or simulation that gives no result raises
-    :class:`SimulationFailed`.
+    :class:`SimulationFailed`. ``keep``: after a build, keep only that many most recently
+    used entries of the build root (the user's cache, :data:`KEEP_ENTRIES`); None keeps all
+    (a test suite reuses designs far apart).
     """
     check_simulator(simulator)
     from cocotb_tools.runner import get_runner
@@ -158,7 +161,7 @@ def run_cocotb(*, verilog_text, toplevel, test_module, case, simulator="icarus",
     def build(folder):
         _build(runner, folder, toplevel, verilog_text, extra_sources, simulator, quiet)
 
-    with _held(entry, build):
+    with _held(entry, build, keep):
         return _test(runner, entry, toplevel, test_module, testcase, case, simulator, quiet)
 
 
@@ -272,14 +275,14 @@ class _Lock:
 
 
 @contextlib.contextmanager
-def _held(entry, build):
+def _held(entry, build, keep=None):
     """``entry``, complete, for the block, held shared so that no other process evicts it;
     built first if it is missing or damaged."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     lock = _Lock(_lock_path(entry))
     try:
         if _hold_complete(entry, lock, build):
-            _evict(entry.parent)
+            _evict(entry.parent, keep)
         os.utime(entry / _MANIFEST)   # its last use, which eviction goes by
         yield
     finally:
@@ -345,14 +348,16 @@ def _last_use(entry):
         return 0   # damaged, or built before entries had manifests: the first to go
 
 
-def _evict(root):
-    """Delete all but the :data:`KEEP_ENTRIES` most recently used entries of ``root``, skipping
+def _evict(root, keep):
+    """Delete all but the ``keep`` most recently used entries of ``root`` (None: none), skipping
     those another run holds (simulating or building them)."""
+    if keep is None:
+        return
     # By the entries' folders, build folders and lock files: a build that failed leaves a lock.
     names = {path.name.split(_BUILDING)[0].removesuffix(".lock") for path in root.iterdir()}
     entries = sorted((root / name for name in names if _ENTRY_NAME.fullmatch(name)),
                      key=_last_use, reverse=True)
-    for entry in entries[KEEP_ENTRIES:]:
+    for entry in entries[keep:]:
         lock = _Lock(_lock_path(entry))
         if lock.try_exclusive():
             shutil.rmtree(entry, ignore_errors=True)

@@ -13,12 +13,14 @@ import numpy as np
 from eventconv.backends import board as board_backend
 from eventconv.backends import model as model_backend
 from eventconv.backends import rtl as rtl_backend
+from eventconv.bench.estimate import estimate, estimate_text
 from eventconv.core.config import read_npy
 from eventconv.core.network import Network
 from eventconv.core.outputs import check_outputs, staged_outputs
 from eventconv.core.ranges import ConfigError
 from eventconv.demo import demo
 from eventconv.flow.export import export_engine, export_paths
+from eventconv.flow.resources import DoesNotFit, check_fits
 from eventconv.flow.synth import SynthError, synth_board
 from eventconv.hw.boards import BOARDS
 from eventconv.hw.target import TARGETS
@@ -122,6 +124,11 @@ def cmd_synth(args):
     config = Network.from_json(args.config) if args.config else None
     if Path(args.build_dir).exists() and not Path(args.build_dir).is_dir():
         raise UsageError(f"--build-dir: {args.build_dir} is a file, not a folder")
+    if config is not None:
+        try:   # a minute of Yosys saved: what cannot fit is refused before it
+            check_fits(config, BOARDS[args.board])
+        except DoesNotFit as e:
+            raise UsageError(f"--config: {e}") from None
     try:
         synth_board(args.board, config, build_root=args.build_dir)
     except SynthError as e:
@@ -129,6 +136,23 @@ def cmd_synth(args):
         # first line says why; the report and the tool logs hold the rest.
         print(f"eventconv: synth failed: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_estimate(args):
+    network = Network.from_json(args.config)
+    boards = [BOARDS[args.board]] if args.board else list(BOARDS.values())
+    frames = None
+    if args.events is not None:
+        frames, _ = recording_input(network, args.events, quiet=True)
+    elif args.frames is not None:
+        frames = load_frames(args.frames)
+    if frames is not None:
+        network.check_frames(frames)
+    result = estimate(network, boards, frames)
+    print(estimate_text(network, result), end="")
+    if args.board and result["boards"][args.board]["does_not_fit"]:
+        raise UsageError(f"--board {args.board}: {result['boards'][args.board]['does_not_fit']}")
     return 0
 
 
@@ -211,6 +235,20 @@ def build_parser():
                        help="layer configuration (default: the board's default layer)")
     synth.add_argument("--build-dir", default="build", help="output root (default build/)")
     synth.set_defaults(func=cmd_synth)
+
+    est = sub.add_parser(
+        "estimate", help="resources per layer and, given input, cycles, frames/s and energy, "
+                         "before any synthesis",
+        description="Memory blocks by kind, DSPs and a logic estimate per stage, from the "
+                    "elaborated gateware; with --frames or --events also the work per layer, "
+                    "cycles per frame, frames per second at the board clock and energy per "
+                    "frame, event mode against dense. With --board, exit 2 if it cannot fit.")
+    est.add_argument("--config", required=True, metavar="CFG.json")
+    est.add_argument("--board", choices=BOARDS, help="one board (default: every board)")
+    est_source = est.add_mutually_exclusive_group()
+    est_source.add_argument("--frames", metavar="FRAMES.npy")
+    est_source.add_argument("--events", metavar="REC")
+    est.set_defaults(func=cmd_estimate)
 
     boards = sub.add_parser("boards", help="list the boards `synth` builds (one per line)")
     boards.set_defaults(func=cmd_boards)

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from eventconv.backends.rtl import run as run_rtl
+from eventconv.bench.estimate import frame_cycles, network_work
 from eventconv.cli import main
 from eventconv.core.clip import load_clip
 from eventconv.core.config import Config
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
+from eventconv.core.network import Network
 from eventconv.hw.target import ECP5
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
@@ -95,6 +97,11 @@ def test_rtl_on_verilator_and_sparse_frames_cost_less():
     de, _ = assert_rtl_equals_model(event.replace(mode="dense"), clip, simulator="verilator")
     # Same hardware, same frames: after the first frame event mode is far cheaper.
     assert ev["cycles"][1:].sum() < 0.5 * de["cycles"][1:].sum()
+    # `eventconv estimate` gives these cycles from the golden model within 5 % (issue 22).
+    for config, rtl in ((event, ev), (event.replace(mode="dense"), de)):
+        net = Network.of(config)
+        estimated = frame_cycles(net, network_work(net, clip))
+        assert abs(estimated[1:].sum() / rtl["cycles"][1:].sum() - 1) < 0.05
 
 
 def test_cli_rtl_backend_writes_cycles(tmp_path):

@@ -76,7 +76,8 @@ def fake(tmp_path, monkeypatch):
 
 def run_fake(root, design, case=0, **kwargs):
     return run_cocotb(verilog_text=f"module {design}; endmodule\n", toplevel="top",
-                      test_module="unused", case=case, build_root=root, **kwargs)
+                      test_module="unused", case=case, build_root=root,
+                      keep=runner.KEEP_ENTRIES, **kwargs)
 
 
 def entry_of(root, design):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from eventconv.flow.families import FAMILIES
 from eventconv.flow.synth import (
     PLACEMENT_SEEDS,
     constraints_dir,
@@ -41,6 +42,7 @@ def test_icebreaker_bitstream_meets_timing(tmp_path):
     assert resources["PLL"]["used"] == 1
     assert report["unmapped_memories"] == []
     assert report["pins"].startswith("pin file top.pcf equals")
+    assert_estimate_matches(report)
 
 
 def test_ulx3s_bitstream_meets_timing_with_every_ram_register_in_its_ram(tmp_path):
@@ -62,6 +64,22 @@ def test_ulx3s_bitstream_meets_timing_with_every_ram_register_in_its_ram(tmp_pat
     text = (folder / "report.md").read_text()
     assert f"(REGMODE OUTREG): {rams}, left as they were: 0." in text
     assert "timing met" in text
+    assert_estimate_matches(report)
+
+
+def assert_estimate_matches(report):
+    """``eventconv estimate`` (from the elaborated gateware, before synthesis) gives the block
+    RAMs, LUT RAMs and DSPs the build used exactly, and the logic within 15 %."""
+    used = {r["bel"]: r["used"] for r in report["resources"].values()}
+    estimate = report["estimate"]
+    logic = FAMILIES[BOARDS[report["board"]].family].logic
+    for bel, count in estimate.items():
+        if bel == logic:
+            assert abs(count - used[bel]) <= 0.15 * used[bel], (bel, count, used[bel])
+        else:
+            assert count == used[bel], (bel, count, used[bel])
+    assert set(estimate) >= {"ICESTORM_RAM", "ICESTORM_DSP"} or \
+        set(estimate) >= {"DP16KD", "TRELLIS_RAMW", "MULT18X18D"}
 
 
 @pytest.mark.parametrize("board", sorted(BOARDS))

@@ -20,7 +20,7 @@ from eventconv.core.network import Network
 from eventconv.flow.verilog import engine_verilog
 from eventconv.hw.layer.address_events import camera_event_layout
 from eventconv.hw.target import GENERIC
-from eventconv.sim.runner import check_simulator, run_cocotb, sigterm_unwinds
+from eventconv.sim.runner import KEEP_ENTRIES, check_simulator, run_cocotb, sigterm_unwinds
 
 __all__ = ["run", "run_events", "default_build_root"]
 
@@ -123,7 +123,9 @@ def _simulate(network, items, count, tmp, *, testcase, simulator, progress, idle
         result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
                             test_module="eventconv.sim.engine_tb", case=case,
                             simulator=simulator, testcase=testcase,
-                            build_root=build_root or default_build_root())
+                            build_root=build_root or default_build_root(),
+                            # The user's cache keeps its most recent entries only.
+                            keep=None if build_root else KEEP_ENTRIES)
     if result["extra"]:
         raise RuntimeError(f"engine gave {len(result['extra'])} beats after the last frame")
     frames_out = []

@@ -7,7 +7,23 @@ from dataclasses import dataclass
 from eventconv.flow.ecp5_outreg import absorb_file
 from eventconv.flow.verilog import ECP5_PRIMITIVES
 
-__all__ = ["FamilyFlow", "FAMILIES"]
+__all__ = ["FamilyFlow", "FAMILIES", "MemoryLibrary"]
+
+
+@dataclass(frozen=True)
+class MemoryLibrary:
+    """How Yosys's ``memory_libmap`` maps memories on a family (:mod:`eventconv.flow.resources`),
+    from Yosys's own library files: the block RAM (bel, cost per block, its (width, depth)
+    modes), the distributed RAM (bel, cost, mode) if any, and the cost of a bit in logic."""
+
+    block: str
+    block_cost: int
+    block_modes: tuple
+    distributed: str = None
+    distributed_cost: int = 0
+    distributed_mode: tuple = ()
+    ram_bit_cost: float = 1.0
+    rom_bit_cost: float = 1 / 16
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,10 @@ class FamilyFlow:
         platform).
     resources : tuple of (label, nextpnr bel)
         What a report lists.
+    memory : MemoryLibrary
+        How its memories map (for estimates before synthesis).
+    dsp, logic : str
+        The bels of a multiplier and of the logic count an estimate gives.
     bitstream : str
         The bitstream file a board build writes.
     netlist_pass : callable or None
@@ -37,6 +57,9 @@ class FamilyFlow:
     nextpnr_device: tuple
     resources: tuple
     bitstream: str
+    memory: MemoryLibrary
+    dsp: str
+    logic: str
     netlist_pass: object = None
     primitives: object = None
 
@@ -50,7 +73,10 @@ FAMILIES = {
         (("logic cells (LUT4 + FF)", "ICESTORM_LC"), ("block RAM (4 kbit)", "ICESTORM_RAM"),
          ("SPRAM (256 kbit)", "ICESTORM_SPRAM"), ("DSP (16 x 16 MAC)", "ICESTORM_DSP"),
          ("PLL", "ICESTORM_PLL"), ("I/O", "SB_IO")),
-        "top.bin"),
+        "top.bin",
+        # brams.txt: SB_RAM40_4K, 4 kbit, 2/4/8/16 bits wide, cost 64.
+        MemoryLibrary("ICESTORM_RAM", 64, ((2, 2048), (4, 1024), (8, 512), (16, 256))),
+        "ICESTORM_DSP", "ICESTORM_LC"),
     # The RAMs' output registers take the flip-flops behind them (nextpnr: 0.96 instead of
     # 5.83 ns from clock to data), which the gateware leaves for them (target ``ecp5``).
     "ecp5": FamilyFlow(
@@ -60,5 +86,10 @@ FAMILIES = {
          ("block RAM (18 kbit)", "DP16KD"), ("distributed RAM (LUT)", "TRELLIS_RAMW"),
          ("DSP (18 x 18 multiplier)", "MULT18X18D"), ("PLL", "EHXPLLL"),
          ("I/O", "TRELLIS_IO")),
-        "top.bit", absorb_file, ECP5_PRIMITIVES),
+        "top.bit",
+        # brams_16kd.txt: DP16KD, 18 kbit, cost 128 (36 bits wide as PDPW16KD, one port each
+        # way, which every memory here has); lutrams_trellis.txt: 16 x 4 LUT RAM, cost 4.
+        MemoryLibrary("DP16KD", 128, ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024),
+                                       (36, 512)), "TRELLIS_RAMW", 4, (4, 16)),
+        "MULT18X18D", "TRELLIS_COMB", absorb_file, ECP5_PRIMITIVES),
 }

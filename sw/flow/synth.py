@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from eventconv.flow.families import FAMILIES
+from eventconv.flow.resources import estimate_resources, totals
 from eventconv.flow.tools import tool_environment
 from eventconv.hw.board.top import EventConvBoard
 from eventconv.hw.boards import BOARDS, board_named
@@ -209,10 +210,22 @@ def _report(board, top, platform, flow, build_dir, tried, seconds):
         "resources": {label: {"bel": bel, "used": resources.get(bel, (0, 0))[0],
                               "total": resources.get(bel, (0, 0))[1]}
                       for label, bel in flow.resources},
+        "estimate": estimated_use(top.core.network, BOARDS[board]),
         "unmapped_memories": unmapped_memories((build_dir / "top.rpt").read_text()),
         "bitstream": str(build_dir / flow.bitstream),
         "build_seconds": round(seconds, 1),
     }
+
+
+def estimated_use(network, spec):
+    """What :mod:`eventconv.flow.resources` said before synthesis, by bel (for the report,
+    beside what synthesis used)."""
+    flow = FAMILIES[spec.family]
+    total = totals(estimate_resources(network, spec))
+    use = {flow.memory.block: total.blocks, flow.dsp: total.dsp, flow.logic: total.logic}
+    if flow.memory.distributed:
+        use[flow.memory.distributed] = total.distributed
+    return use
 
 
 def _problems(report, board, build_dir):
@@ -276,12 +289,15 @@ def report_markdown(report):
     lines += [
         f"UART {report['baud_rate']} baud, 8N1.",
         "",
-        "| resource | nextpnr cell | used | device | share |",
-        "|---|---|---:|---:|---:|",
+        "| resource | nextpnr cell | used | device | share | estimated before synthesis |",
+        "|---|---|---:|---:|---:|---:|",
     ]
+    estimate = report.get("estimate", {})
     for label, r in report["resources"].items():
         share = f"{100 * r['used'] / r['total']:.0f} %" if r["total"] else "-"
-        lines.append(f"| {label} | {r['bel']} | {r['used']} | {r['total']} | {share} |")
+        guess = estimate.get(r["bel"], "-")
+        lines.append(f"| {label} | {r['bel']} | {r['used']} | {r['total']} | {share} | "
+                     f"{guess} |")
     verdict = "met" if clock["met"] else "NOT met"
     lines += [
         "",

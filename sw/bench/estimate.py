@@ -1,0 +1,178 @@
+"""``eventconv estimate``: what a network needs of a board and, given input, what it does there,
+before any synthesis or simulation.
+
+Resources come from the elaborated gateware (:mod:`eventconv.flow.resources`); the work from
+the golden model on the input (per layer: input events, accumulate ops, touched pool windows,
+output events); cycles from the cycle model below; energy from :mod:`eventconv.bench.energy`,
+the same network run in dense mode beside it.
+
+The cycle model, per layer and frame, follows the blocks' docstrings: the detector scans
+``pixels_per_cycle`` samples a clock; each input event waits in the event queue for the
+accumulators, which take ``taps in frame x Cout / lanes`` cycles for it, one after another (a
+queue served in scan order, from the event's scan cycle on); the pool's end-of-frame work then
+takes ``max(G, E)`` cycles (G reads: touched 2 x 2 windows x Cout / lanes, x 4 with ``pool`` 1;
+E output events), plus :data:`FIXED` cycles of pipeline. So a frame costs
+``max(scan, accumulators done) + max(G, E) + FIXED``. Layers after the first take their events
+as they come, all counted from the layer's start; the network's frame is the sum of its
+layers', an upper bound (the gateware overlaps a layer with the one before).
+Measured against the RTL (Verilator, real clip, 3 configurations): dense frames exact, event
+frames 0-2.3 % under.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from eventconv.bench.energy import OperationCounts, energy_per_frame, touched_windows
+from eventconv.core.model import NetworkModel, taps_in_frame
+from eventconv.core.network import Network
+from eventconv.flow.families import FAMILIES
+from eventconv.flow.resources import check_fits, estimate_resources, totals
+
+__all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED"]
+
+#: Pipeline cycles of a frame besides its work: a dense frame's cycles minus its work.
+FIXED = 32
+
+
+@dataclass
+class LayerWork:
+    """One layer's work per frame (int64 arrays (T,)) and the operation counts for energy."""
+    counts: OperationCounts
+    reads: np.ndarray        # G: the pool's end-of-frame reads
+    accumulated: np.ndarray  # the cycle the accumulators finish the frame's events
+
+
+def _accumulated(config, events, first):
+    """The cycle the accumulators finish ``events``: a queue served in scan order, an event
+    arriving at its scan cycle (layer 0) or at once (later layers: ``first`` False)."""
+    work = taps_in_frame(config)[events.y, events.x] * (config.channels_out // config.lanes)
+    if not first:
+        return int(work.sum())
+    sample = (events.y * config.width + events.x) * config.channels_in + events.channel
+    arrival = sample // config.pixels_per_cycle
+    done = 0
+    for index in np.argsort(arrival, kind="stable"):
+        done = max(done, int(arrival[index])) + int(work[index])
+    return done
+
+
+def network_work(network, frames):
+    """Run ``frames`` through the golden model; a :class:`LayerWork` per layer."""
+    frames = network.check_frames(frames)
+    model = NetworkModel(network)
+    rows = [[] for _ in network.layers]
+    for frame in frames:
+        for i, (config, result) in enumerate(zip(network.layers, model.step(frame),
+                                                 strict=True)):
+            events = result.input_events
+            taps = int(taps_in_frame(config)[events.y, events.x].sum())
+            rows[i].append((frame.size if i == 0 else 0, result.events_in, result.macs, taps,
+                            touched_windows(config, events), result.events_out,
+                            _accumulated(config, events, i == 0)))
+    work = []
+    for config, layer_rows in zip(network.layers, rows, strict=True):
+        table = np.array(layer_rows, dtype=np.int64).reshape(-1, 7)
+        counts = OperationCounts(*table[:, :6].T, channels_out=config.channels_out,
+                                 accumulator_width=config.accumulator_width)
+        groups = config.channels_out // config.lanes
+        reads = counts.windows * groups * (4 if config.pool == 1 else 1)
+        work.append(LayerWork(counts, reads, table[:, 6]))
+    return work
+
+
+def frame_cycles(network, work):
+    """Estimated clock cycles per frame (float array (T,)) of ``network`` doing ``work``."""
+    total = 0
+    for config, layer in zip(network.layers, work, strict=True):
+        scan = -(-layer.counts.samples // config.pixels_per_cycle)
+        total = total + (np.maximum(scan, layer.accumulated)
+                         + np.maximum(layer.reads, layer.counts.events_out) + FIXED)
+    return np.asarray(total, dtype=np.float64)
+
+
+def _dense(network):
+    return Network(tuple(replace(layer, mode="dense") for layer in network.layers),
+                   single=network.single, events=network.events)
+
+
+def estimate(network, boards, frames=None):
+    """A dict: per board the resources per stage and totals (``fits`` or the reason it does
+    not), and with ``frames`` per layer the work, the cycles, frames per second at the board's
+    clock and energy per frame, event mode against dense."""
+    result = {"boards": {}}
+    for board in boards:
+        stages = estimate_resources(network, board)
+        try:
+            check_fits(network, board, stages)
+            fits = None
+        except ValueError as e:
+            fits = str(e)
+        result["boards"][board.name] = {"stages": stages, "total": totals(stages),
+                                        "does_not_fit": fits, "board": board}
+    if frames is not None:
+        result["work"] = _work(network, frames)
+    return result
+
+
+def _work(network, frames):
+    modes = {}
+    for name, net in (("event", network), ("dense", _dense(network))):
+        work = network_work(net, frames)
+        energy = sum(energy_per_frame(layer.counts)["total"] for layer in work)
+        modes[name] = {"work": work, "cycles": frame_cycles(net, work), "energy_pj": energy}
+    return modes
+
+
+def _resource_lines(name, entry):
+    board = entry["board"]
+    flow = FAMILIES[board.family]
+    library = flow.memory
+    capacity = board.capacity
+    head = (f"| stage | memory kbit | {library.block} | "
+            + (f"{library.distributed} | " if library.distributed else "")
+            + f"bits in logic | {flow.dsp} | {flow.logic} (estimate) |")
+    lines = [f"{name} ({board.clock_frequency / 1e6:g} MHz)", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
+    for stage in [*entry["stages"], entry["total"]]:
+        cells = [stage.stage, f"{stage.memory_bits / 1024:.1f}", str(stage.blocks)]
+        if library.distributed:
+            cells.append(str(stage.distributed))
+        cells += [str(stage.logic_bits), str(stage.dsp), str(stage.logic)]
+        lines.append("| " + " | ".join(cells) + " |")
+    total = entry["total"]
+    have = [f"{library.block} {total.blocks}/{capacity[library.block]}",
+            f"{flow.dsp} {total.dsp}/{capacity[flow.dsp]}",
+            f"{flow.logic} ~{total.logic}/{capacity[flow.logic]}"]
+    verdict = entry["does_not_fit"] or "fits: " + ", ".join(have)
+    return lines + ["", verdict, ""]
+
+
+def _work_lines(network, modes, boards):
+    event, dense = modes["event"], modes["dense"]
+    lines = ["| layer | events_in | macs (event / dense) | events_out |", "|---|---|---|---|"]
+    for i, (e, d) in enumerate(zip(event["work"], dense["work"], strict=True)):
+        lines.append(f"| {i} | {e.counts.events_in.mean():.1f} | {e.counts.macs.mean():.0f} / "
+                     f"{d.counts.macs.mean():.0f} | {e.counts.events_out.mean():.1f} |")
+    ce, cd = event["cycles"].mean(), dense["cycles"].mean()
+    ee, ed = event["energy_pj"].mean(), dense["energy_pj"].mean()
+    lines += ["", f"cycles per frame (estimate, mean): event {ce:.0f}, dense {cd:.0f} "
+              f"({ce / cd:.1%})",
+              f"energy per frame (Horowitz 45 nm, relative): event {ee / 1e3:.1f} nJ, dense "
+              f"{ed / 1e3:.1f} nJ ({ee / ed:.1%})"]
+    for board in boards:
+        f = board.clock_frequency
+        lines.append(f"frames per second at {board.name}'s {f / 1e6:g} MHz: event "
+                     f"{f / ce:.0f}, dense {f / cd:.0f}")
+    return lines
+
+
+def estimate_text(network, result):
+    """The estimate as Markdown-ish text for a terminal."""
+    lines = []
+    for name, entry in result["boards"].items():
+        lines += _resource_lines(name, entry)
+    if "work" in result:
+        boards = [entry["board"] for entry in result["boards"].values()]
+        lines += _work_lines(network, result["work"], boards)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,157 @@
+"""What a design needs of a board, before synthesis: memory blocks by kind, DSPs, logic.
+
+The memories are read from the elaborated gateware itself (every ``Memory`` of the board core,
+its depth, width and ports), and each is mapped the way Yosys's ``memory_libmap`` maps it: the
+cheapest of the family's block RAM, its distributed (LUT) RAM and plain logic, at the costs of
+Yosys's own library files (iCE40 ``brams.txt``: a 4 kbit block costs 64; Lattice
+``brams_16kd.txt``: a DP16KD 128; ``lutrams_trellis.txt``: a 16 x 4 LUT RAM 4; logic 1 per bit
+of a RAM, 1/16 per bit of a ROM). Multipliers are one per accumulate lane. The logic estimate
+is a linear model of the blocks (:data:`LOGIC_MODEL`), fitted to synthesized boards.
+
+Grouped per engine stage: ``input`` (the delta detector), ``layers[i]``, and ``link`` (UART,
+receive FIFO and host link, which a board build adds).
+"""
+
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import Fragment, Shape
+from amaranth.hdl._mem import MemoryInstance
+
+from eventconv.flow.families import FAMILIES
+from eventconv.hw.board.core import BoardCore
+from eventconv.protocol.codec import as_network
+
+__all__ = ["Memory", "memories", "StageEstimate", "estimate_resources", "LOGIC_MODEL",
+           "check_fits", "DoesNotFit"]
+
+
+class DoesNotFit(ValueError):
+    """A design that needs more of a resource than the board has."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One memory of the design: ``path`` (submodule names), ``depth`` x ``width`` bits."""
+    path: str
+    depth: int
+    width: int
+    writable: bool
+
+    @property
+    def stage(self):
+        parts = self.path.split("/")
+        if parts[0] != "engine":
+            return "link"
+        if parts[1].startswith("layer"):
+            return f"layers[{int(parts[1][len('layer'):])}]"
+        return "input"
+
+
+def _walk(fragment, path):
+    for sub, name, *_ in fragment.subfragments:
+        here = path + (str(name),)
+        if isinstance(sub, MemoryInstance):
+            yield Memory("/".join(here), sub._data.depth, Shape.cast(sub._data.shape).width,
+                         bool(sub._write_ports))
+        else:
+            yield from _walk(sub, here)
+
+
+def memories(network, board):
+    """Every memory of ``board``'s core (host link and engine) built for ``network``."""
+    core = BoardCore(network, clock_frequency=board.clock_frequency, target=board.target)
+    return list(_walk(Fragment.get(core, None), ()))
+
+
+def _blocks(memory, modes):
+    """Fewest blocks holding ``memory`` in one of ``modes``, ((width, depth), ...)."""
+    return min(math.ceil(memory.width / w) * math.ceil(memory.depth / d) for w, d in modes)
+
+
+def map_memory(memory, library):
+    """``(kind, count)``: the cheapest mapping of ``memory`` with the family's ``library``
+    (:class:`eventconv.flow.families.MemoryLibrary`): the block RAM's bel, the distributed
+    RAM's, or ``"logic"`` (count: bits)."""
+    bits = memory.depth * memory.width
+    options = [(bits * (library.ram_bit_cost if memory.writable else library.rom_bit_cost),
+                "logic", bits)]
+    blocks = _blocks(memory, library.block_modes)
+    options.append((blocks * library.block_cost, library.block, blocks))
+    if library.distributed is not None and memory.writable:
+        count = _blocks(memory, (library.distributed_mode,))
+        options.append((count * library.distributed_cost, library.distributed, count))
+    _, kind, count = min(options, key=lambda option: option[0])
+    return kind, count
+
+
+# Logic cells (iCE40 LUT4 + FF) or LUT4s (ECP5) as base + per stage + per lane + per memory
+# block, least squares over the synthesized boards in the README's table; within 15 % there.
+LOGIC_MODEL = {
+    "ice40": {"link": 1150, "input": 420, "layer": 2350, "lane": 330},
+    "ecp5": {"link": 1150, "input": 420, "layer": 2350, "lane": 330},
+}
+
+
+@dataclass
+class StageEstimate:
+    """One stage's needs: ``blocks`` and ``distributed`` (counts of the family's block and LUT
+    RAM), ``logic_bits`` (memory bits left in logic), ``dsp``, ``logic`` (estimate)."""
+    stage: str
+    blocks: int = 0
+    distributed: int = 0
+    logic_bits: int = 0
+    dsp: int = 0
+    logic: int = 0
+    memory_bits: int = 0
+
+
+def estimate_resources(network, board):
+    """Per stage (input, each layer, link) what ``network`` needs on ``board``
+    (a :class:`eventconv.hw.boards.BoardSpec`): a list of :class:`StageEstimate`."""
+    network = as_network(network)
+    library = FAMILIES[board.family].memory
+    model = LOGIC_MODEL[board.family]
+    stages = {"input": StageEstimate("input", logic=model["input"])}
+    for i, layer in enumerate(network.layers):
+        stages[f"layers[{i}]"] = StageEstimate(
+            f"layers[{i}]", dsp=layer.lanes, logic=model["layer"] + model["lane"] * layer.lanes)
+    stages["link"] = StageEstimate("link", logic=model["link"])
+    for memory in memories(network, board):
+        stage = stages[memory.stage]
+        kind, count = map_memory(memory, library)
+        stage.memory_bits += memory.depth * memory.width
+        if kind == library.block:
+            stage.blocks += count
+        elif kind == library.distributed:
+            stage.distributed += count
+        else:
+            stage.logic_bits += count
+    return list(stages.values())
+
+
+def totals(stages):
+    """The sums over stages, as a :class:`StageEstimate` named ``total``."""
+    total = StageEstimate("total")
+    for stage in stages:
+        for name in ("blocks", "distributed", "logic_bits", "dsp", "logic", "memory_bits"):
+            setattr(total, name, getattr(total, name) + getattr(stage, name))
+    return total
+
+
+def check_fits(network, board, stages=None):
+    """Raise :class:`DoesNotFit` naming the resource (and the stage that needs most of it) if
+    ``network`` cannot fit ``board``; returns the stages."""
+    stages = stages if stages is not None else estimate_resources(network, board)
+    total = totals(stages)
+    library = FAMILIES[board.family].memory
+    for label, attribute, bel in (("block RAMs", "blocks", library.block),
+                                  ("DSPs", "dsp", FAMILIES[board.family].dsp)):
+        have = board.capacity[bel]
+        need = getattr(total, attribute)
+        if need > have:
+            worst = max(stages, key=lambda stage: getattr(stage, attribute))
+            raise DoesNotFit(
+                f"the configuration needs {need} {label} ({bel}) and {board.name} has {have} "
+                f"({worst.stage} alone needs {getattr(worst, attribute)})")
+    return stages
