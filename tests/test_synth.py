@@ -32,7 +32,7 @@ def test_icebreaker_bitstream_meets_timing(tmp_path):
     # Seeds are tried in order and the build stops at the first that meets the clock; the
     # report's figure is that seed's.
     tried = clock["seeds_tried"]
-    assert [t["seed"] for t in tried] == list(PLACEMENT_SEEDS[:len(tried)])
+    assert [t["seed"] for t in tried] == list(BOARDS["icebreaker"].seeds[:len(tried)])
     assert tried[-1] == {"seed": clock["seed"], "max_mhz": clock["max_mhz"]}
     assert all(t["max_mhz"] is None or t["max_mhz"] < clock["design_mhz"] for t in tried[:-1])
     resources = report["resources"]
@@ -53,6 +53,8 @@ def test_ulx3s_bitstream_meets_timing_with_every_ram_register_in_its_ram(tmp_pat
     assert (folder / "top.bit").stat().st_size > 100_000
     clock = report["clock"]
     assert clock["met"] and clock["design_mhz"] == 125
+    tried = [t["seed"] for t in clock["seeds_tried"]]
+    assert tried == list(BOARDS["ulx3s-85f"].seeds[:len(tried)])
     rams = report["resources"]["block RAM (18 kbit)"]["used"]
     assert report["ram_output_registers"] == {"absorbed": rams, "skipped": {}}
     netlist = json.loads((folder / "top.json").read_text())
@@ -125,3 +127,8 @@ def test_unknown_names_are_refused_with_the_choices():
         board_named("x")
     with pytest.raises(ValueError, match=r"target must be one of generic, ice40, ecp5, not 'x'"):
         target_named("x")
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_every_board_tries_each_seed_once(board):
+    assert sorted(BOARDS[board].seeds) == sorted(PLACEMENT_SEEDS)

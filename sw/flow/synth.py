@@ -30,7 +30,7 @@ __all__ = ["synth_board", "SynthError", "parse_nextpnr_log", "constraints_dir", 
 
 # nextpnr seeds tried in turn until one places and meets the clock (the first is nextpnr's
 # default).
-PLACEMENT_SEEDS = (1, 2, 3, 4, 5)
+PLACEMENT_SEEDS = (1, 2, 3, 4, 5)   # the seeds a build may try; each board gives the order
 
 class SynthError(RuntimeError):
     """The build failed, or its result is not usable (timing, memories, pins)."""
@@ -143,21 +143,23 @@ def _seed_fmax(build_dir):
 
 
 def _build_trying_seeds(top, platform, flow, build_dir, board):
-    """Synthesise once, then place and route with :data:`PLACEMENT_SEEDS` in turn until one
-    places and meets the clock. Returns ``(tried, absorbed, skipped)``: every seed tried with
-    its result, and what the family's netlist pass did.
+    """Synthesise once, then place and route with the board's seeds (:data:`PLACEMENT_SEEDS`
+    in the order of ``BoardSpec.seeds``) in turn until one places and meets the clock.
+    Returns ``(tried, absorbed, skipped)``: every seed tried with its result, and what the
+    family's netlist pass did.
 
     nextpnr's placer sometimes fails to legalise a nearly full iCE40 with one seed and succeeds
     with another, and its result on a nearly full device moves by several MHz from seed to
     seed; the build is deterministic for a given seed, and every seed tried is reported.
     """
     absorbed, skipped, tried = [], {}, []
+    seeds = BOARDS[board].seeds
     # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges.
-    options = {"nextpnr_opts": f"--timing-allow-fail --seed {PLACEMENT_SEEDS[0]}"}
+    options = {"nextpnr_opts": f"--timing-allow-fail --seed {seeds[0]}"}
     if flow.synth_options:
         options["synth_opts"] = flow.synth_options
-    for attempt, seed in enumerate(PLACEMENT_SEEDS):
-        last = attempt + 1 == len(PLACEMENT_SEEDS)
+    for attempt, seed in enumerate(seeds):
+        last = attempt + 1 == len(seeds)
         try:
             if attempt == 0:
                 plan = platform.build(top, name="top", build_dir=str(build_dir),
