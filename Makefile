@@ -61,8 +61,11 @@ soak: install
 synth: install
 	@set -e; for board in $$($(BIN)/eventconv boards); do $(BIN)/eventconv synth --board $$board; done
 
+# The benchmark (report and plots in build/bench), then the design-space sweep on Dask (a
+# LocalCluster of 2 workers): build/bench/sweep.csv, .md and the Pareto plot sweep.png.
 bench: install
 	$(BIN)/python -m eventconv.bench
+	$(BIN)/eventconv sweep sw/bench/data/sweep_pnet.yaml -o build/bench/sweep.csv
 
 # Each block placed alone for every board, three nextpnr seeds: where the clock is lost.
 timing: install

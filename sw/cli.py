@@ -14,6 +14,7 @@ from eventconv.backends import board as board_backend
 from eventconv.backends import model as model_backend
 from eventconv.backends import rtl as rtl_backend
 from eventconv.bench.estimate import estimate, estimate_text
+from eventconv.bench.sweep import load_spec, run_sweep, write_results
 from eventconv.core.config import read_npy
 from eventconv.core.network import Network
 from eventconv.core.outputs import check_outputs, staged_outputs
@@ -156,6 +157,27 @@ def cmd_estimate(args):
     return 0
 
 
+def cmd_sweep(args):
+    spec = load_spec(args.spec)
+    output = Path(args.output)
+    paths = check_outputs("-o", [output, output.with_suffix(".md"), output.with_suffix(".png")],
+                          ".csv", inputs=[args.spec])
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+
+    def progress(done, total):
+        if args.quiet or not (sys.stderr.isatty() or done == total):
+            return
+        print(f"\rsweep: {done}/{total} points", end="\n" if done == total else "",
+              file=sys.stderr, flush=True)
+    rows = run_sweep(spec, scheduler=args.scheduler, workers=args.workers, progress=progress)
+    with staged_outputs("-o", paths) as staged:
+        write_results(rows, staged)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_boards(args):
     for name in BOARDS:
         print(name)
@@ -249,6 +271,20 @@ def build_parser():
     est_source.add_argument("--frames", metavar="FRAMES.npy")
     est_source.add_argument("--events", metavar="REC")
     est.set_defaults(func=cmd_estimate)
+
+    sweep = sub.add_parser(
+        "sweep", help="a design-space sweep (knobs x boards x seeds) as tasks on Dask",
+        description="Run every point of SPEC.yaml (eventconv/bench/sweep.py documents it) as "
+                    "a task on a dask.distributed cluster; write the table OUT.csv and OUT.md "
+                    "and the Pareto plot OUT.png.")
+    sweep.add_argument("spec", metavar="SPEC.yaml")
+    sweep.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running dask scheduler (default: a LocalCluster here)")
+    sweep.add_argument("--workers", type=int, default=2,
+                       help="LocalCluster worker processes (default 2)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sweep.set_defaults(func=cmd_sweep)
 
     boards = sub.add_parser("boards", help="list the boards `synth` builds (one per line)")
     boards.set_defaults(func=cmd_boards)

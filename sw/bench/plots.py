@@ -190,3 +190,33 @@ def plot_energy(results, path):
 
 # ---------------------------------------------------------------------------------------------
 # Report
+
+
+def plot_pareto(rows, front, path):
+    """A sweep's points (:mod:`eventconv.bench.sweep`): output error against cycles per frame,
+    the marker's size the logic estimate, the Pareto points (cycles, error, logic) ringed and
+    the error-cycles front drawn as a staircase."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    cycles = np.array([row["cycles"] for row in rows], dtype=np.float64)
+    error = np.array([row["error"] for row in rows], dtype=np.float64)
+    logic = np.array([row["logic"] for row in rows], dtype=np.float64)
+    size = 20 + 180 * logic / logic.max()
+    best = np.array(front, dtype=bool)
+    scatter = ax.scatter(cycles, error, s=size, c=[row["work_pct"] for row in rows],
+                         cmap="viridis", alpha=0.8)
+    ax.scatter(cycles[best], error[best], s=size[best] + 60, facecolors="none",
+               edgecolors="tab:red", linewidths=1.5, label="Pareto (cycles, error, logic)")
+    # The error-cycles front alone: each point with less error than every faster one.
+    order = np.lexsort((error, cycles))
+    steps = [i for k, i in enumerate(order) if error[i] < error[order[:k]].min(initial=np.inf)]
+    ax.step(cycles[steps], error[steps], where="post", color="tab:red", lw=0.8, alpha=0.6)
+    fig.colorbar(scatter, label="accumulate ops, % of dense")
+    ax.set_xscale("log")
+    ax.set_xlabel("clock cycles per frame (estimate)")
+    ax.set_ylabel("mean output error against dense (grey levels)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper right", title="marker size: logic estimate")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

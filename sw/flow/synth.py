@@ -142,7 +142,7 @@ def _seed_fmax(build_dir):
     return max(clocks.values(), key=lambda v: v[1])[0] if clocks else 0
 
 
-def _build_trying_seeds(top, platform, flow, build_dir, board):
+def _build_trying_seeds(top, platform, flow, build_dir, board, seeds=None):
     """Synthesise once, then place and route with the board's seeds (:data:`PLACEMENT_SEEDS`
     in the order of ``BoardSpec.seeds``) in turn until one places and meets the clock.
     Returns ``(tried, absorbed, skipped)``: every seed tried with its result, and what the
@@ -153,7 +153,7 @@ def _build_trying_seeds(top, platform, flow, build_dir, board):
     seed; the build is deterministic for a given seed, and every seed tried is reported.
     """
     absorbed, skipped, tried = [], {}, []
-    seeds = BOARDS[board].seeds
+    seeds = seeds or BOARDS[board].seeds
     # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges.
     options = {"nextpnr_opts": f"--timing-allow-fail --seed {seeds[0]}"}
     if flow.synth_options:
@@ -247,9 +247,9 @@ def _problems(report, board, build_dir):
     return problems
 
 
-def synth_board(board, config=None, build_root="build", *, clock_frequency=None):
+def synth_board(board, config=None, build_root="build", *, clock_frequency=None, seeds=None):
     """Build ``board``'s bitstream for ``config`` (a Config or a Network; None: the board's
-    default layer).
+    default layer). ``seeds``: the nextpnr seeds to try, in order (default the board's).
 
     Returns the report (as written to ``report.json``). Raises :class:`SynthError`.
     """
@@ -265,7 +265,8 @@ def synth_board(board, config=None, build_root="build", *, clock_frequency=None)
           file=sys.stderr)
     start = time.monotonic()
     with _tools_on_path():
-        tried, absorbed, skipped = _build_trying_seeds(top, platform, flow, build_dir, board)
+        tried, absorbed, skipped = _build_trying_seeds(top, platform, flow, build_dir, board,
+                                                       seeds)
     report = _report(board, top, platform, flow, build_dir, tried, time.monotonic() - start)
     if flow.netlist_pass is not None:
         report["ram_output_registers"] = {"absorbed": len(absorbed), "skipped": skipped}
