@@ -18,11 +18,14 @@ from eventconv.bench.energy import (
     touched_windows,
 )
 from eventconv.bench.network import network_config
+from eventconv.bench.recordings import RECORDINGS, recording_network
 from eventconv.bench.report import write_report
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import Events, run_model, taps_in_frame
 from eventconv.core.network import Network
+from eventconv.recordings import count_frames, read_recording
+from eventconv.recordings.excerpts import bundled
 
 
 def events_at(*points):
@@ -141,6 +144,7 @@ def test_rtl_result_that_differs_from_the_model_is_refused(monkeypatch):
         return {**out, "cycles": np.array([100, 100])}
 
     monkeypatch.setattr(rtl_backend, "run", fake_rtl)
+    monkeypatch.setattr(measure, "measure_recordings", lambda settings: [])
     settings = measure.Settings(log=None)
     with pytest.raises(RuntimeError, match="RTL differs from the golden model in 'macs'"):
         measure.run_layer(settings, config, frames)
@@ -179,6 +183,19 @@ def test_bench_on_the_model_writes_report_and_plots(tmp_path):
     sweep = results["network"]["output_thresholds"]
     assert sweep[-1]["macs_fraction"] < sweep[0]["macs_fraction"]
     assert (tmp_path / "output_threshold.png").read_bytes()[:4] == b"\x89PNG"
+    # The real recordings: the work of the count frames against a dense layer.
+    assert "## Real event-camera recordings" in report
+    for name in RECORDINGS:
+        net = recording_network(name)
+        first = net.first
+        recording = read_recording(bundled(name))
+        frames, _ = count_frames(recording, net.events, height=first.height,
+                                 width=first.width, channels_in=first.channels_in)
+        frames = frames.reshape(first.frames_shape(len(frames)))[:4]
+        ev = run_model(net, frames)
+        de = run_model(recording_network(name, "dense"), frames)
+        share = ev["macs"][1:].sum() / de["macs"][1:].sum()
+        assert f"| {name} | " in report and f"| {100 * share:.2f} % |" in report
 
 
 def test_main_quick_on_the_model(tmp_path, capsys):
@@ -208,6 +225,7 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
         return {**out, "cycles": (bound + 10).astype(np.int64)}
 
     monkeypatch.setattr(rtl_backend, "run", fake_rtl)
+    monkeypatch.setattr(measure, "measure_recordings", lambda settings: [])
     settings = measure.Settings(clip="vtest_32x32", frames=5, backend="rtl", out=tmp_path,
                               knob_sweep=((2, 2),), sweep_dense_frames=3, speed_runs={},
                               log=None)

@@ -18,6 +18,7 @@ import numpy as np
 from eventconv.backends import rtl as rtl_backend
 from eventconv.bench.energy import count_operations, energy_per_frame
 from eventconv.bench.network import NETWORK_CLIP, measure_network
+from eventconv.bench.recordings import measure_recordings
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
@@ -252,6 +253,7 @@ def run_bench(settings):
     results["energy"] = measure_energy(settings, frames)
     results["network"] = measure_network(settings, load_clip(NETWORK_CLIP)[:settings.frames],
                                          THRESHOLD)
+    results["recordings"] = measure_recordings(settings)
     results["speed"] = (measure_speed(settings, clip) if settings.backend == "rtl" and
                         settings.speed_runs else [])
     results["machine"] = machine()
