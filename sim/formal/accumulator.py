@@ -1,4 +1,24 @@
-"""AccumulatorUnit: PLACEHOLDER docstring, rewritten below once the checks are settled."""
+"""AccumulatorUnit: the ``touched`` stream keeps the protocol (proven by induction); and, bounded
+(``bmc``) from the initial state: every update beat taken is applied once (the words read back
+while a frame is held are the bias plus the sum of ``delta * weight`` of every update taken, from
+reset on: none lost, none doubled); each frame's end-of-frame beat passes exactly once, after a
+window of every update of the frame and after none of the next; no window without an update of
+its frame; ``updates`` is closed from a frame's end until the reader's ``done``; none lost (the
+end of frame is given within a bound of cycles of ``ready``).
+
+Not proven: the sums and the frame properties for every trace length. The read-modify-write
+pipeline, its forwarding and the memories have no invariants (lemmas) written here, so those
+properties are checked to a stated depth only (see ``checks.py``): depth 14 on a 2 x 2 frame
+reaches one frame of back-to-back updates read back, not a second frame.
+
+How: the proof keeps its own copy of every accumulator (a register per lane, bank and address,
+starting at the bias), adding ``delta * weight`` (the weight from the configuration) for each
+update taken, and checks the unit's ``read.data`` against it the cycle after every read made
+while the frame is held (between the end of frame given on ``touched`` and ``read.done``). The
+reader is the solver: any address, ``en`` and ``done`` (once per frame end given, at the
+earliest in the cycle of that transfer). A bit per window records the windows of the frame's
+updates taken and another those given on ``touched``; at the end of frame both must agree.
+"""
 
 from amaranth.hdl import Array, Assert, Assume, Const, Cover, Mux, Signal, signed
 
@@ -183,13 +203,25 @@ def _no_forwarding(dut):
 
 
 def _taken_while_closed(dut):
-    updates = dut.block.updates
-    return {"sync": [dut["row_valid"].eq(Mux(dut["output/advance"], updates.valid,
-                                             dut["row_valid"]))]}
+    # The row stage loads an update offered while ``updates`` is not ready (the producer
+    # offers it again, so it is applied twice); an end of frame only when taken.
+    updates, row_valid = dut.block.updates, dut["row_valid"]
+    taken = updates.valid & (updates.ready | ~updates.payload.end_of_frame)
+    return {"sync": [row_valid.eq(Mux(dut["output/advance"], taken, row_valid))]}
 
 
-def _skid_lost(dut):
-    return {"output/sync": [dut["output/skid_valid"].eq(0)]}
+def _touched_overwritten(dut):
+    # TouchedOutput's output register loads a window pushed while the consumer stalls (instead
+    # of the skid register only): the enable ``~valid | ready`` left out there.
+    payload, skid, skid_valid = (dut[f"output/{name}"] for name in (
+        "touched__payload", "skid", "skid_valid"))
+    output, = (fragment.origins[0] for fragment, name, _ in dut.fragment.subfragments
+               if name == "output")                         # the TouchedOutput itself
+    touched = dut.block.touched
+    push = output.advance & output.write_valid & ~dut["output/write_same"]
+    unload = skid_valid & (~touched.valid | touched.ready)
+    return {"output/sync": [payload.eq(Mux(unload, skid,
+                                           Mux(push, output.write_window, payload)))]}
 
 
 #: Planted bugs, each a patch of one AccumulatorUnit register: (what, patch).
@@ -198,6 +230,6 @@ BUGS = {
                       "reads the stale word (an update lost)", _no_forwarding),
     "taken_while_closed": ("the pipeline takes a beat offered while updates is not ready (an "
                            "update applied twice)", _taken_while_closed),
-    "skid_lost": ("the touched skid register never fills: a window pushed while touched "
-                  "stalls is lost", _skid_lost),
+    "touched_overwritten": ("a window pushed while touched stalls overwrites the one "
+                            "waiting there (a beat lost)", _touched_overwritten),
 }

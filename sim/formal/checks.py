@@ -10,7 +10,7 @@ properties, in a trace from the initial state, not only an invariant about its r
 from amaranth.hdl import unsigned
 
 from eventconv.hw.layouts import event_layout
-from eventconv.sim.formal import delta_detector, fanout, stream_register
+from eventconv.sim.formal import accumulator, delta_detector, fanout, stream_register
 from eventconv.sim.formal.runner import Check
 
 __all__ = ["CHECKS", "by_name"]
@@ -107,7 +107,43 @@ def _delta_detector_checks():
     return checks
 
 
-CHECKS = [*_stream_register_checks(), *_fanout_checks(), *_delta_detector_checks()]
+def _accumulator_checks():
+    # The stream rule closes by induction alone (TouchedOutput's registers). The sums and the
+    # frame handshake are bounded: smtbmc's time per step grows about fivefold a step past
+    # step 13 (2 x 2, one lane; past step 11 with two lanes); the read-modify-write pipeline,
+    # forwarding and memories have no lemmas for an induction. A 2 x 2 frame's updates are
+    # read back from step 11 on (clear, updates, end of frame, the pipeline's 6 cycles).
+    proof = accumulator.AccumulatorProof
+    nopresat = ("--nopresat",)
+    checks = [
+        Check("accumulator.protocol", proof("2x2", parts=()), "prove", 2, quick=True,
+              what="protocol on touched (valid and window held until taken), any ready"),
+        Check("accumulator.protocol_lanes2", proof("2x2_lanes2", parts=()), "prove", 2,
+              what="the same, two lanes"),
+        Check("accumulator.protocol_k3", proof("4x4_k3", parts=()), "prove", 2,
+              what="the same, 4 x 4, K = 3, two groups"),
+        Check("accumulator.sums", proof("2x2"), "bmc", 14, options=nopresat,
+              what="2 x 2: the words read back = bias + every update taken, delta * weight "
+                   "(none lost or doubled); one end of frame per frame, after its windows; "
+                   "updates closed until done; none lost; protocol"),
+        Check("accumulator.sums_quick", proof("2x2"), "bmc", 12, options=nopresat,
+              quick=True, what="the same, to 12 cycles (one frame read back)"),
+        Check("accumulator.sums_lanes2", proof("2x2_lanes2"), "bmc", 12, options=nopresat,
+              what="the same, two lanes, two input channels"),
+        Check("accumulator.windows_k3", proof("4x4_k3", parts=("frames", "windows")), "bmc",
+              24, options=nopresat,
+              what="4 x 4, K = 3, two groups: windows and ends of frame, handshake, none lost"),
+        Check("accumulator.cover", proof("2x2"), "cover", 14,
+              what="two accumulators read back changed by updates"),
+    ]
+    for bug, (what, patch) in accumulator.BUGS.items():
+        checks.append(Check(f"accumulator.bug.{bug}", proof("2x2", patch=patch), "bmc", 12,
+                            options=nopresat, expect="FAIL", quick=True, what=what))
+    return checks
+
+
+CHECKS = [*_stream_register_checks(), *_fanout_checks(), *_delta_detector_checks(),
+          *_accumulator_checks()]
 
 
 def by_name(name):
