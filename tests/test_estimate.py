@@ -37,6 +37,7 @@ ICE40, ECP5 = FAMILIES["ice40"].memory, FAMILIES["ecp5"].memory
     (Memory("a", 15, 10, True), ICE40, ("ICESTORM_RAM", 1)),      # a small RAM: a block
     (Memory("a", 15, 10, True), ECP5, ("TRELLIS_RAMW", 3)),       # ... or LUT RAM
     (Memory("a", 63, 23, True), ECP5, ("TRELLIS_RAMW", 24)),
+    (Memory("a", 63, 25, True), ECP5, ("DP16KD", 1)),            # PNet's last event queue
     (Memory("a", 4096, 8, True), ECP5, ("DP16KD", 2)),
     (Memory("a", 512, 30, True), ECP5, ("DP16KD", 1)),            # 36 wide, one port each way
 ])

@@ -24,6 +24,10 @@ class MemoryLibrary:
     distributed_mode: tuple = ()
     ram_bit_cost: float = 1.0
     rom_bit_cost: float = 1 / 16
+    # What a block RAM costs beyond its cells: memory_libmap's emulation of the read port's
+    # behaviour (read-during-write, enables), which depends on the port; fitted to what Yosys
+    # chose on the builds in tests/test_synth.py and a 4-layer network (README).
+    block_extra: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ FAMILIES = {
         # brams_16kd.txt: DP16KD, 18 kbit, cost 128 (36 bits wide as PDPW16KD, one port each
         # way, which every memory here has); lutrams_trellis.txt: 16 x 4 LUT RAM, cost 4.
         MemoryLibrary("DP16KD", 128, ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024),
-                                       (36, 512)), "TRELLIS_RAMW", 4, (4, 16)),
+                                       (36, 512)), "TRELLIS_RAMW", 4, (4, 16),
+                      # 63-word queues 23-24 bits wide went to LUT RAM, 25 bits to a DP16KD:
+                      # the block's extra lies between 6 and 23.5.
+                      block_extra=12),
         "MULT18X18D", "TRELLIS_COMB", absorb_file, ECP5_PRIMITIVES),
 }

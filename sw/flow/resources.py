@@ -5,7 +5,10 @@ its depth, width and ports), and each is mapped the way Yosys's ``memory_libmap`
 cheapest of the family's block RAM, its distributed (LUT) RAM and plain logic, at the costs of
 Yosys's own library files (iCE40 ``brams.txt``: a 4 kbit block costs 64; Lattice
 ``brams_16kd.txt``: a DP16KD 128; ``lutrams_trellis.txt``: a 16 x 4 LUT RAM 4; logic 1 per bit
-of a RAM, 1/16 per bit of a ROM). Multipliers are one per accumulate lane. The logic estimate
+of a RAM, 1/16 per bit of a ROM; memory_libmap's 0.5 per bit of the read multiplexer and per
+row of the write decoder of a memory deeper than one cell; and on the ECP5 a fitted extra for
+the block RAM, see :mod:`eventconv.flow.families`). On both default builds and a 4-layer
+network on the ULX3S every memory lands where this says (README). Multipliers are one per accumulate lane. The logic estimate
 is a linear model of the blocks (:data:`LOGIC_MODEL`), fitted to synthesized boards.
 
 Grouped per engine stage: ``input`` (the delta detector), ``layers[i]``, and ``link`` (UART,
@@ -64,9 +67,20 @@ def memories(network, board):
     return list(_walk(Fragment.get(core, None), ()))
 
 
-def _blocks(memory, modes):
-    """Fewest blocks holding ``memory`` in one of ``modes``, ((width, depth), ...)."""
-    return min(math.ceil(memory.width / w) * math.ceil(memory.depth / d) for w, d in modes)
+def _mapping(memory, modes, cell_cost):
+    """``(cost, cells)`` of the cheapest of ``modes`` ((width, depth), ...) for ``memory``, at
+    memory_libmap's costs: ``cell_cost`` a cell, and for a memory deeper than one cell the
+    read multiplexer (0.5 per data bit per extra row) and the write decoder (0.5 per row)."""
+    best = None
+    for width, depth in modes:
+        rows = math.ceil(memory.depth / depth)
+        cells = math.ceil(memory.width / width) * rows
+        cost = cells * cell_cost
+        if rows > 1:
+            cost += 0.5 * (rows - 1) * memory.width + 0.5 * rows
+        if best is None or cost < best[0]:
+            best = (cost, cells)
+    return best
 
 
 def map_memory(memory, library):
@@ -76,11 +90,11 @@ def map_memory(memory, library):
     bits = memory.depth * memory.width
     options = [(bits * (library.ram_bit_cost if memory.writable else library.rom_bit_cost),
                 "logic", bits)]
-    blocks = _blocks(memory, library.block_modes)
-    options.append((blocks * library.block_cost, library.block, blocks))
+    cost, blocks = _mapping(memory, library.block_modes, library.block_cost)
+    options.append((cost + library.block_extra, library.block, blocks))
     if library.distributed is not None and memory.writable:
-        count = _blocks(memory, (library.distributed_mode,))
-        options.append((count * library.distributed_cost, library.distributed, count))
+        cost, count = _mapping(memory, (library.distributed_mode,), library.distributed_cost)
+        options.append((cost, library.distributed, count))
     _, kind, count = min(options, key=lambda option: option[0])
     return kind, count
 
