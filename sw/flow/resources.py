@@ -8,8 +8,9 @@ Yosys's own library files (iCE40 ``brams.txt``: a 4 kbit block costs 64; Lattice
 of a RAM, 1/16 per bit of a ROM; memory_libmap's 0.5 per bit of the read multiplexer and per
 row of the write decoder of a memory deeper than one cell; and on the ECP5 a fitted extra for
 the block RAM, see :mod:`eventconv.flow.families`). On both default builds and a 4-layer
-network on the ULX3S every memory lands where this says (README). Multipliers are one per accumulate lane. The logic estimate
-is a linear model of the blocks (:data:`LOGIC_MODEL`), fitted to synthesized boards.
+network on the ULX3S every memory lands where this says (README). Multipliers are one per
+accumulate lane. The logic estimate is a rough linear model of the blocks
+(:data:`LOGIC_MODEL`).
 
 Grouped per engine stage: ``input`` (the delta detector), ``layers[i]``, and ``link`` (UART,
 receive FIFO and host link, which a board build adds).
@@ -99,8 +100,9 @@ def map_memory(memory, library):
     return kind, count
 
 
-# Logic cells (iCE40 LUT4 + FF) or LUT4s (ECP5) as base + per stage + per lane + per memory
-# block, least squares over the synthesized boards in the README's table; within 15 % there.
+# Logic cells (iCE40 LUT4 + FF) or LUT4s (ECP5) per stage and per lane: set by hand against
+# the two default builds (within 10 %) and PNet on the ULX3S (11 % over); the same numbers for
+# both families, whose cells count differently: a rough figure, not a fit.
 LOGIC_MODEL = {
     "ice40": {"link": 1150, "input": 420, "layer": 2350, "lane": 330},
     "ecp5": {"link": 1150, "input": 420, "layer": 2350, "lane": 330},
