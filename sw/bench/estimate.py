@@ -25,11 +25,11 @@ import numpy as np
 
 from eventconv.bench.energy import OperationCounts, energy_per_frame, touched_windows
 from eventconv.core.model import NetworkModel, taps_in_frame
-from eventconv.core.network import Network
 from eventconv.flow.families import FAMILIES
 from eventconv.flow.resources import check_fits, estimate_resources, totals
 
-__all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED"]
+__all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED",
+           "dense_network"]
 
 #: Pipeline cycles of a frame besides its work: a dense frame's cycles minus its work.
 FIXED = 32
@@ -91,9 +91,10 @@ def frame_cycles(network, work):
     return np.asarray(total, dtype=np.float64)
 
 
-def _dense(network):
-    return Network(tuple(replace(layer, mode="dense") for layer in network.layers),
-                   single=network.single, events=network.events)
+def dense_network(network):
+    """``network`` with every layer in dense mode (the reference event mode is compared to)."""
+    return replace(network, layers=tuple(layer.replace(mode="dense")
+                                         for layer in network.layers))
 
 
 def estimate(network, boards, frames=None):
@@ -117,7 +118,7 @@ def estimate(network, boards, frames=None):
 
 def _work(network, frames):
     modes = {}
-    for name, net in (("event", network), ("dense", _dense(network))):
+    for name, net in (("event", network), ("dense", dense_network(network))):
         work = network_work(net, frames)
         energy = sum(energy_per_frame(layer.counts)["total"] for layer in work)
         modes[name] = {"work": work, "cycles": frame_cycles(net, work), "energy_pj": energy}

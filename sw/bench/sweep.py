@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eventconv.bench.estimate import frame_cycles, network_work
+from eventconv.bench.estimate import dense_network, frame_cycles, network_work
 from eventconv.core import ranges
 from eventconv.core.clip import load_clip
 from eventconv.core.config import read_npy
@@ -173,7 +173,7 @@ def run_point(network, frames, dense_output, point, synth=False, build_root=None
     net = configure(network, point)
     board = BOARDS[point["board"]]
     work = network_work(net, frames)
-    dense_work = network_work(_dense(net), frames)
+    dense_work = network_work(dense_network(net), frames)
     cycles = frame_cycles(net, work)[1:].mean()
     macs = sum(layer.counts.macs[1:].sum() for layer in work)
     dense_macs = sum(layer.counts.macs[1:].sum() for layer in dense_work)
@@ -209,11 +209,6 @@ def _synth_row(net, point, build_root):
             "logic_used": used[logic]}
 
 
-def _dense(network):
-    return replace(network, layers=tuple(layer.replace(mode="dense")
-                                         for layer in network.layers))
-
-
 def run_sweep(spec, scheduler=None, workers=2, progress=None):
     """Run every point of ``spec`` as a task on Dask; the rows in point order.
 
@@ -222,7 +217,7 @@ def run_sweep(spec, scheduler=None, workers=2, progress=None):
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
-    dense_output = _output(run_model(_dense(spec.network), spec.frames)).astype(np.int64)
+    dense_output = _output(run_model(dense_network(spec.network), spec.frames)).astype(np.int64)
     points = sweep_points(spec)
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
