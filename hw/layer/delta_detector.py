@@ -5,6 +5,8 @@ mode the sample emits ``(c, y, x, d)`` and sets ``r = x`` iff ``|d| > threshold`
 every sample emits and sets ``r = x``.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -140,9 +142,62 @@ class DeltaDetector(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, depth, queue_depth = self._lanes, self.depth, self.queue_depth
-        height, width, channels = self._height, self._width, self._channels
+        # The stages share their signals through ``w``; each part adds to ``m`` in turn, in
+        # the order the signals and statements were always made in.
+        w = SimpleNamespace()
+        self._reference_and_input(m, w)
+        self._stage_1_signals(m, w)
+        self._stage_2_3_signals(m, w)
+        self._emit(m, w)
+        self._compare_and_queue(m, w)
+        self._stage_2(m, w)
+        self._accept(m, w)
+        self._hazards_and_credits(m, w)
+        self._stage_1(m, w)
+        return m
 
+    def _split(self, m, channel, offset, name):
+        """(channel + offset) as (whole pixels to advance, channel within the pixel)."""
+        lanes, channels = self._lanes, self._channels
+        total = Signal(range(channels + lanes + 1), name=f"{name}_total")
+        carry = Signal(range((channels - 1 + lanes) // channels + 1), name=f"{name}_carry")
+        within = Signal(range(channels), name=f"{name}_channel")
+        m.d.comb += [total.eq(channel + offset), carry.eq(0), within.eq(total)]
+        # Compares with constants, not a divider: offset < channels + lanes.
+        for n in range(1, (channels - 1 + lanes) // channels + 1):
+            with m.If(total >= n * channels):
+                m.d.comb += [carry.eq(n), within.eq(total - n * channels)]
+        return carry, within
+
+    def _step(self, m, address, channel, x, y, name):
+        """The position of the beat after one at (address, channel, x, y)."""
+        lanes, depth = self._lanes, self.depth
+        height, width, channels = self._height, self._width, self._channels
+        carry, within = self._split(m, channel, lanes, name)
+        after = (Signal(range(depth), name=f"{name}_address"),
+                 Signal(range(channels), name=f"{name}_channel"),
+                 Signal(range(width), name=f"{name}_x"),
+                 Signal(range(height), name=f"{name}_y"))
+        m.d.comb += [after[0].eq(Mux(address == depth - 1, 0, address + 1)),
+                     after[1].eq(within)]
+        # A beat never spans rows (lanes divide width * channels), so carry lands at width
+        # exactly when the row is done; the last word wraps to 0 with everything else.
+        # Compares of x with constants, one per carry value, rather than an adder then a
+        # compare.
+        row_done = Signal(name=f"{name}_row_done")
+        m.d.comb += row_done.eq(0)
+        for n in range(1, (channels - 1 + lanes) // channels + 1):
+            with m.If((carry == n) & (x >= width - n)):
+                m.d.comb += row_done.eq(1)
+        with m.If(row_done):
+            m.d.comb += [after[2].eq(0), after[3].eq(Mux(y == height - 1, 0, y + 1))]
+        with m.Else():
+            m.d.comb += [after[2].eq(x + carry), after[3].eq(y)]
+        return after
+
+    def _reference_and_input(self, m, w):
+        """Build the reference memory and its ports, the clear flag and the stage 0 input."""
+        lanes, depth = self._lanes, self.depth
         word = data.ArrayLayout(unsigned(8), lanes)
         m.submodules.reference = reference = Memory(shape=word, depth=depth, init=[],
                                                     attrs=NO_RW_CHECK)
@@ -152,42 +207,6 @@ class DeltaDetector(wiring.Component):
         # A beat is never accepted (its word read) while stage 1 or 2 holds its word, so a
         # read never meets the write of its address: no read-during-write logic after the RAM.
         read = UncheckedReadPort(m, reference, name="reference_read")
-
-        def split(m, channel, offset, name):
-            """(channel + offset) as (whole pixels to advance, channel within the pixel)."""
-            total = Signal(range(channels + lanes + 1), name=f"{name}_total")
-            carry = Signal(range((channels - 1 + lanes) // channels + 1), name=f"{name}_carry")
-            within = Signal(range(channels), name=f"{name}_channel")
-            m.d.comb += [total.eq(channel + offset), carry.eq(0), within.eq(total)]
-            # Compares with constants, not a divider: offset < channels + lanes.
-            for n in range(1, (channels - 1 + lanes) // channels + 1):
-                with m.If(total >= n * channels):
-                    m.d.comb += [carry.eq(n), within.eq(total - n * channels)]
-            return carry, within
-
-        def step(m, address, channel, x, y, name):
-            """The position of the beat after one at (address, channel, x, y)."""
-            carry, within = split(m, channel, lanes, name)
-            after = (Signal(range(depth), name=f"{name}_address"),
-                     Signal(range(channels), name=f"{name}_channel"),
-                     Signal(range(width), name=f"{name}_x"),
-                     Signal(range(height), name=f"{name}_y"))
-            m.d.comb += [after[0].eq(Mux(address == depth - 1, 0, address + 1)),
-                         after[1].eq(within)]
-            # A beat never spans rows (lanes divide width * channels), so carry lands at width
-            # exactly when the row is done; the last word wraps to 0 with everything else.
-            # Compares of x with constants, one per carry value, rather than an adder then a
-            # compare.
-            row_done = Signal(name=f"{name}_row_done")
-            m.d.comb += row_done.eq(0)
-            for n in range(1, (channels - 1 + lanes) // channels + 1):
-                with m.If((carry == n) & (x >= width - n)):
-                    m.d.comb += row_done.eq(1)
-            with m.If(row_done):
-                m.d.comb += [after[2].eq(0), after[3].eq(Mux(y == height - 1, 0, y + 1))]
-            with m.Else():
-                m.d.comb += [after[2].eq(x + carry), after[3].eq(y)]
-            return after
 
         # Clear sequence: ``clearing`` resets to 1, so every ``rst`` clears the reference again.
         # It writes zeros and counts with stage 2's address.
@@ -200,7 +219,14 @@ class DeltaDetector(wiring.Component):
             self.pixels.payload.shape())
         next_address = Signal(range(depth))
         next_zero = Signal(init=1)  # next_address == 0
+        w.word, w.write, w.read, w.clearing = word, write, read, clearing
+        w.input_register, w.next_address, w.next_zero = input_register, next_address, next_zero
 
+    def _stage_1_signals(self, m, w):
+        """Build the stage 1 registers and, with ``ram_read_register``, stage R."""
+        lanes, depth = self._lanes, self.depth
+        height, width, channels = self._height, self._width, self._channels
+        word, read = w.word, w.read
         # Stage 1: the beat's samples while its reference word comes out of the read port.
         s1_valid = Signal()
         s1_samples = Signal(word)
@@ -228,16 +254,26 @@ class DeltaDetector(wiring.Component):
                "low": s1_low, "high": s1_high, "dense": s1_dense, "last": s1_last,
                "address": s1_address, "zero": s1_zero, "one": s1_one,
                "channel": s1_channel, "x": s1_x, "y": s1_y}
+        s1_two = r_two = None
         if self.target.ram_read_register:
             fed = register_stage(m, fed, "r", reset_less=("reference",))
             s1_two = Signal()  # s1_address == 2
             r_two = Signal()
             m.d.sync += r_two.eq(s1_two)
+        w.s1_valid, w.s1_samples, w.s1_last = s1_valid, s1_samples, s1_last
+        w.s1_address, w.s1_first, w.s1_zero, w.s1_one = s1_address, s1_first, s1_zero, s1_one
+        w.position, w.s1_channel, w.s1_x, w.s1_y = position, s1_channel, s1_x, s1_y
+        w.s1_low, w.s1_high, w.s1_dense = s1_low, s1_high, s1_dense
+        w.fed, w.s1_two, w.r_two = fed, s1_two, r_two
 
+    def _stage_2_3_signals(self, m, w):
+        """Build the stage 2 (compare) and stage 3 (emit) registers."""
+        lanes, depth = self._lanes, self.depth
+        height, width, channels = self._height, self._width, self._channels
         # Stage 2: deltas, registered straight after the subtraction (the read data comes late).
         s2_valid = Signal()
         s2_delta = Signal(data.ArrayLayout(DELTA_SHAPE, lanes))
-        s2_samples = Signal(word)
+        s2_samples = Signal(w.word)
         s2_last = Signal()
         s2_address = Signal(range(depth))
         s2_channel = Signal(range(channels))
@@ -257,7 +293,17 @@ class DeltaDetector(wiring.Component):
         s3_channel = Signal(range(channels))
         s3_x = Signal(range(width))
         s3_y = Signal(range(height))
+        w.s2_valid, w.s2_delta, w.s2_samples, w.s2_last = s2_valid, s2_delta, s2_samples, s2_last
+        w.s2_address, w.s2_channel, w.s2_x, w.s2_y = s2_address, s2_channel, s2_x, s2_y
+        w.s2_below, w.s2_above, w.s2_dense = s2_below, s2_above, s2_dense
+        w.s3_valid, w.s3_delta, w.s3_pending, w.s3_end = s3_valid, s3_delta, s3_pending, s3_end
+        w.s3_channel, w.s3_x, w.s3_y = s3_channel, s3_x, s3_y
 
+    def _emit(self, m, w):
+        """Build the emit stage (stage 3 -> output register) and the output register."""
+        lanes = self._lanes
+        s3_valid, s3_delta, s3_pending, s3_end = w.s3_valid, w.s3_delta, w.s3_pending, w.s3_end
+        s3_channel, s3_x, s3_y = w.s3_channel, w.s3_x, w.s3_y
         # Stage 3 -> output register, one item per cycle: the lowest pending lane, else the end.
         output_skid_valid = Signal()
         output_skid = Signal(self.events.payload.shape())
@@ -278,7 +324,7 @@ class DeltaDetector(wiring.Component):
         last_item = Mux(s3_pending.any(), single & ~s3_end, s3_end)
         s3_free = ~s3_valid | ~(s3_pending.any() | s3_end) | (output_free & last_item)
 
-        event_carry, event_channel = split(m, s3_channel, lane, "event")
+        event_carry, event_channel = self._split(m, s3_channel, lane, "event")
         # An end-of-frame beat (or an empty cycle) carries zeros in every other field.
         item = Signal(self.events.payload.shape())
         m.d.comb += [
@@ -299,6 +345,17 @@ class DeltaDetector(wiring.Component):
                              self.events.payload.eq(item)]
         with m.Elif(emit_event | emit_end):
             m.d.sync += [output_skid_valid.eq(1), output_skid.eq(item)]
+        w.pending_after, w.end_after, w.s3_free = pending_after, end_after, s3_free
+
+    def _compare_and_queue(self, m, w):
+        """Build the stage 2 write-back, the queue between stages 2 and 3, and stage 3's load."""
+        lanes, queue_depth = self._lanes, self.queue_depth
+        write, clearing = w.write, w.clearing
+        s2_valid, s2_delta, s2_samples, s2_last = w.s2_valid, w.s2_delta, w.s2_samples, w.s2_last
+        s2_address, s2_channel, s2_x, s2_y = w.s2_address, w.s2_channel, w.s2_x, w.s2_y
+        s2_below, s2_above, s2_dense = w.s2_below, w.s2_above, w.s2_dense
+        s3_valid, s3_delta, s3_pending, s3_end = w.s3_valid, w.s3_delta, w.s3_pending, w.s3_end
+        s3_channel, s3_x, s3_y, s3_free = w.s3_channel, w.s3_x, w.s3_y, w.s3_free
         # Stage 2: compare, write the samples that fire into the reference. Stages 1 and 2
         # never stall: a beat is accepted only when the queue below has room for it and for
         # every beat ahead of it, so no ready chain runs from the output back to the input.
@@ -340,8 +397,15 @@ class DeltaDetector(wiring.Component):
                          s3_end.eq(head.end), s3_delta.eq(head.delta),
                          s3_channel.eq(head.channel), s3_x.eq(head.x), s3_y.eq(head.y)]
         with m.Elif(s3_valid):
-            m.d.sync += [s3_pending.eq(pending_after), s3_end.eq(end_after)]
+            m.d.sync += [s3_pending.eq(w.pending_after), s3_end.eq(w.end_after)]
+        w.queued = queued
 
+    def _stage_2(self, m, w):
+        """Build the clear counter and the stage 1 (or R) -> stage 2 subtraction and compares."""
+        lanes, depth, clearing, fed = self._lanes, self.depth, w.clearing, w.fed
+        s2_valid, s2_delta, s2_samples, s2_last = w.s2_valid, w.s2_delta, w.s2_samples, w.s2_last
+        s2_address, s2_channel, s2_x, s2_y = w.s2_address, w.s2_channel, w.s2_x, w.s2_y
+        s2_below, s2_above, s2_dense = w.s2_below, w.s2_above, w.s2_dense
         with m.If(clearing):
             with m.If(s2_address == depth - 1):
                 m.d.sync += clearing.eq(0)
@@ -362,6 +426,11 @@ class DeltaDetector(wiring.Component):
                      s2_last.eq(fed["last"]),
                      s2_channel.eq(fed["channel"]), s2_x.eq(fed["x"]), s2_y.eq(fed["y"])]
 
+    def _accept(self, m, w):
+        """Build the accept logic of stage 0 -> stage 1: address, credits, next-state values."""
+        depth, queue_depth = self.depth, self.queue_depth
+        input_register, clearing = w.input_register, w.clearing
+        next_address, next_zero = w.next_address, w.next_zero
         # Stage 0 -> stage 1: accept a beat, read its reference word, count its position. The
         # beat comes from the input register, so the accept logic starts from flip-flops.
         m.d.comb += [
@@ -398,7 +467,7 @@ class DeltaDetector(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(offered & ~Mux(beat.first, wait_first, wait_other))
         released = Signal()
-        m.d.sync += released.eq(s3_free & (queued | s2_valid))
+        m.d.sync += released.eq(w.s3_free & (w.queued | w.s2_valid))
         credits_after = Signal.like(credits)
         next_zero_after = Signal()
         zero_after = Signal()
@@ -409,6 +478,17 @@ class DeltaDetector(wiring.Component):
                                                          (next_address == depth - 1)),
                                    next_zero)),
         ]
+        w.beat, w.address, w.restart, w.accept = beat, address, restart, accept
+        w.released, w.credits, w.credits_after = released, credits, credits_after
+        w.wait_first, w.wait_other = wait_first, wait_other
+        w.next_zero_after, w.zero_after, w.next_after = next_zero_after, zero_after, next_after
+
+    def _hazards_and_credits(self, m, w):
+        """Build the registered wait flags: hazards on words in flight and the credit count."""
+        accept, restart, released, fed = w.accept, w.restart, w.released, w.fed
+        s1_valid, s1_zero, s1_one, s1_two = w.s1_valid, w.s1_zero, w.s1_one, w.s1_two
+        zero_after, next_after, next_zero_after = w.zero_after, w.next_after, w.next_zero_after
+        credits, credits_after = w.credits, w.credits_after
         if not self.target.ram_read_register:
             m.d.comb += [
                 zero_after.eq((accept & restart) | (s1_valid & s1_zero)),
@@ -423,26 +503,35 @@ class DeltaDetector(wiring.Component):
             # 1 is accepted, stage 1 holds 0 and R 2.
             s1_at = [s1_valid & flag for flag in (s1_zero, s1_one, s1_two)]
             r_valid = fed["valid"]
-            r_at = [r_valid & flag for flag in (fed["zero"], fed["one"], r_two)]
+            r_at = [r_valid & flag for flag in (fed["zero"], fed["one"], w.r_two)]
             m.d.comb += [
                 zero_after.eq((accept & restart) | s1_at[0] | r_at[0]),
                 next_after.eq(Mux(accept, Mux(restart, s1_at[1] | r_at[1], s1_at[0] & r_at[2]),
                                   s1_at[0] & r_at[1])),
             ]
-            m.d.sync += s1_two.eq(~restart & (next_address == 2))
+            m.d.sync += s1_two.eq(~restart & (w.next_address == 2))
         # No credit left after this cycle, from flags rather than through the adder.
         credits_zero = Signal()
         credits_one = Signal()
         none_after = Signal()
         m.d.comb += none_after.eq(~released & (credits_zero | (credits_one & accept)))
         m.d.sync += [
-            credits.eq(credits_after), next_zero.eq(next_zero_after),
+            credits.eq(credits_after), w.next_zero.eq(next_zero_after),
             credits_zero.eq(credits_after == 0), credits_one.eq(credits_after == 1),
-            wait_first.eq(zero_after | none_after),
-            wait_other.eq(Mux(next_zero_after, zero_after, next_after) | none_after),
+            w.wait_first.eq(zero_after | none_after),
+            w.wait_other.eq(Mux(next_zero_after, zero_after, next_after) | none_after),
         ]
-        m.d.comb += input_register.o.ready.eq(accept)
-        m.d.comb += [read.addr.eq(address), read.en.eq(1)]
+
+    def _stage_1(self, m, w):
+        """Build the stage 0 -> stage 1 transfer: read, knobs, stage 1 loads, next position."""
+        lanes, depth = self._lanes, self.depth
+        beat, accept, address, restart = w.beat, w.accept, w.address, w.restart
+        next_address, position = w.next_address, w.position
+        s1_valid, s1_samples, s1_last = w.s1_valid, w.s1_samples, w.s1_last
+        s1_address, s1_first, s1_zero, s1_one = w.s1_address, w.s1_first, w.s1_zero, w.s1_one
+        s1_low, s1_high, s1_dense = w.s1_low, w.s1_high, w.s1_dense
+        m.d.comb += w.input_register.o.ready.eq(accept)
+        m.d.comb += [w.read.addr.eq(address), w.read.en.eq(1)]
         # The knobs are registered: sampled the cycle before a beat is accepted.
         threshold = Signal(8)
         dense = Signal()
@@ -462,9 +551,8 @@ class DeltaDetector(wiring.Component):
                                                 Mux(next_address == depth - 1, 0,
                                                     next_address + 1))))
         # (Its word address is unused: the accept logic keeps its own.)
-        after = step(m, 0, s1_channel, s1_x, s1_y, "after")
+        after = self._step(m, 0, w.s1_channel, w.s1_x, w.s1_y, "after")
         with m.If(s1_valid):
             m.d.sync += [position[0].eq(Mux(s1_last, 0, after[1])),
                          position[1].eq(Mux(s1_last, 0, after[2])),
                          position[2].eq(Mux(s1_last, 0, after[3]))]
-        return m

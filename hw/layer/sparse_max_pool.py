@@ -5,6 +5,8 @@ SPEC steps 3-5, the hardware of :func:`eventconv.core.model.pool_stage`, with wo
 the pool windows a frame touched instead of to the frame size.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -50,6 +52,10 @@ def _many(bits):
         (a_any, a_many), (b_any, b_many) = walk(lo, mid), walk(mid, hi)
         return a_any | b_any, a_many | b_many | (a_any & b_any)
     return walk(0, len(bits))[1]
+
+
+def _larger(a, b):
+    return Mux(a > b, a, b)
 
 
 def _requantize(value, shift):
@@ -263,40 +269,64 @@ class SparseMaxPool(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        h, w, lanes, groups = self.height, self.width, self.lanes, self.groups
-        pooled_height, pooled_width = h // 2, w // 2
-        windows = self.windows
+        # The stages below share their signals through ``s``, in the order they are built.
+        s = self._shapes()
+        self._memories(m, s)
+        self._collection(m, s)
+        self._issue(m, s)
+        self._fetch(m, s)
+        self._maximum(m, s)
+        self._difference(m, s)
+        self._decision(m, s)
+        self._output(m, s)
+        self._collection_control(m, s)
+        self._clear(m, s)
+        self._control(m, s)
+        return m
+
+    def _shapes(self):
+        """The layouts and sizes the stages share (no hardware)."""
+        s = SimpleNamespace()
+        h, w, lanes = self.height, self.width, self.lanes
+        s.pooled_height, s.pooled_width = h // 2, w // 2
         # With pool 1 each (window, group) is issued once per position q of the window (y
         # offset q[1], x offset q[0]); the stored map's address is the read's with q below.
-        by_position = self.pool == 1
-        stored_depth = self.stored_depth
-        accumulator_shape = signed(self.accumulator_width)
-        lane_accumulators = data.ArrayLayout(accumulator_shape, lanes)
-        lane_deltas = data.ArrayLayout(DELTA_SHAPE, lanes)
-        window_shape = data.StructLayout({"y": unsigned(bits_for_count(pooled_height)),
-                                          "x": unsigned(bits_for_count(pooled_width))})
+        s.by_position = self.pool == 1
+        s.lane_accumulators = data.ArrayLayout(signed(self.accumulator_width), lanes)
+        s.lane_deltas = data.ArrayLayout(DELTA_SHAPE, lanes)
+        s.lane_values = data.ArrayLayout(POOLED_SHAPE, lanes)
+        s.window_shape = data.StructLayout({"y": unsigned(bits_for_count(s.pooled_height)),
+                                            "x": unsigned(bits_for_count(s.pooled_width))})
         # What the pipeline carries from the fetch on: the window, or with pool 1 the position
         # (window coordinates with q's bits below).
-        position_shape = window_shape if not by_position else data.StructLayout(
+        s.position_shape = s.window_shape if not s.by_position else data.StructLayout(
             {"y": unsigned(bits_for_count(h)), "x": unsigned(bits_for_count(w))})
-
         # With W/2 a power of two a window's address is its coordinates side by side. Else
         # the list holds the address beside the coordinates: no multiply between the list's
         # block RAM and the read address register.
-        address_in_list = pooled_width & (pooled_width - 1) != 0
-        list_fields = {"window": window_shape}
-        if address_in_list:
-            list_fields["address"] = unsigned(bits_for_count(windows))
-        list_shape = data.StructLayout(list_fields)
+        s.address_in_list = s.pooled_width & (s.pooled_width - 1) != 0
+        list_fields = {"window": s.window_shape}
+        if s.address_in_list:
+            list_fields["address"] = unsigned(bits_for_count(self.windows))
+        s.list_shape = data.StructLayout(list_fields)
         # The bitmap is addressed by the coordinates side by side (x low), not by the window
         # address: no arithmetic between the incoming beat and the read port, nor on the write
         # address that Yosys compares with it (it emulates the read port's behaviour when both
         # meet). Up to twice the bits, of a one-bit memory.
-        x_bits = (pooled_width - 1).bit_length()
+        s.x_bits = (s.pooled_width - 1).bit_length()
+        s.ram_registers = self.target.ram_read_register
+        return s
 
-        def bitmap_address(window):
-            return Cat(window.x[:x_bits], window.y)
+    def _bitmap_address(self, s, window):
+        return Cat(window.x[:s.x_bits], window.y)
 
+    def _window_address(self, s, window):
+        if not s.address_in_list:
+            return Cat(window.x[:(s.pooled_width - 1).bit_length()], window.y)
+        return times(window.y, s.pooled_width) + window.x
+
+    def _memories(self, m, s):
+        """The bitmap, the window list and the stored values (one memory per lane)."""
         # With ``target.ram_read_register`` every read port's data goes into flip-flops and
         # nothing else, without Yosys's read-during-write logic: no read whose word is used
         # meets a write of that word. The bitmap's forwarding covers the windows of the two
@@ -306,16 +336,16 @@ class SparseMaxPool(wiring.Component):
         # meet only reads of entry 0 whose word is read again before it is used); a stored
         # value is read once per frame (its write back comes later in the pipeline), and the
         # frames' reads do not overlap.
-        ram_registers = self.target.ram_read_register
+        ram_registers = s.ram_registers
         unchecked = NO_RW_CHECK if ram_registers else None
-        m.submodules.bitmap = bitmap = Memory(shape=1, depth=pooled_height << x_bits, init=[],
-                                              attrs=unchecked)
+        m.submodules.bitmap = bitmap = Memory(shape=1, depth=s.pooled_height << s.x_bits,
+                                              init=[], attrs=unchecked)
         if not ram_registers:
             bitmap_read, bitmap_write = bitmap.read_port(), bitmap.write_port()
         else:
             bitmap_read = UncheckedReadPort(m, bitmap, name="bitmap_read")
             bitmap_write = bitmap.write_port()
-        m.submodules.window_list = window_list = Memory(shape=list_shape, depth=windows,
+        m.submodules.window_list = window_list = Memory(shape=s.list_shape, depth=self.windows,
                                                         init=[], attrs=unchecked)
         if not ram_registers:
             list_read, list_write = window_list.read_port(), window_list.write_port()
@@ -323,19 +353,21 @@ class SparseMaxPool(wiring.Component):
             list_read = UncheckedReadPort(m, window_list, name="list_read")
             list_write = window_list.write_port()
         pooled_reads, pooled_writes = [], []
-        for j in range(lanes):
+        for j in range(self.lanes):
             m.submodules[f"pooled_{j}"] = pooled = Memory(shape=POOLED_SHAPE,
-                                                          depth=stored_depth, init=[],
+                                                          depth=self.stored_depth, init=[],
                                                           attrs=unchecked)
             pooled_reads.append(pooled.read_port() if not ram_registers else
                                 UncheckedReadPort(m, pooled, name=f"pooled_read_{j}"))
             pooled_writes.append(pooled.write_port())
+        s.bitmap_read, s.bitmap_write = bitmap_read, bitmap_write
+        s.list_read, s.list_write = list_read, list_write
+        s.pooled_reads, s.pooled_writes = pooled_reads, pooled_writes
 
-        def window_address(window):
-            if not address_in_list:
-                return Cat(window.x[:(pooled_width - 1).bit_length()], window.y)
-            return times(window.y, pooled_width) + window.x
-
+    def _collection(self, m, s):
+        """The state flags and the collection of touched windows (stage 1 takes a beat and
+        reads its bitmap bit, stage 2, or 3, decides)."""
+        windows = self.windows
         # The state, one hot: every control decision below starts from flip-flops (and a few
         # flags registered beside them), so it stays a few LUT levels deep.
         clearing = Signal(init=1)   # writing the reset contents
@@ -344,12 +376,15 @@ class SparseMaxPool(wiring.Component):
         starting = Signal()         # the end of frame arrived; fetch the first listed window
         issuing = Signal()          # one accumulator read per listed (window, group[, q])
         finishing = Signal()        # every read issued; the last one's data not yet taken
-        clear_address = Signal(range(stored_depth))
+        clear_address = Signal(range(self.stored_depth))
+        s.clearing, s.listing, s.collecting = clearing, listing, collecting
+        s.starting, s.issuing, s.finishing = starting, issuing, finishing
+        s.clear_address = clear_address
 
         # Collection: stage 1 takes a beat and reads its bitmap bit, stage 2 decides.
         take = self.touched.valid & self.touched.ready
         second_valid, second_end = Signal(), Signal()
-        second_window = Signal(window_shape)
+        second_window = Signal(s.window_shape)
         second_address = Signal(range(windows))
         # The window stage 2 handled last cycle: its bitmap write is not yet visible to the
         # read of the window now in stage 2. Compared by coordinates a stage early.
@@ -362,8 +397,8 @@ class SparseMaxPool(wiring.Component):
         m.d.sync += [count_is_zero.eq(count == 0), count_is_one.eq(count == 1)]
 
         m.d.comb += [
-            bitmap_read.addr.eq(bitmap_address(self.touched.payload)),
-            bitmap_read.en.eq(take),
+            s.bitmap_read.addr.eq(self._bitmap_address(s, self.touched.payload)),
+            s.bitmap_read.en.eq(take),
         ]
         window_beat = second_valid & ~second_end
 
@@ -372,7 +407,8 @@ class SparseMaxPool(wiring.Component):
         # then must also look past the window in stage 3 (its bit is written on the edge that
         # reads the new beat's).
         decide = {"valid": second_valid, "end": second_end, "window": second_window,
-                  "address": second_address, "listed": bitmap_read.data, "repeated": repeated}
+                  "address": second_address, "listed": s.bitmap_read.data,
+                  "repeated": repeated}
         repeat = (window_beat & (self.touched.payload.y == second_window.y) &
                   (self.touched.payload.x == second_window.x))
         if self.target.ram_read_register:
@@ -385,24 +421,39 @@ class SparseMaxPool(wiring.Component):
             second_end.eq(self.touched.payload.end_of_frame),
             second_window.y.eq(self.touched.payload.y),
             second_window.x.eq(self.touched.payload.x),
-            second_address.eq(window_address(self.touched.payload)),
+            second_address.eq(self._window_address(s, self.touched.payload)),
             repeated.eq(repeat),
         ]
-        new_window = decide["valid"] & ~decide["end"] & ~(decide["listed"] | decide["repeated"])
+        s.new_window = (decide["valid"] & ~decide["end"] &
+                        ~(decide["listed"] | decide["repeated"]))
+        s.decide, s.second_valid, s.second_end = decide, second_valid, second_end
+        s.count, s.count_is_zero, s.count_is_one = count, count_is_zero, count_is_one
 
         # The frame's end_of_frame beat is owed: it goes out once the pipeline is empty.
         end_pending = Signal()
+        s.end_pending = end_pending
 
+    def _issue(self, m, s):
+        """The result slots' registers, and the issue: one accumulator read per listed
+        (window, group), with pool 1 per position of it, and the clear's and the collection's
+        list writes."""
+        lanes, groups, windows = self.lanes, self.groups, self.windows
+        by_position, ram_registers = s.by_position, s.ram_registers
         # Result slots: ``result`` gives its lanes that fire to ``events``; ``waiting`` holds
         # the next read whose lanes fire while ``result`` is busy. The pipeline moves
         # while ``waiting`` is empty: a register, so ``events.ready`` reaches no memory enable.
         result_mask, waiting_mask = Signal(lanes), Signal(lanes)
-        result_delta, waiting_delta = Signal(lane_deltas), Signal(lane_deltas)
+        result_delta, waiting_delta = Signal(s.lane_deltas), Signal(s.lane_deltas)
         result_group, waiting_group = Signal(range(groups)), Signal(range(groups))
-        result_window, waiting_window = Signal(position_shape), Signal(position_shape)
+        result_window, waiting_window = Signal(s.position_shape), Signal(s.position_shape)
         waiting_full = Signal()     # waiting_mask != 0, as a flip-flop
         advance = Signal()
         m.d.comb += advance.eq(~waiting_full)
+        s.result = SimpleNamespace(mask=result_mask, delta=result_delta, group=result_group,
+                                   window=result_window)
+        s.waiting = SimpleNamespace(mask=waiting_mask, delta=waiting_delta, group=waiting_group,
+                                    window=waiting_window, full=waiting_full)
+        s.advance = advance
 
         # Issue: the read of (window `current`, group `group`), with pool 1 once per position
         # `position`. The list read port reads the entry `next_index`, a cycle before it is
@@ -411,21 +462,23 @@ class SparseMaxPool(wiring.Component):
         # looks one window ahead: its address is the value `next_index` has on the next cycle.
         next_index = Signal(range(windows + 1))
         next_index_plus_one = Signal(range(windows + 2), init=1)
-        current = Signal(window_shape, reset_less=ram_registers)
+        current = Signal(s.window_shape, reset_less=ram_registers)
         group = Signal(range(groups))
         last_group = Signal(init=groups == 1)       # group == groups - 1
         last_window = Signal()                      # next_index == count
         issue = Signal()
         # ``step``: the issue that ends a (window, group), moving to the next group or window.
         step = issue
+        s.position = None
         if by_position:
             position = Signal(2)
             last_position = Signal()                # position == 3
             with m.If(issue):
                 m.d.sync += [position.eq(position + 1), last_position.eq(position == 2)]
             step = issue & last_position
+            s.position = position
         last_issue = step & last_group & last_window
-        start_list = starting & ~end_pending
+        start_list = s.starting & ~s.end_pending
         # The read address (g * H/2 + py) * W/2 + px, kept in a register: loaded with the
         # window's address and stepped by one group's windows, so no multiply feeds the RAM.
         address = Signal(range(groups * windows))
@@ -436,54 +489,67 @@ class SparseMaxPool(wiring.Component):
         # it by one group's windows for the next groups. The clear then counts its windows
         # with ``clear_window``, not with ``current``.
         clear_window = current
+        s.first_group = s.base = None
         if ram_registers:
-            clear_window = Signal(window_shape)
+            clear_window = Signal(s.window_shape)
             first_group = Signal(init=1)        # group == 0
-            base = (Signal(range(windows), reset_less=True) if address_in_list
-                    else window_address(current))
+            base = (Signal(range(windows), reset_less=True) if s.address_in_list
+                    else self._window_address(s, current))
             read_address = Signal(range(groups * windows))
             m.d.comb += read_address.eq(Mux(first_group, base, address) if groups > 1
                                         else base)
+            s.first_group, s.base = first_group, base
         next_window = step & last_group
         m.d.comb += [
-            issue.eq(issuing & advance),
-            list_read.addr.eq(next_index if groups > 1 or by_position else
-                              Mux(start_list | next_window, next_index_plus_one, next_index)),
-            list_read.en.eq(1),
+            issue.eq(s.issuing & advance),
+            s.list_read.addr.eq(next_index if groups > 1 or by_position else
+                                Mux(start_list | next_window, next_index_plus_one,
+                                    next_index)),
+            s.list_read.en.eq(1),
             self.read.addr.eq(read_address),
             self.read.en.eq(issue),
         ]
+        s.next_index, s.next_index_plus_one = next_index, next_index_plus_one
+        s.current, s.group, s.last_group, s.last_window = current, group, last_group, last_window
+        s.issue, s.step, s.last_issue, s.start_list = issue, step, last_issue, start_list
+        s.address, s.read_address, s.clear_window = address, read_address, clear_window
+        s.next_window = next_window
 
         # The clear lists every window in order: entry i is window i (and its address i).
         m.d.comb += [
-            list_write.addr.eq(count),
-            list_write.data.window.eq(Mux(clearing, clear_window.as_value(),
-                                          decide["window"].as_value())),
-            *([list_write.data.address.eq(Mux(clearing, count, decide["address"]))]
-              if address_in_list else []),
-            list_write.en.eq(new_window | listing),
+            s.list_write.addr.eq(s.count),
+            s.list_write.data.window.eq(Mux(s.clearing, clear_window.as_value(),
+                                            s.decide["window"].as_value())),
+            *([s.list_write.data.address.eq(Mux(s.clearing, s.count, s.decide["address"]))]
+              if s.address_in_list else []),
+            s.list_write.en.eq(s.new_window | s.listing),
         ]
 
+    def _fetch(self, m, s):
+        """The fetch (the read's data out, registered as it is), ``read.done``, and the
+        accumulator words registered."""
+        groups, stored_depth = self.groups, self.stored_depth
+        advance, ram_registers = s.advance, s.ram_registers
         # Fetch: the read's data is out and registered as it is. From here on the stages
         # carry the stored value's address and, with pool 1, the position.
         fetched_valid, fetched_last = Signal(), Signal()
         words_valid = Signal()
         fetched_group = Signal(range(groups))
-        fetched_window = Signal(position_shape)
+        fetched_window = Signal(s.position_shape)
         fetched_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
-                fetched_valid.eq(issue),
-                fetched_last.eq(last_issue),
-                fetched_group.eq(group),
+                fetched_valid.eq(s.issue),
+                fetched_last.eq(s.last_issue),
+                fetched_group.eq(s.group),
             ]
-            if not by_position:
-                m.d.sync += [fetched_window.eq(current), fetched_address.eq(read_address)]
+            if not s.by_position:
+                m.d.sync += [fetched_window.eq(s.current), fetched_address.eq(s.read_address)]
             else:
                 m.d.sync += [
-                    fetched_window.y.eq(Cat(position[1], current.y)),
-                    fetched_window.x.eq(Cat(position[0], current.x)),
-                    fetched_address.eq(Cat(position, read_address)),
+                    fetched_window.y.eq(Cat(s.position[1], s.current.y)),
+                    fetched_window.x.eq(Cat(s.position[0], s.current.x)),
+                    fetched_address.eq(Cat(s.position, s.read_address)),
                 ]
 
         # The accumulators are free once the last read's data is taken: with
@@ -497,24 +563,21 @@ class SparseMaxPool(wiring.Component):
             taken = advance & words_valid & words_last
             m.d.comb += self.read.take.eq(advance)
         m.d.comb += [
-            done.eq(taken | (start_list & count_is_zero)),
+            done.eq(taken | (s.start_list & s.count_is_zero)),
             self.read.done.eq(done),
         ]
-
-        def larger(a, b):
-            return Mux(a > b, a, b)
 
         # The read data is registered as it arrives, and the max of four is taken as two
         # levels of two, each its own stage: the block RAM's clock to output and a wide signed
         # compare chain do not share a cycle. With pool 1 the same two levels select the
         # position instead: its column, then its row.
-        words = Signal(data.ArrayLayout(lane_accumulators, 4))
+        words = Signal(data.ArrayLayout(s.lane_accumulators, 4))
         if ram_registers:
             words = self.read.data
             with m.If(advance):
                 m.d.sync += words_last.eq(fetched_last)
         words_group = Signal(range(groups))
-        words_window = Signal(position_shape)
+        words_window = Signal(s.position_shape)
         words_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
@@ -524,29 +587,36 @@ class SparseMaxPool(wiring.Component):
                 words_window.eq(fetched_window),
                 words_address.eq(fetched_address),
             ]
+        s.taken, s.fetched_valid = taken, fetched_valid
+        s.words = SimpleNamespace(valid=words_valid, data=words, group=words_group,
+                                  window=words_window, address=words_address)
 
+    def _maximum(self, m, s):
+        """The max of four as two levels of two (pool 1: the position's column, then row)."""
+        lanes, groups, stored_depth = self.lanes, self.groups, self.stored_depth
+        advance, by_position, words = s.advance, s.by_position, s.words
         pairs_valid = Signal()
-        pairs = Signal(data.ArrayLayout(lane_accumulators, 2))
+        pairs = Signal(data.ArrayLayout(s.lane_accumulators, 2))
         pairs_group = Signal(range(groups))
-        pairs_window = Signal(position_shape)
+        pairs_window = Signal(s.position_shape)
         pairs_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
-                pairs_valid.eq(words_valid),
-                pairs_group.eq(words_group),
-                pairs_window.eq(words_window),
-                pairs_address.eq(words_address),
+                pairs_valid.eq(words.valid),
+                pairs_group.eq(words.group),
+                pairs_window.eq(words.window),
+                pairs_address.eq(words.address),
             ]
             for half in range(2):
                 for j in range(lanes):
-                    left, right = words[2 * half][j], words[2 * half + 1][j]
-                    m.d.sync += pairs[half][j].eq(larger(left, right) if not by_position else
-                                                  Mux(words_window.x[0], right, left))
+                    left, right = words.data[2 * half][j], words.data[2 * half + 1][j]
+                    m.d.sync += pairs[half][j].eq(_larger(left, right) if not by_position else
+                                                  Mux(words.window.x[0], right, left))
 
         maximum_valid = Signal()
-        maximum = Signal(lane_accumulators)
+        maximum = Signal(s.lane_accumulators)
         maximum_group = Signal(range(groups))
-        maximum_window = Signal(position_shape)
+        maximum_window = Signal(s.position_shape)
         maximum_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
@@ -557,24 +627,31 @@ class SparseMaxPool(wiring.Component):
             ]
             for j in range(lanes):
                 top, bottom = pairs[0][j], pairs[1][j]
-                m.d.sync += maximum[j].eq(larger(top, bottom) if not by_position else
+                m.d.sync += maximum[j].eq(_larger(top, bottom) if not by_position else
                                           Mux(pairs_window.y[0], bottom, top))
+        s.pairs_valid, s.pairs_address = pairs_valid, pairs_address
+        s.maximum = SimpleNamespace(valid=maximum_valid, data=maximum, group=maximum_group,
+                                    window=maximum_window, address=maximum_address)
 
+    def _difference(self, m, s):
+        """Requantize, read the stored values R beside, and take P - R and |P - R|."""
+        lanes, groups, stored_depth = self.lanes, self.groups, self.stored_depth
+        advance, ram_registers, maximum = s.advance, s.ram_registers, s.maximum
         # Requantize, registered (a variable shift: its own stage).
         scaled_valid = Signal()
-        scaled = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        scaled = Signal(s.lane_values)
         scaled_group = Signal(range(groups))
-        scaled_window = Signal(position_shape)
+        scaled_window = Signal(s.position_shape)
         scaled_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
-                scaled_valid.eq(maximum_valid),
-                scaled_group.eq(maximum_group),
-                scaled_window.eq(maximum_window),
-                scaled_address.eq(maximum_address),
+                scaled_valid.eq(maximum.valid),
+                scaled_group.eq(maximum.group),
+                scaled_window.eq(maximum.window),
+                scaled_address.eq(maximum.address),
             ]
             for j in range(lanes):
-                m.d.sync += scaled[j].eq(_requantize(maximum[j], self.shift))
+                m.d.sync += scaled[j].eq(_requantize(maximum.data[j], self.shift))
         # The stored values are read a stage early and registered beside the requantized
         # maxima, so the subtraction and the result slots start from flip-flops, not block RAM.
         # Each (window, group) (with pool 1 each position of it) comes once per frame and a
@@ -583,26 +660,28 @@ class SparseMaxPool(wiring.Component):
         # With ``target.ram_read_register`` they are read a stage earlier still and registered
         # twice, in ``stored_early`` (on the ECP5 the RAM's own output register) and in
         # ``stored`` beside the logic: the RAM's data does not cross the chip into the compare.
-        stored = Signal(data.ArrayLayout(POOLED_SHAPE, lanes), reset_less=ram_registers)
-        for j, port in enumerate(pooled_reads):
+        stored = Signal(s.lane_values, reset_less=ram_registers)
+        for j, port in enumerate(s.pooled_reads):
             if not ram_registers:
-                m.d.comb += [port.addr.eq(pairs_address), port.en.eq(advance & pairs_valid)]
+                m.d.comb += [port.addr.eq(s.pairs_address),
+                             port.en.eq(advance & s.pairs_valid)]
                 with m.If(advance):
                     m.d.sync += stored[j].eq(port.data)
             else:
                 stored_early = Signal(POOLED_SHAPE, name=f"stored_early_{j}", reset_less=True)
-                m.d.comb += [port.addr.eq(words_address), port.en.eq(advance & words_valid)]
+                m.d.comb += [port.addr.eq(s.words.address),
+                             port.en.eq(advance & s.words.valid)]
                 with m.If(advance):
                     m.d.sync += [stored_early.eq(port.data), stored[j].eq(stored_early)]
 
         # Difference: P - R and |P - R| registered beside P, |P - R| from P - R and R - P
         # side by side (one carry chain deep, then a choice).
         difference_valid = Signal()
-        difference_value = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
-        difference_delta = Signal(lane_deltas)
-        difference_magnitude = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        difference_value = Signal(s.lane_values)
+        difference_delta = Signal(s.lane_deltas)
+        difference_magnitude = Signal(s.lane_values)
         difference_group = Signal(range(groups))
-        difference_window = Signal(position_shape)
+        difference_window = Signal(s.position_shape)
         difference_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
@@ -616,55 +695,73 @@ class SparseMaxPool(wiring.Component):
                 up, down = scaled[j] - stored[j], stored[j] - scaled[j]
                 m.d.sync += [difference_delta[j].eq(up),
                              difference_magnitude[j].eq(Mux(up[-1], down, up))]
+        s.scaled_valid = scaled_valid
+        s.difference = SimpleNamespace(
+            valid=difference_valid, value=difference_value, delta=difference_delta,
+            magnitude=difference_magnitude, group=difference_group, window=difference_window,
+            address=difference_address)
 
+    def _decision(self, m, s):
+        """The compare against ``output_threshold``, the decided read registered, and the
+        write back of P where a lane fires (the clear writes 0)."""
+        lanes, groups, stored_depth = self.lanes, self.groups, self.stored_depth
+        advance, difference = s.advance, s.difference
         # Compare: a lane fires where |P - R| > output_threshold (every lane in dense mode).
         fire = Signal(lanes)
         dense = Signal()
         threshold = Signal(8)
         m.d.sync += [dense.eq(self.dense), threshold.eq(self.output_threshold)]
         for j in range(lanes):
-            m.d.comb += fire[j].eq(dense | (difference_magnitude[j] > threshold))
+            m.d.comb += fire[j].eq(dense | (difference.magnitude[j] > threshold))
 
         # Decided: a read whose lanes fire, registered with P and its address before the
         # result slots and the write back, so the compares feed neither the slots' enables nor
         # the memories' write enables in the same cycle.
         decided_valid = Signal()
         decided_mask = Signal(lanes)
-        decided_delta = Signal(lane_deltas)
-        decided_value = Signal(data.ArrayLayout(POOLED_SHAPE, lanes))
+        decided_delta = Signal(s.lane_deltas)
+        decided_value = Signal(s.lane_values)
         decided_group = Signal(range(groups))
-        decided_window = Signal(position_shape)
+        decided_window = Signal(s.position_shape)
         decided_address = Signal(range(stored_depth))
         with m.If(advance):
             m.d.sync += [
-                decided_valid.eq(difference_valid & (fire != 0)),
+                decided_valid.eq(difference.valid & (fire != 0)),
                 decided_mask.eq(fire),
-                decided_delta.eq(difference_delta),
-                decided_value.eq(difference_value),
-                decided_group.eq(difference_group),
-                decided_window.eq(difference_window),
-                decided_address.eq(difference_address),
+                decided_delta.eq(difference.delta),
+                decided_value.eq(difference.value),
+                decided_group.eq(difference.group),
+                decided_window.eq(difference.window),
+                decided_address.eq(difference.address),
             ]
         gives = advance & decided_valid
         # Write back as the read enters a result slot: only a lane that fires sets R to P. The
         # clear writes 0.
         for j in range(lanes):
             m.d.comb += [
-                pooled_writes[j].addr.eq(Mux(clearing, clear_address, decided_address)),
-                pooled_writes[j].data.eq(Mux(clearing, 0, decided_value[j])),
-                pooled_writes[j].en.eq(clearing | (gives & decided_mask[j])),
+                s.pooled_writes[j].addr.eq(Mux(s.clearing, s.clear_address, decided_address)),
+                s.pooled_writes[j].data.eq(Mux(s.clearing, 0, decided_value[j])),
+                s.pooled_writes[j].en.eq(s.clearing | (gives & decided_mask[j])),
             ]
+        s.gives = gives
+        s.decided = SimpleNamespace(mask=decided_mask, delta=decided_delta, group=decided_group,
+                                    window=decided_window)
 
+    def _output(self, m, s):
+        """The result slots: their lanes that fire to ``events``, lowest first, one per
+        cycle, then the frame's ``end_of_frame`` beat."""
+        lanes, advance = self.lanes, s.advance
+        result, waiting, decided, gives = s.result, s.waiting, s.decided, s.gives
         # Result: the lanes that fire, lowest first, one per cycle. Plain expressions rather
         # than processes here: Icarus never runs an `always @*` whose inputs do not change
         # after time 0.
         out_free = ~self.events.valid | self.events.ready
-        single = ~_many(result_mask)
+        single = ~_many(result.mask)
         # ``result`` is empty after this cycle (the slots move then).
-        result_free_after = (result_mask == 0) | (single & out_free)
+        result_free_after = (result.mask == 0) | (single & out_free)
         lowest = Const(0, range(lanes))
         for j in reversed(range(lanes)):
-            lowest = Mux(result_mask[j], j, lowest)
+            lowest = Mux(result.mask[j], j, lowest)
         lane = Signal(range(lanes))
         m.d.comb += lane.eq(lowest)
         clear_lane = Signal(lanes)
@@ -674,22 +771,23 @@ class SparseMaxPool(wiring.Component):
         # The pipeline stages are all empty: kept as a flip-flop, updated as they move.
         pipeline_empty = Signal(init=1)
         with m.If(advance):
-            m.d.sync += pipeline_empty.eq(~issue & ~fetched_valid & ~words_valid & ~pairs_valid
-                                          & ~maximum_valid & ~scaled_valid
-                                          & ~difference_valid)
+            m.d.sync += pipeline_empty.eq(~s.issue & ~s.fetched_valid & ~s.words.valid
+                                          & ~s.pairs_valid & ~s.maximum.valid
+                                          & ~s.scaled_valid & ~s.difference.valid)
         end_of_frame_load = Signal()
-        m.d.comb += end_of_frame_load.eq(end_pending & pipeline_empty & (result_mask == 0)
+        m.d.comb += end_of_frame_load.eq(s.end_pending & pipeline_empty & (result.mask == 0)
                                          & out_free)
+        s.end_of_frame_load = end_of_frame_load
 
-        with m.If((result_mask != 0) & out_free):
+        with m.If((result.mask != 0) & out_free):
             m.d.sync += [
                 self.events.valid.eq(1),
-                self.events.payload.channel.eq(result_group * lanes + lane),
-                self.events.payload.y.eq(result_window.y),
-                self.events.payload.x.eq(result_window.x),
-                self.events.payload.delta.eq(result_delta[lane]),
+                self.events.payload.channel.eq(result.group * lanes + lane),
+                self.events.payload.y.eq(result.window.y),
+                self.events.payload.x.eq(result.window.x),
+                self.events.payload.delta.eq(result.delta[lane]),
                 self.events.payload.end_of_frame.eq(0),
-                result_mask.eq(result_mask & ~clear_lane),
+                result.mask.eq(result.mask & ~clear_lane),
             ]
         with m.Elif(end_of_frame_load):
             m.d.sync += [
@@ -701,83 +799,99 @@ class SparseMaxPool(wiring.Component):
             m.d.sync += self.events.valid.eq(0)
 
         with m.If(result_free_after):
-            with m.If(waiting_full):
+            with m.If(waiting.full):
                 m.d.sync += [
-                    result_mask.eq(waiting_mask),
-                    result_delta.eq(waiting_delta),
-                    result_group.eq(waiting_group),
-                    result_window.eq(waiting_window),
-                    waiting_mask.eq(0),
-                    waiting_full.eq(0),
+                    result.mask.eq(waiting.mask),
+                    result.delta.eq(waiting.delta),
+                    result.group.eq(waiting.group),
+                    result.window.eq(waiting.window),
+                    waiting.mask.eq(0),
+                    waiting.full.eq(0),
                 ]
             with m.Elif(gives):
                 m.d.sync += [
-                    result_mask.eq(decided_mask),
-                    result_delta.eq(decided_delta),
-                    result_group.eq(decided_group),
-                    result_window.eq(decided_window),
+                    result.mask.eq(decided.mask),
+                    result.delta.eq(decided.delta),
+                    result.group.eq(decided.group),
+                    result.window.eq(decided.window),
                 ]
         with m.Elif(gives):
             m.d.sync += [
-                waiting_mask.eq(decided_mask),
-                waiting_full.eq(1),
-                waiting_delta.eq(decided_delta),
-                waiting_group.eq(decided_group),
-                waiting_window.eq(decided_window),
+                waiting.mask.eq(decided.mask),
+                waiting.full.eq(1),
+                waiting.delta.eq(decided.delta),
+                waiting.group.eq(decided.group),
+                waiting.window.eq(decided.window),
             ]
 
-        touched_ready = collecting & ~(second_valid & second_end)
+    def _collection_control(self, m, s):
+        """``touched.ready`` and the bitmap's writes."""
+        decide = s.decide
+        touched_ready = s.collecting & ~(s.second_valid & s.second_end)
         if self.target.ram_read_register:
             touched_ready &= ~(decide["valid"] & decide["end"])
         # Bitmap writes: ones during the clear (every window listed), set for a new window,
         # cleared once per listed window when its first read is issued (with pool 1 for each
         # of its positions). The three never coincide (a new window comes only while
         # collecting, an issue never then), so the bit written is ``~issuing``.
-        if not ram_registers:
+        if not s.ram_registers:
             first_group = Signal(init=1)        # group == 0
-        write_address = Mux(collecting, bitmap_address(decide["window"]),
-                            bitmap_address(current))
-        if ram_registers:
-            write_address = Mux(clearing, bitmap_address(clear_window), write_address)
+            s.first_group = first_group
+        write_address = Mux(s.collecting, self._bitmap_address(s, decide["window"]),
+                            self._bitmap_address(s, s.current))
+        if s.ram_registers:
+            write_address = Mux(s.clearing, self._bitmap_address(s, s.clear_window),
+                                write_address)
         m.d.comb += [
             # The clear counts its windows with ``clear_window`` (``current`` without
             # ``target.ram_read_register``).
-            bitmap_write.addr.eq(write_address),
-            bitmap_write.data.eq(~issuing),
-            bitmap_write.en.eq(clearing | new_window | (issue & first_group)),
+            s.bitmap_write.addr.eq(write_address),
+            s.bitmap_write.data.eq(~s.issuing),
+            s.bitmap_write.en.eq(s.clearing | s.new_window | (s.issue & s.first_group)),
             self.touched.ready.eq(touched_ready),
         ]
 
+    def _clear(self, m, s):
+        """The clear after reset: every stored value 0, every window listed."""
+        stored_depth, clear_window = self.stored_depth, s.clear_window
         # The clear's last address, registered a cycle ahead. Its first pass over the windows
         # lists them.
         clear_last = Signal(init=stored_depth == 1)
-        with m.If(clearing):
-            m.d.sync += [clear_address.eq(clear_address + 1),
-                         clear_last.eq(clear_address == stored_depth - 2)]
-            with m.If(clear_window.x == pooled_width - 1):
+        with m.If(s.clearing):
+            m.d.sync += [s.clear_address.eq(s.clear_address + 1),
+                         clear_last.eq(s.clear_address == stored_depth - 2)]
+            with m.If(clear_window.x == s.pooled_width - 1):
                 m.d.sync += clear_window.x.eq(0)
-                with m.If(clear_window.y == pooled_height - 1):
-                    m.d.sync += [clear_window.y.eq(0), listing.eq(0)]
+                with m.If(clear_window.y == s.pooled_height - 1):
+                    m.d.sync += [clear_window.y.eq(0), s.listing.eq(0)]
                 with m.Else():
                     m.d.sync += clear_window.y.eq(clear_window.y + 1)
             with m.Else():
                 m.d.sync += clear_window.x.eq(clear_window.x + 1)
+        s.clear_last = clear_last
 
+    def _control(self, m, s):
+        """The state flags' next values, the issue registers and the list's count."""
+        groups, windows = self.groups, self.windows
+        starting, finishing = s.starting, s.finishing
+        group, last_group, address = s.group, s.last_group, s.address
+        next_index, next_index_plus_one = s.next_index, s.next_index_plus_one
         # The control, each flag's next value spelled out (a few flags each, no priority
         # chains). Transitions: clear -> collect -> start -> (collect | issue -> finish ->
         # collect).
-        clear_end = clearing & clear_last
-        to_start = collecting & decide["valid"] & decide["end"]
-        start_empty = start_list & count_is_zero
-        start_first = start_list & ~count_is_zero
-        finished = taken     # only while finishing
+        clear_end = s.clearing & s.clear_last
+        to_start = s.collecting & s.decide["valid"] & s.decide["end"]
+        start_empty = s.start_list & s.count_is_zero
+        start_first = s.start_list & ~s.count_is_zero
+        finished = s.taken     # only while finishing
         m.d.sync += [
-            clearing.eq(clearing & ~clear_last),
-            collecting.eq((collecting & ~to_start) | clear_end | start_empty | finished),
-            starting.eq((starting & end_pending) | to_start),
-            issuing.eq((issuing & ~last_issue) | start_first),
-            finishing.eq((finishing & ~finished) | last_issue),
-            end_pending.eq((end_pending & ~end_of_frame_load) | start_empty | last_issue),
+            s.clearing.eq(s.clearing & ~s.clear_last),
+            s.collecting.eq((s.collecting & ~to_start) | clear_end | start_empty | finished),
+            starting.eq((starting & s.end_pending) | to_start),
+            s.issuing.eq((s.issuing & ~s.last_issue) | start_first),
+            finishing.eq((finishing & ~finished) | s.last_issue),
+            s.end_pending.eq((s.end_pending & ~s.end_of_frame_load) | start_empty
+                             | s.last_issue),
         ]
 
         # The issue registers move at the start and with each ``step`` (each issue with pool
@@ -785,36 +899,36 @@ class SparseMaxPool(wiring.Component):
         # after the last group; after the last window the values loaded are not used) or the
         # next group.
         from_list = starting | last_group
-        with m.If(start_first | step):
+        list_data = s.list_read.data
+        with m.If(start_first | s.step):
             m.d.sync += [
                 group.eq(Mux(from_list, 0, group + 1)),
-                first_group.eq(from_list),
+                s.first_group.eq(from_list),
                 last_group.eq(Mux(from_list, groups == 1,
                                   group == groups - 2 if groups > 1 else 1)),
             ]
-            if not ram_registers:
+            if not s.ram_registers:
                 with m.If(from_list):
-                    m.d.sync += [current.eq(list_read.data.window),
-                                 address.eq(list_read.data.address if address_in_list
-                                            else window_address(list_read.data.window))]
+                    m.d.sync += [s.current.eq(list_data.window),
+                                 address.eq(list_data.address if s.address_in_list
+                                            else self._window_address(s, list_data.window))]
                 with m.Else():
                     m.d.sync += address.eq(address + windows)
             else:
-                m.d.sync += address.eq(read_address + windows)
+                m.d.sync += address.eq(s.read_address + windows)
                 with m.If(from_list):
-                    m.d.sync += current.eq(list_read.data.window)
-                    if address_in_list:
-                        m.d.sync += base.eq(list_read.data.address)
-        with m.If(start_first | next_window | finished):
+                    m.d.sync += s.current.eq(list_data.window)
+                    if s.address_in_list:
+                        m.d.sync += s.base.eq(list_data.address)
+        with m.If(start_first | s.next_window | finished):
             m.d.sync += [
                 next_index.eq(Mux(starting, 1, Mux(finishing, 0, next_index_plus_one))),
                 next_index_plus_one.eq(Mux(starting, 2, Mux(finishing, 1,
                                                              next_index_plus_one + 1))),
-                last_window.eq(Mux(starting, count_is_one, next_index_plus_one == count)),
+                s.last_window.eq(Mux(starting, s.count_is_one, next_index_plus_one == s.count)),
             ]
 
         with m.If(finished):
-            m.d.sync += count.eq(0)
-        with m.Elif(new_window | listing):
-            m.d.sync += count.eq(count + 1)
-        return m
+            m.d.sync += s.count.eq(0)
+        with m.Elif(s.new_window | s.listing):
+            m.d.sync += s.count.eq(s.count + 1)
