@@ -47,6 +47,10 @@ class BoardSpec:
     capacity : dict
         What the device has, by nextpnr bel (the estimates before synthesis check against it;
         a synthesis report gives the same totals).
+    uploads : bool
+        Built for uploads (:mod:`eventconv.protocol.upload`): weights in RAM, written at run
+        time over the link, so one bitstream serves any weights of its shape. The UP5K has no
+        room for it at its default layer (its logic cells and block RAM are full).
     seeds : tuple
         nextpnr seeds 1-5 in the order a build tries them until one meets the clock: the one
         that met it in the last measured build first (README), so a build takes one place
@@ -66,6 +70,7 @@ class BoardSpec:
     frame_side: int
     lanes: int
     capacity: dict
+    uploads: bool = True
     seeds: tuple = (1, 2, 3, 4, 5)
 
     @property
@@ -94,7 +99,8 @@ BOARDS = {
         "clk12", 12e6, 45e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
         frame_side=22, lanes=1,
         capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
-                  "ICESTORM_DSP": 8}),
+                  "ICESTORM_DSP": 8},
+        uploads=False),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
         "clk25", 25e6, 125e6, ("led", 0), ("led", 1), "top.lpf", "ulx3s.lpf",

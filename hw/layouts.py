@@ -22,7 +22,8 @@ from eventconv.core.event_format import DELTA_WIDTH, bits_for_count, event_field
 __all__ = ["bits_for_count", "times", "pixel_layout", "event_layout", "update_layout",
            "window_layout",
            "DELTA_SHAPE", "PixelStream", "EventStream", "UpdateStream", "WindowStream",
-           "AccumulatorReadSignature"]
+           "AccumulatorReadSignature", "UploadSignature", "UPLOAD_MEMORY_WIDTH",
+           "UPLOAD_ADDRESS_WIDTH"]
 
 # A delta of two uint8 values, and of two pooled uint8 values: -255..255.
 DELTA_SHAPE = signed(DELTA_WIDTH)
@@ -130,6 +131,19 @@ class AccumulatorReadSignature(wiring.Signature):
         if registered:
             members["take"] = Out(1)
         super().__init__(members)
+
+
+#: Widths of an upload write's memory number and byte address (the WEIGHTS packet's fields).
+UPLOAD_MEMORY_WIDTH, UPLOAD_ADDRESS_WIDTH = 16, 24
+
+
+def UploadSignature():
+    """Byte writes of uploaded weights and bias (``eventconv.protocol.upload``), seen from the
+    writer: ``data`` into byte ``address`` of memory ``memory`` while ``en``; no handshake,
+    every write is taken."""
+    return wiring.Signature({"memory": Out(UPLOAD_MEMORY_WIDTH),
+                             "address": Out(UPLOAD_ADDRESS_WIDTH),
+                             "data": Out(8), "en": Out(1)})
 
 
 def times(value, constant):

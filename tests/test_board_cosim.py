@@ -207,9 +207,12 @@ def test_cli_port_sim_runs_a_network(tmp_path, monkeypatch):
     assert board["cycles"].shape == (5,) and (board["cycles"] > 0).all()
 
 
-def test_network_board_recovers_damaged_packets():
+def test_network_board_recovers_damaged_packets_and_takes_uploaded_weights():
     """Damaged PIXELS packets on the way to a network's board: refused, resent, and the
-    results still equal the model's; a board built for another network is refused."""
+    results still equal the model's. Then other trained weights and bias of the same shape,
+    uploaded over the link (WEIGHTS) into the same bitstream: the results equal the model of
+    those, bit for bit, from the first frame. A network of another shape is refused in one
+    line that says what differs."""
     net = two_layers(output_threshold=0)
     frames = video(13, 4, net.first)
     with BoardSimulation(net, chunk=16, timeout_cycles=LINK_TIMEOUT_CYCLES,
@@ -221,7 +224,30 @@ def test_network_board_recovers_damaged_packets():
         for key in model:
             np.testing.assert_array_equal(out[key], model[key], err_msg=key)
         assert ErrorCode.CRC in [code for code, _, _ in faulty.errors]
-        other = two_layers(output_threshold=0).to_dict()
-        other["layers"][1]["bias"][0] += 1
-        with pytest.raises(LinkError, match="built for another network"):
+        assert faulty.uploads == 0                  # the built-in weights: nothing to send
+
+        trained = retrained(net, seed=5)
+        link = BoardLink(board, trained, timeout=TIMEOUT)
+        out, model = integrate(trained, link.run(frames)), run_model(trained, frames)
+        for key in model:
+            np.testing.assert_array_equal(out[key], model[key], err_msg=key)
+        assert link.uploads == 1 and not np.array_equal(model["output"],
+                                                        run_model(net, frames)["output"])
+
+        other = net.to_dict()
+        other["layers"][1]["pool"] = 2
+        with pytest.raises(LinkError, match="built for another shape.*channels, kernel, pool"):
             BoardLink(board, Network.from_dict(other), timeout=TIMEOUT).query_info()
+
+
+def retrained(net, seed):
+    """``net`` with other weights (what a new training run gives): each output channel's
+    weights shuffled, so every layer's accumulator range, and so the shape, stays."""
+    rng = np.random.default_rng(seed)
+    obj = net.to_dict()
+    for layer in obj["layers"]:
+        weights = np.array(layer["weights"])
+        flat = weights.reshape(len(weights), -1)
+        layer["weights"] = np.array([rng.permutation(row) for row in flat]).reshape(
+            weights.shape).tolist()
+    return Network.from_dict(obj)

@@ -24,10 +24,12 @@ from eventconv.protocol.codec import (
     event_fields,
     parse_reply,
     pixels_packet,
+    weights_fields,
 )
 from eventconv.protocol.constants import END, ESC, PROTOCOL_VERSION, Command, ErrorCode, Reply
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import SlipDecoder
+from eventconv.protocol.upload import shape_digest, upload_images, upload_memories
 from streams import add_protocol_checkers, stall_profiles, stream_get, stream_put
 
 CLOCK = 12_000_000
@@ -46,12 +48,12 @@ class LinkBench:
     """HostLink with a host (bytes in, decoded answers out) and an engine stand-in."""
 
     def __init__(self, config, *, chunk=8, window=2, timeout=300, stall=0.0, idle=0.0,
-                 seed=0, ram_read_register=False):
+                 seed=0, ram_read_register=False, uploads=True):
         self.config = as_network(config).first
         self.layers = len(as_network(config).layers)
         self.dut = HostLink(config=config, chunk=chunk, window=window, timeout_cycles=timeout,
                             clock_frequency=CLOCK,
-                            target=ECP5 if ram_read_register else GENERIC)
+                            target=ECP5 if ram_read_register else GENERIC, uploads=uploads)
         self.rng = random.Random(seed)
         self.stall, self.idle = stall, idle
         self.to_board = deque()           # (byte, framing_error, overrun)
@@ -64,6 +66,7 @@ class LinkBench:
         self.engine_ready = True
         self.sink_ready = True
         self.resets = 0
+        self.uploads = []                 # (memory, address, byte) written on ``upload``
 
     def write(self, data, *, framing_error_at=None, overrun_at=None):
         for i, byte in enumerate(data):
@@ -129,9 +132,13 @@ class LinkBench:
                     ctx.set(getattr(self.dut, name), value)
 
     async def _resets(self, ctx):
+        upload = self.dut.upload
         while True:
-            _, _, reset = await ctx.tick().sample(self.dut.engine_reset)
+            _, _, reset, en, memory, address, byte = await ctx.tick().sample(
+                self.dut.engine_reset, upload.en, upload.memory, upload.address, upload.data)
             self.resets += reset
+            if en:
+                self.uploads.append((memory, address, byte))
 
     async def wait_until(self, ctx, condition, limit=20000):
         for _ in range(limit):
@@ -179,8 +186,9 @@ def test_info_reports_the_built_in_layer():
         assert kind == Reply.INFO
         assert (info.version, info.digest, info.height, info.width, info.channels_in,
                 info.channels_out, info.kernel_size, info.pixels_per_cycle, info.chunk,
-                info.window, info.clock_frequency, info.layers) == (
-            PROTOCOL_VERSION, config_digest(config), 6, 8, 2, 4, 3, 2, 16, 2, CLOCK, 1)
+                info.window, info.clock_frequency, info.layers, info.shape) == (
+            PROTOCOL_VERSION, config_digest(config), 6, 8, 2, 4, 3, 2, 16, 2, CLOCK, 1,
+            shape_digest(config))
 
     bench.run(bench.script(body))
 
@@ -250,12 +258,17 @@ def corrupt(packet, index, value=None):
     return bytes(data)
 
 
+def weights_packet(memory, offset, data):
+    return encode_packet(Command.WEIGHTS, weights_fields(memory, offset, data))
+
+
 def bad_packets(config):
     """(name, bytes, write options, expected error code) for every error the link reports."""
     good = pixels_packet(0, 0, bytes(range(8)))
     size = config.height * config.width * config.channels_in
     raw_pixels = (bytes((Command.PIXELS, 0, 0, 0, 0, 0)) + (5).to_bytes(2, "little")
                   + bytes(4))
+    sizes = [memory.size for memory in upload_memories(config)]
     return [
         ("damaged byte", corrupt(good, 12), {}, ErrorCode.CRC),
         ("garbage", bytes((END, 0x17, 0x99, 0x42, 0x00, 0x13, END)), {}, ErrorCode.CRC),
@@ -280,6 +293,12 @@ def bad_packets(config):
          ErrorCode.VALUE),
         ("dense out of range", encode_packet(Command.CONFIG, bytes((1, 2, 3, 0))), {},
          ErrorCode.VALUE),
+        ("WEIGHTS past its memory", weights_packet(0, sizes[0] - 3, bytes(4)), {},
+         ErrorCode.LENGTH),
+        ("WEIGHTS to no memory", weights_packet(len(sizes), 0, bytes(1)), {},
+         ErrorCode.LENGTH),
+        ("WEIGHTS above chunk", weights_packet(0, 0, bytes(9)), {}, ErrorCode.LENGTH),
+        ("WEIGHTS without bytes", weights_packet(0, 0, b""), {}, ErrorCode.LENGTH),
     ]
 
 
@@ -303,6 +322,53 @@ def test_bad_packet_gives_error_and_link_recovers(name, packet, options, code):
         assert answers[1:] == [status(Reply.ACK, Command.PIXELS, 0, 8),
                                status(Reply.SYNC, 0x2A, 0, 8)]
         assert [s for beat in bench.beats for s in beat[0]] == list(range(8))
+
+    bench.run(bench.script(body))
+
+
+@pytest.mark.parametrize("idle,stall", stall_profiles())
+@pytest.mark.parametrize("ram_read_register", [False, True])
+def test_weights_go_to_the_upload_port_and_leave_the_frame_position(ram_read_register, idle,
+                                                                    stall):
+    """WEIGHTS bytes come out on ``upload`` in order, each packet acknowledged with its memory
+    and end address; any count up to the chunk (not only multiples of pixels_per_cycle), and
+    PIXELS go on from where they were."""
+    config = CONFIG_2
+    bench = LinkBench(config, chunk=8, stall=stall, idle=idle, seed=3,
+                      ram_read_register=ram_read_register)
+    images = upload_images(config.replace(weights=(-np.array(config.weights)).tolist()))
+    packets = [(number, start, image[start:start + 5])
+               for number, image in enumerate(images) for start in range(0, len(image), 5)]
+
+    async def body(ctx):
+        bench.write(pixels_packet(0, 0, bytes(range(8))))
+        for index, (number, start, part) in enumerate(packets):
+            bench.write(weights_packet(number, start, part))
+            # Within the window of 2: wait for the ACK of the packet before this one.
+            await bench.wait_until(ctx, lambda index=index: len(bench.answers) >= index + 1)
+        bench.write(pixels_packet(0, 8, bytes(range(8, 16))))
+        answers = await bench.wait_answers(ctx, len(packets) + 2, limit=100_000)
+        assert answers[0] == status(Reply.ACK, Command.PIXELS, 0, 8)
+        assert answers[1:-1] == [status(Reply.ACK, Command.WEIGHTS, n, s + len(part))
+                                 for n, s, part in packets]
+        assert answers[-1] == status(Reply.ACK, Command.PIXELS, 1, 0)   # the frame is 16
+        expected = [(n, s + i, b) for n, s, part in packets for i, b in enumerate(part)]
+        assert bench.uploads == expected
+        assert [s for beat in bench.beats for s in beat[0]] == list(range(16))
+
+    bench.run(bench.script(body))
+
+
+def test_a_link_without_uploads_refuses_weights_and_reports_no_shape():
+    bench = LinkBench(CONFIG_2, chunk=8, uploads=False)
+
+    async def body(ctx):
+        bench.write(encode_packet(Command.INFO))
+        bench.write(weights_packet(0, 0, bytes(4)))
+        answers = await bench.wait_answers(ctx, 2)
+        assert answers[0][1].shape == 0
+        assert answers[1] == status(Reply.ERROR, ErrorCode.COMMAND, 0, 0)
+        assert bench.uploads == []
 
     bench.run(bench.script(body))
 

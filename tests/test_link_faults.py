@@ -42,6 +42,7 @@ from eventconv.protocol.constants import (
 )
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import SlipDecoder, slip_escape
+from eventconv.protocol.upload import shape_digest, upload_images
 
 SOAK = bool(os.environ.get("EVENTCONV_SOAK"))
 BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
@@ -86,9 +87,10 @@ class FakeBoard(ByteTransport):
     """
 
     def __init__(self, config, *, built_in=None, chunk=32, window=2, byte_seconds=1e-5,
-                 piece=40, seed=0):
-        self.built_in = built_in or config
-        assert config_digest(self.built_in) == config_digest(config)
+                 piece=40, seed=0, uploads=True):
+        self.uploads = uploads
+        self.built_in = self.factory = built_in or config
+        assert shape_digest(self.built_in) == shape_digest(config)
         self.chunk, self.window, self.byte_seconds, self.piece = chunk, window, byte_seconds, piece
         self.rng = random.Random(seed)
         self.fields = event_fields(config)
@@ -99,7 +101,8 @@ class FakeBoard(ByteTransport):
         self.reset()
 
     def reset(self):
-        c = self.built_in
+        self.built_in = c = self.factory
+        self.images = [bytearray(image) for image in upload_images(c)]
         self.knobs = {"threshold": c.threshold, "shift": c.shift, "mode": c.mode,
                       "output_threshold": c.output_threshold}
         self.receiver = SlipDecoder()
@@ -107,6 +110,7 @@ class FakeBoard(ByteTransport):
         self._engine_reset()
 
     def _engine_reset(self):
+        self.built_in = _from_images(self.factory, self.images)
         self.model = EventConvModel(self.built_in.replace(**self.knobs))
         self.position = (0, 0)
         self.samples = bytearray()
@@ -160,7 +164,8 @@ class FakeBoard(ByteTransport):
                            c.height, c.width, c.channels_in, c.channels_out))
                        + bytes((c.kernel_size, c.pixels_per_cycle))
                        + self.chunk.to_bytes(2, "little") + bytes((self.window,))
-                       + (12_000_000).to_bytes(4, "little") + bytes((1,)))
+                       + (12_000_000).to_bytes(4, "little") + bytes((1,))
+                       + (shape_digest(c) if self.uploads else 0).to_bytes(4, "little"))
         elif kind == Command.CONFIG:
             if fields[1] > 1 or fields[2] > 31:
                 return self._status(Reply.ERROR, ErrorCode.VALUE)
@@ -170,8 +175,23 @@ class FakeBoard(ByteTransport):
             self._status(Reply.ACK, Command.CONFIG)
         elif kind == Command.SYNC:
             self._status(Reply.SYNC, fields[0])
+        elif kind == Command.WEIGHTS:
+            self._weights(fields)
         else:
             self._pixels(fields)
+
+    def _weights(self, fields):
+        memory = int.from_bytes(fields[0:2], "little")
+        offset = int.from_bytes(fields[2:5], "little")
+        count = int.from_bytes(fields[5:7], "little")
+        data = fields[7:]
+        if not self.uploads:
+            return self._status(Reply.ERROR, ErrorCode.COMMAND)
+        if (len(fields) < 7 or count != len(data) or not 0 < count <= self.chunk
+                or memory >= len(self.images) or offset + count > len(self.images[memory])):
+            return self._status(Reply.ERROR, ErrorCode.LENGTH)
+        self.images[memory][offset:offset + count] = data
+        self._status(Reply.ACK, Command.WEIGHTS, memory, offset + count)
 
     def _pixels(self, fields):
         if len(fields) < 7:
@@ -214,6 +234,16 @@ class FakeBoard(ByteTransport):
             v.to_bytes(4, "little") for v in (result.events_in, result.macs,
                                               result.events_out, 1000 + self.frame_number)))
         self.frame_number = (self.frame_number + 1) & 0xFFFF
+
+
+def _from_images(layer, images):
+    """``layer`` with the weights and bias of the upload images (protocol "Weights and bias")."""
+    weights = np.array(layer.weights)
+    for lane, image in enumerate(images[:-1]):
+        rows = np.frombuffer(bytes(image), np.int8).astype(np.int64)
+        weights[lane::layer.lanes] = rows.reshape(weights[lane::layer.lanes].shape)
+    bias = np.frombuffer(bytes(images[-1]), "<i4").astype(np.int64)
+    return layer.replace(weights=weights.tolist(), bias=bias.tolist())
 
 
 # -- faults --------------------------------------------------------------------------------------
@@ -497,6 +527,38 @@ def test_board_reset_mid_run_is_named_and_the_run_resumes():
     assert_equals_model(config, frames, link.run(frames))
     assert board.resets == 2
     assert len(notes) == 2 and all("reset" in note for note in notes), notes
+
+
+def shuffled(config, seed=99):
+    """``config`` with each output channel's weights shuffled: other weights, the same range
+    (so the same shape: accumulator width)."""
+    rng = np.random.default_rng(seed)
+    weights = np.array(config.weights)
+    flat = [rng.permutation(w.reshape(-1)) for w in weights]
+    return config.replace(weights=np.array(flat).reshape(weights.shape).tolist(),
+                          bias=(np.array(config.bias)[::-1]).tolist())
+
+
+def test_uploaded_weights_survive_faults_and_are_sent_again_after_a_reset():
+    """A board built with other weights of the same shape: the driver uploads the run's
+    (WEIGHTS, through byte loss, flips and truncations), and again after each power cycle,
+    which brings the built-in weights back; every result equals the model of the run's."""
+    config = layer(seed=3)
+    board = ResettingBoard(config, at={3, 10}, built_in=shuffled(config))
+    faults = LinkFaults(board, seed=4, to_board=rates(), to_host=rates())
+    link = BoardLink(faults, config, timeout=TIMEOUT)
+    frames = video(2, 8, config)
+    assert_equals_model(config, frames, link.run(frames))
+    assert board.resets == 2 and link.uploads == 3
+
+
+def test_a_board_without_uploads_takes_only_its_own_weights():
+    config = layer(seed=3)
+    assert BoardLink(FakeBoard(config, uploads=False), config).query_info().shape == 0
+    link = BoardLink(FakeBoard(config, built_in=shuffled(config), uploads=False), config)
+    with pytest.raises(LinkError, match="another network .* takes no uploads") as error:
+        link.query_info()
+    assert "\n" not in str(error.value)
 
 
 def test_board_that_keeps_resetting_stops_the_run_with_one_line():

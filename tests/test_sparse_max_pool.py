@@ -421,15 +421,16 @@ def expected_cycles(config, plan, late=0):
     the pool's pipeline as its docstring describes it (first read issued in cycle 3, or 3 +
     ``late`` with the bitmap register, one read per cycle while the second result slot is
     empty, the result slot gives one event per cycle, end_of_frame loaded once everything is
-    empty). Also checks the docstring's bounds.
+    empty). ``late`` (``target.ram_read_register``) also adds the landed stage. Also checks
+    the docstring's bounds.
     """
     fires = fires_per_read(config, plan)
     if not fires:
         return 4 + late
     to_issue = list(fires)
-    # Lanes that fire of the read in the fetch, words, pairs, maximum, requantize, difference
-    # and decided stages.
-    stages = [None] * 7
+    # Lanes that fire of the read in the fetch, words, (landed,) pairs, maximum, requantize,
+    # difference and decided stages.
+    stages = [None] * (7 + late)
     result = waiting = 0         # events left in the two result slots
     cycle = 3 + late
     while to_issue or result or waiting or any(stage is not None for stage in stages):
@@ -447,8 +448,8 @@ def expected_cycles(config, plan, late=0):
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
     reads, events = len(fires), sum(fires)
-    assert (max(reads + 11 + fires[-1], events + 12) + late <= cycles
-            <= reads + events + 12 + late)
+    assert (max(reads + 11 + fires[-1], events + 12) + 2 * late <= cycles
+            <= reads + events + 12 + 2 * late)
     return cycles
 
 
@@ -643,13 +644,13 @@ def test_cycles_are_proportional_to_touched_windows_not_frame_size(pool, side,
     results, plans = run_cycles(config, frames, ram_read_register)
     priming = 2 * (side // 2) ** 2 * (4 if pool == 1 else 1)    # every read: clear_cycles
     assert plans[0]["events"] == [] and len(fires_per_read(config, plans[0])) == priming
-    assert results[0]["cycles"] == priming + 11 + late
+    assert results[0]["cycles"] == priming + 11 + 2 * late
     for (count, changed_lanes), got, plan in zip(frames, results[1:], plans[1:], strict=True):
         reads = reads_per_window * count
         events = reads * changed_lanes
         assert len(plan["events"]) == events
-        expected = late + (4 if not count else (reads + 11 if not changed_lanes
-                                                else events + 12))
+        expected = late + (4 if not count else late + (reads + 11 if not changed_lanes
+                                                       else events + 12))
         assert expected == expected_cycles(config, plan, late)
         print(f"pool {pool} {side}x{side} Cout 8 lanes 4: {count} windows, {changed_lanes}"
               f" changed lanes, {events} events: {got['cycles']} cycles after the end of"

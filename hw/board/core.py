@@ -35,6 +35,10 @@ class BoardCore(wiring.Component):
         The link's packet timeout; None: :data:`LINK_TIMEOUT_SECONDS` worth of cycles.
     target : :class:`~eventconv.hw.target.Target`
         What the FPGA family wants (engine and host link follow it).
+    uploads : bool
+        Built for uploads (:mod:`eventconv.protocol.upload`): the link takes WEIGHTS into the
+        engine's weight memories and bias registers, so one bitstream serves any weights of
+        its shape. Without, WEIGHTS is an unknown type (COMMAND) and INFO's shape is 0.
 
     Members
     -------
@@ -52,7 +56,7 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, config, *, clock_frequency, baud_rate=DEFAULT_BAUD_RATE, chunk=256,
-                 window=2, timeout_cycles=None, target=GENERIC):
+                 window=2, timeout_cycles=None, target=GENERIC, uploads=True):
         network = as_network(config)
         uart_divisor(clock_frequency, baud_rate)
         if timeout_cycles is None:
@@ -62,11 +66,12 @@ class BoardCore(wiring.Component):
         self.receiver = UARTReceiver(clock_frequency=clock_frequency, baud_rate=baud_rate)
         self.transmitter = UARTTransmitter(clock_frequency=clock_frequency,
                                            baud_rate=baud_rate)
+        self.uploads = bool(uploads)
         self.link = HostLink(config=network, chunk=chunk, window=window,
                              timeout_cycles=timeout_cycles,
                              clock_frequency=int(round(clock_frequency)),
-                             target=target)
-        self.engine = EventConvEngine(network, target=target)
+                             target=target, uploads=self.uploads)
+        self.engine = EventConvEngine(network, target=target, uploadable=self.uploads)
         for name in ("events_in_width", "macs_width", "events_out_width"):
             if getattr(self.engine, name) > FIGURE_WIDTH:
                 raise ValueError(f"engine figure {name} must be at most {FIGURE_WIDTH} bits "
@@ -118,6 +123,8 @@ class BoardCore(wiring.Component):
                 m.d.comb += [ours[i].eq(theirs[i]) for i in range(len(self.network.layers))]
         wiring.connect(m, link.send, transmitter.send)
         wiring.connect(m, link.pixels, engine.pixels)
+        if self.uploads:
+            wiring.connect(m, link.upload, engine.upload)
         # The link stops taking events in CONFIG's cycle; the engine resets in the next, so
         # the events it offers then (of frames CONFIG dropped) are not taken either. The
         # feeder is idle then (CONFIG waits for it): no pixel beat is lost.

@@ -41,7 +41,7 @@ class EventConvBoard(wiring.Component):
         self.pll_parameters, self.clock_frequency = pll_parameters(
             spec.family, spec.oscillator_frequency, target)
         self.core = BoardCore(self.config, clock_frequency=self.clock_frequency,
-                              baud_rate=baud_rate, target=spec.target)
+                              baud_rate=baud_rate, target=spec.target, uploads=spec.uploads)
         super().__init__({})
 
     def elaborate(self, platform):

@@ -17,11 +17,13 @@ from eventconv.hw.layouts import (
     DELTA_SHAPE,
     AccumulatorReadSignature,
     UpdateStream,
+    UploadSignature,
     WindowStream,
     times,
     window_layout,
 )
 from eventconv.hw.target import GENERIC, checked_target
+from eventconv.protocol.upload import BIAS_BYTES, lane_weights, upload_width
 
 __all__ = ["AccumulatorUnit"]
 
@@ -103,6 +105,11 @@ class AccumulatorUnit(wiring.Component):
         In -128..127.
     bias : list of int, [Cout], or None
         Reset value of each output channel's accumulators, in -2**31..2**31-1; None means 0.
+    upload_base : int or None
+        Not None: built for uploads (:mod:`eventconv.protocol.upload`): the weights in RAM
+        written through ``upload`` (memories ``upload_base + j`` for lane j, then
+        ``upload_base + lanes`` for the bias, written into registers), and the accumulators
+        :func:`~eventconv.protocol.upload.upload_width` wide.
     target : :class:`~eventconv.hw.target.Target`
         ``multiplier_registers``: registers on both sides of each multiplier (see above).
         ``ram_read_register``: ``read`` is registered
@@ -137,6 +144,9 @@ class AccumulatorUnit(wiring.Component):
     read : In(AccumulatorReadSignature(address_width, accumulator_width, lanes))
         The reader's port into the accumulators, served between a frame's end and its
         ``done`` pulse.
+    upload : In(UploadSignature()) (with ``upload_base``)
+        Uploaded weight and bias bytes; write only while no frame runs, then reset (the
+        clear writes the new bias, and the engine primes the layers after it).
 
     Raises
     ------
@@ -151,7 +161,7 @@ class AccumulatorUnit(wiring.Component):
     LATENCY = 6
 
     def __init__(self, *, height, width, channels_in, channels_out, kernel_size, weights,
-                 bias=None, lanes=1, target=GENERIC):
+                 bias=None, lanes=1, target=GENERIC, upload_base=None):
         ranges.geometry(height=height, width=width, channels_in=channels_in,
                        channels_out=channels_out, kernel_size=kernel_size, lanes=lanes)
         # Config checks weights and bias and owns the accumulator width derivation: one place.
@@ -162,7 +172,9 @@ class AccumulatorUnit(wiring.Component):
             obj["bias"] = bias
         self._config = config = Config.from_dict(obj)
         self.target = checked_target(target)
-        self.accumulator_width = config.accumulator_width
+        self.upload_base = upload_base
+        self.accumulator_width = (config.accumulator_width if upload_base is None
+                                  else upload_width(config))
         self.groups = config.channels_out // config.lanes
         self.depth = self.groups * config.height * config.width // 4
         self.address_width = bits_for_count(self.depth)
@@ -179,30 +191,52 @@ class AccumulatorUnit(wiring.Component):
                                                 accumulator_width=self.accumulator_width,
                                                 lanes=config.lanes,
                                                 registered=target.ram_read_register)),
+            **({"upload": In(UploadSignature())} if upload_base is not None else {}),
         })
 
     @classmethod
-    def from_config(cls, config, *, lanes=None, target=GENERIC):
+    def from_config(cls, config, *, lanes=None, target=GENERIC, upload_base=None):
         """The unit for a :class:`~eventconv.core.config.Config` (its ``lanes`` unless given)."""
         checked_config(config)
         return cls(height=config.height, width=config.width, channels_in=config.channels_in,
                    channels_out=config.channels_out, kernel_size=config.kernel_size,
                    weights=config.weights, bias=config.bias,
                    lanes=config.lanes if lanes is None else lanes,
-                   target=target)
+                   target=target, upload_base=upload_base)
 
     def _weight_rom(self, lane):
-        c = self._config
-        taps = c.kernel_size * c.kernel_size
-        rows = c.weights[lane::c.lanes].reshape(self.groups * c.channels_in * taps)
-        return MemoryData(shape=WEIGHT_SHAPE, depth=len(rows), init=[int(v) for v in rows])
+        rows = lane_weights(self._config, lane)
+        return MemoryData(shape=WEIGHT_SHAPE, depth=len(rows), init=rows)
+
+    def _uploads(self, m):
+        """The upload bus decoded into a write enable per lane's weight memory and one for
+        the bias (memories ``upload_base + j``, then ``+ lanes``), registered beside the data
+        and the address, cut to the widest memory's (the link checks every write is within
+        its memory)."""
+        c, base = self._config, self.upload_base
+        widest = max(self.groups * c.channels_in * c.kernel_size ** 2,
+                     BIAS_BYTES * c.channels_out)
+        upload = self.upload
+        hits = [Signal(name=f"upload_hit_{k}") for k in range(c.lanes + 1)]
+        m.d.sync += [hit.eq(upload.en & (upload.memory == base + k))
+                     for k, hit in enumerate(hits)]
+        address = Signal(range(widest), name="upload_address")
+        data = Signal(8, name="upload_data")
+        m.d.sync += [address.eq(upload.address), data.eq(upload.data)]
+        return hits, address, data
 
     def elaborate(self, platform):
         m = Module()
         c = self._config
+        writable = self.upload_base is not None
         m.submodules.clear = clear = ClearSequence(
             groups=self.groups, positions=c.height * c.width // 4, lanes=c.lanes,
-            bias=c.bias, accumulator_width=self.accumulator_width)
+            bias=c.bias, accumulator_width=self.accumulator_width, writable=writable)
+        if writable:
+            upload_hits, upload_address, upload_data = self._uploads(m)
+            m.d.comb += [clear.bias_write.address.eq(upload_address),
+                         clear.bias_write.data.eq(upload_data),
+                         clear.bias_write.en.eq(upload_hits[c.lanes])]
         m.submodules.output = output = TouchedOutput(height=c.height, width=c.width)
         wiring.connect(m, output.touched, wiring.flipped(self.touched))
         advance = output.advance
@@ -225,7 +259,12 @@ class AccumulatorUnit(wiring.Component):
             else advance
         for j in range(c.lanes):
             m.submodules[f"lane_{j}"] = lane = AccumulatorLane(
-                banks=self.accumulators[j], weights=self._weight_rom(j), target=self.target)
+                banks=self.accumulators[j], weights=self._weight_rom(j), target=self.target,
+                writable=writable)
+            if writable:
+                m.d.comb += [lane.weight_write.address.eq(upload_address),
+                             lane.weight_write.data.eq(upload_data),
+                             lane.weight_write.en.eq(upload_hits[j])]
             m.d.comb += [
                 lane.advance.eq(advance),
                 # An update reads all four banks too (and uses one): no bank decode between

@@ -2,7 +2,10 @@
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
+
+from eventconv.hw.layouts import UploadSignature
+from eventconv.protocol.upload import BIAS_BYTES
 
 __all__ = ["ClearSequence"]
 
@@ -29,6 +32,9 @@ class ClearSequence(wiring.Component):
         Each output channel's bias.
     accumulator_width : int
         Signed width of the words.
+    writable : bool
+        The bias is held in registers (no reset: CONFIG's engine reset keeps them) that
+        ``bias_write`` writes, initially ``bias``; else constants.
 
     Members
     -------
@@ -40,14 +46,19 @@ class ClearSequence(wiring.Component):
         The address cleared in this cycle (a register).
     bias : Out(ArrayLayout(signed(accumulator_width), lanes))
         ``bias[j]``: lane j's word for ``address``.
+    bias_write : In(UploadSignature()) (with ``writable``)
+        Byte writes of the bias: byte ``address % 4`` (little-endian, two's complement) of
+        output channel ``address // 4``; bits beyond the width are dropped.
     """
 
-    def __init__(self, *, groups, positions, lanes, bias, accumulator_width):
+    def __init__(self, *, groups, positions, lanes, bias, accumulator_width, writable=False):
         self.groups, self.positions, self.lanes = groups, positions, lanes
         self.depth = groups * positions
         self._bias = [int(value) for value in bias]
         self._shape = shape = signed(accumulator_width)
+        self.writable = bool(writable)
         super().__init__({
+            **({"bias_write": In(UploadSignature())} if self.writable else {}),
             "clearing": Out(1, init=1),
             "clearing_next": Out(1),
             "address": Out(range(self.depth)),
@@ -71,9 +82,25 @@ class ClearSequence(wiring.Component):
         # Combinational selections are Mux expressions, not m.If: Yosys writes m.If as an
         # always @* block, which Icarus does not run until an input changes, and the clear's
         # inputs sit still from time 0 (its writes would be lost).
+        values = self._bias_registers(m) if self.writable else \
+            [Const(value, self._shape) for value in self._bias]
         for j in range(self.lanes):
-            bias = Const(self._bias[j], self._shape)
+            bias = values[j]
             for g in range(1, self.groups):
-                bias = Mux(group == g, Const(self._bias[g * self.lanes + j], self._shape), bias)
+                bias = Mux(group == g, values[g * self.lanes + j], bias)
             m.d.comb += self.bias[j].eq(bias)
         return m
+
+    def _bias_registers(self, m):
+        """A register per output channel, written a byte at a time by ``bias_write``."""
+        width = self._shape.width
+        values = [Signal(self._shape, name=f"bias_{o}", init=value, reset_less=True)
+                  for o, value in enumerate(self._bias)]
+        write = self.bias_write
+        channel = write.address[2:(BIAS_BYTES * len(values) - 1).bit_length()]
+        for o, value in enumerate(values):
+            for k in range(0, (width + 7) // 8):
+                bits = slice(8 * k, min(8 * k + 8, width))
+                with m.If(write.en & (channel == o) & (write.address[:2] == k)):
+                    m.d.sync += value[bits].eq(write.data[:bits.stop - bits.start])
+        return values

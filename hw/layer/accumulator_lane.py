@@ -1,11 +1,11 @@
-"""One lane of the accumulator unit: its four banks, its weight ROM and its read-modify-write."""
+"""One lane of the accumulator unit: its four banks, its weight memory and its read-modify-write."""
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from eventconv.hw.layouts import DELTA_SHAPE
+from eventconv.hw.layouts import DELTA_SHAPE, UploadSignature
 from eventconv.hw.primitives.block_ram import NO_RW_CHECK, UncheckedReadPort
 from eventconv.hw.primitives.multiplier import registered_multiply
 from eventconv.hw.target import GENERIC, checked_target
@@ -50,7 +50,9 @@ class AccumulatorLane(wiring.Component):
     banks : list of :class:`~amaranth.lib.memory.MemoryData`
         The lane's :data:`BANKS` accumulator banks, one signed shape and depth.
     weights : :class:`~amaranth.lib.memory.MemoryData`
-        The lane's weight ROM, of :data:`WEIGHT_SHAPE`.
+        The lane's weight memory's initial contents, of :data:`WEIGHT_SHAPE`.
+    writable : bool
+        The weight memory also has a write port, ``weight_write`` (uploaded weights).
     target : :class:`~eventconv.hw.target.Target`
         ``multiplier_registers``: see above. ``ram_read_register``: ``read_data`` is the
         banks' data registers of the memory stage, so each RAM output feeds one register.
@@ -81,14 +83,17 @@ class AccumulatorLane(wiring.Component):
         The commit stage loads ``bias`` instead of the write stage's sum.
     bias : In(signed(accumulator width))
         The word the clear sequence writes.
+    weight_write : In(UploadSignature()) (with ``writable``)
+        Byte writes into the weight memory (``memory`` unused: the unit decodes it); write
+        only while no frame runs (the driver uploads, then CONFIG resets the engine).
     read_data : Out(ArrayLayout(signed(accumulator width), BANKS))
         The four banks' words of the last read, for the reader.
     """
 
-    def __init__(self, *, banks, weights, target=GENERIC):
+    def __init__(self, *, banks, weights, target=GENERIC, writable=False):
         if len(banks) != BANKS:
             raise ValueError(f"a lane has {BANKS} banks, not {len(banks)}")
-        self._banks, self._weights = banks, weights
+        self._banks, self._weights, self.writable = banks, weights, bool(writable)
         self.target = checked_target(target)
         self._shape = shape = banks[0].shape
         depth = banks[0].depth
@@ -106,6 +111,7 @@ class AccumulatorLane(wiring.Component):
             "clearing": In(1),
             "bias": In(shape),
             "read_data": Out(data.ArrayLayout(shape, BANKS)),
+            **({"weight_write": In(UploadSignature())} if self.writable else {}),
         })
 
     def elaborate(self, platform):
@@ -120,6 +126,11 @@ class AccumulatorLane(wiring.Component):
             read_ports.append(UncheckedReadPort(m, bank, name=f"read_{q}"))
         m.submodules.weights = rom = Memory(data=self._weights)
         weight_port = rom.read_port()
+        if self.writable:
+            upload = rom.write_port()
+            m.d.comb += [upload.addr.eq(self.weight_write.address),
+                         upload.data.eq(self.weight_write.data),
+                         upload.en.eq(self.weight_write.en)]
 
         # Data registers have no reset (none is needed, and a reset would sit between the RAM
         # and the register on the ECP5).

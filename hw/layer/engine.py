@@ -10,9 +10,10 @@ from eventconv.core.ranges import ConfigError
 from eventconv.hw.layer.address_events import AddressEventDetector, CameraEventStream
 from eventconv.hw.layer.delta_detector import DeltaDetector
 from eventconv.hw.layer.layer import EVENT_QUEUE_DEPTH, EventLayer
-from eventconv.hw.layouts import EventStream, PixelStream
+from eventconv.hw.layouts import EventStream, PixelStream, UploadSignature
 from eventconv.hw.primitives.stream_register import StreamRegister
 from eventconv.hw.target import GENERIC, checked_target
+from eventconv.protocol.upload import upload_memories
 
 __all__ = ["EventConvEngine", "CYCLE_COUNTER_WIDTH", "EVENT_QUEUE_DEPTH"]
 
@@ -37,6 +38,14 @@ def engine_network(config):
     return network
 
 
+def _upload_bases(network):
+    """Each layer's first memory number (:func:`eventconv.protocol.upload.upload_memories`)."""
+    bases = {}
+    for number, memory in enumerate(upload_memories(network)):
+        bases.setdefault(memory.layer, number)
+    return [bases[index] for index in range(len(network.layers))]
+
+
 class EventConvEngine(wiring.Component):
     """An event-driven network (``eventconv/core/SPEC.md``): the delta detector, then layers
     chained by their events, each conv K x K, requantize, pool (2 x 2 or none), sparse output.
@@ -52,6 +61,10 @@ class EventConvEngine(wiring.Component):
         block RAM read port feeds exactly one register with no reset; with
         ``multiplier_registers`` the multipliers get a stage of their own. The outputs are the
         same for every target; a frame takes a cycle or two more.
+    uploadable : bool
+        Built for uploads (:mod:`eventconv.protocol.upload`, as a board is): each layer's
+        weights in RAM and bias in registers, written through ``upload``, its accumulators
+        wide enough for any weights of its shape. Upload, then reset the engine.
     address_events : bool
         Take an event camera's events (:class:`AddressEventDetector`: ``camera`` and ``step``)
         instead of frames (``pixels``); the results are those of the windows' count frames,
@@ -79,6 +92,8 @@ class EventConvEngine(wiring.Component):
         Figures of each layer in the last completed frame, valid from the cycle after its
         end-of-frame beat is transferred until the next one: input events, accumulate ops,
         output events.
+    upload : ``In(UploadSignature())`` (with ``uploadable``)
+        Uploaded weight and bias bytes, to every layer (each takes its own memories).
     frame_cycles : ``Out(32)``
         Cycles from the frame's first pixel accepted to its end-of-frame beat given (both
         transfer cycles included).
@@ -97,7 +112,7 @@ class EventConvEngine(wiring.Component):
     register slices.
     """
 
-    def __init__(self, config, *, target=GENERIC, address_events=False):
+    def __init__(self, config, *, target=GENERIC, address_events=False, uploadable=False):
         self.network = network = engine_network(config)
         self.config = network.first
         self.target = checked_target(target)
@@ -117,7 +132,10 @@ class EventConvEngine(wiring.Component):
                                           target=target)
             detector_settle = self.detector.depth
             source = {"pixels": In(PixelStream(first.pixels_per_cycle))}
-        self.layers = [EventLayer(layer, target=target) for layer in network.layers]
+        self.uploadable = bool(uploadable)
+        bases = _upload_bases(network) if self.uploadable else [None] * len(network.layers)
+        self.layers = [EventLayer(layer, target=target, upload_base=base)
+                       for layer, base in zip(network.layers, bases, strict=True)]
         #: Cycles after reset before the priming frame starts: the longest clear sequence of
         #: the blocks, plus a margin for their pipelines.
         self.settle_cycles = max(detector_settle,
@@ -147,6 +165,7 @@ class EventConvEngine(wiring.Component):
             "frame_macs": Out(per_layer(self.macs_width)),
             "frame_events_out": Out(per_layer(self.events_out_width)),
             "frame_cycles": Out(CYCLE_COUNTER_WIDTH),
+            **({"upload": In(UploadSignature())} if self.uploadable else {}),
         })
 
     @staticmethod
@@ -194,6 +213,10 @@ class EventConvEngine(wiring.Component):
                 layer.dense.eq(self.dense & ~priming),
                 layer.count.eq(~priming),
             ]
+        if self.uploadable:
+            for layer in self.layers:
+                m.d.comb += [getattr(layer.upload, name).eq(getattr(self.upload, name))
+                             for name in ("memory", "address", "data", "en")]
         self._output(m, priming)
         return m
 

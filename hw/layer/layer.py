@@ -12,7 +12,7 @@ from eventconv.core.config import checked_config
 from eventconv.hw.layer.accumulator import AccumulatorUnit
 from eventconv.hw.layer.fanout import FanoutAddressGenerator
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
-from eventconv.hw.layouts import EventStream
+from eventconv.hw.layouts import EventStream, UploadSignature
 from eventconv.hw.primitives.stream_register import StreamRegister
 from eventconv.hw.target import GENERIC, checked_target
 
@@ -34,6 +34,9 @@ class EventLayer(wiring.Component):
         runtime inputs' suggested values.
     target : :class:`~eventconv.hw.target.Target`
         Handed to the accumulators and the pool.
+    upload_base : int or None
+        Not None: built for uploads, the layer's first memory number
+        (:class:`~eventconv.hw.layer.accumulator.AccumulatorUnit`).
 
     Members
     -------
@@ -47,6 +50,8 @@ class EventLayer(wiring.Component):
         The figures below count while it is high.
     clear : ``In(1)``
         Sets the figures to 0 (after they were read).
+    upload : ``In(UploadSignature())`` (with ``upload_base``)
+        Uploaded weight and bias bytes, to the accumulator unit.
     events_in, macs : ``Out(...)``
         Input events and accumulate ops counted since the last ``clear``, each a cycle after
         its transfer.
@@ -56,15 +61,18 @@ class EventLayer(wiring.Component):
     reset map as events, the priming frame of :class:`~eventconv.hw.layer.engine.EventConvEngine`.
     """
 
-    def __init__(self, config, *, target=GENERIC):
+    def __init__(self, config, *, target=GENERIC, upload_base=None):
         self.config = c = checked_config(config)
         self.target = checked_target(target)
+        self.upload_base = upload_base
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
-        self.accumulator = AccumulatorUnit.from_config(c, target=target)
+        self.accumulator = AccumulatorUnit.from_config(c, target=target,
+                                                       upload_base=upload_base)
         self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
-                                  accumulator_width=c.accumulator_width, lanes=c.lanes,
+                                  accumulator_width=self.accumulator.accumulator_width,
+                                  lanes=c.lanes,
                                   pool=c.pool, target=target)
         #: Cycles after reset before the layer's clear sequences are done.
         self.clear_cycles = max(self.accumulator.clear_cycles, self.pool.clear_cycles)
@@ -83,6 +91,7 @@ class EventLayer(wiring.Component):
             "clear": In(1),
             "events_in": Out(self.events_in_width),
             "macs": Out(self.macs_width),
+            **({"upload": In(UploadSignature())} if upload_base is not None else {}),
         })
 
     def elaborate(self, platform):
@@ -118,6 +127,8 @@ class EventLayer(wiring.Component):
             wiring.connect(m, source, register.i)
             wiring.connect(m, register.o, sink)
         wiring.connect(m, pool.read, accumulator.read)
+        if self.upload_base is not None:
+            wiring.connect(m, wiring.flipped(self.upload), accumulator.upload)
         wiring.connect(m, pool.events, wiring.flipped(self.output))
         m.d.comb += [
             pool.shift.eq(self.shift),

@@ -58,11 +58,21 @@ def _larger(a, b):
     return Mux(a > b, a, b)
 
 
-def _requantize(value, shift):
-    """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``."""
-    magnitude = Mux(value < 0, 0, value.as_unsigned())
-    shifted = magnitude >> shift
-    return Mux(shifted > 255, 255, shifted[:8])
+def _requantize(value, shift, over):
+    """SPEC step 3 on a signed accumulator: ``min(255, max(0, value) >> shift)``. ``over``
+    has the bits at and above ``8 + shift`` set (registered from ``shift``): ``value >>
+    shift`` is above 255 exactly where the value has one of them, an AND and an OR tree
+    rather than a compare after the shifter."""
+    magnitude = value.as_unsigned()
+    return Mux(value[-1], 0, Mux((magnitude & over).any(), 255, (magnitude >> shift)[:8]))
+
+
+def _over_mask(m, shift, width):
+    """A register with the bits at and above ``8 + shift`` of a ``width``-bit value set."""
+    over = Signal(width, name="over_mask")
+    m.d.sync += over.eq(Cat(shift <= bit - 8 if bit >= 8 else Const(0, 1)
+                            for bit in range(width)))
+    return over
 
 
 class SparseMaxPool(wiring.Component):
@@ -105,6 +115,7 @@ class SparseMaxPool(wiring.Component):
 
         issue       read (window, group[, position]) from the accumulators
         fetch       accumulators out, registered as they are
+        (landed)    with ``target.ram_read_register``: registered again beside the pool
         pair        each lane's max of the two pairs (pool 1: the position's column) registered
         maximum     each lane's max of four (pool 1: the position) registered; R read
         requantize  the requantized values P and R registered
@@ -136,11 +147,13 @@ class SparseMaxPool(wiring.Component):
     the list entry into the issue registers with an enable only (the clear counts with its
     own register); the stored values, read a stage earlier, into two registers one after the
     other; and ``read`` is registered (its ``data`` the accumulator unit's register, loaded
-    with ``read.take``). Every figure above from the ``end_of_frame`` transfer on
-    ``touched`` is then a cycle more (first read in cycle 4, a frame without listed windows
-    5 cycles, ``G + 12 + n_last`` and so on), and ``read.done`` two more when there are reads
-    (G + 5; 3 for a frame without listed windows), once the last read's data has left the
-    accumulator unit's register.
+    with ``read.take``), then registered again beside the pool (the *landed* stage: the
+    RAM's data crosses the chip in a cycle of its own, not into the compare chain). The first
+    read is then issued in cycle 4 and a frame without listed windows takes 5 cycles; every
+    other figure above from the ``end_of_frame`` transfer on ``touched`` to the one on
+    ``events`` is two cycles more (``G + 13 + n_last``, ``E + 14``, ``G + E + 14``), and
+    ``read.done`` two more when there are reads (G + 5; 3 for a frame without listed
+    windows), once the last read's data has left the accumulator unit's register.
 
     Reset (priming): after reset a clear sequence writes 0 into every stored value and lists
     every window, in raster order (``py``, then ``px``), as if each had been touched once; its
@@ -587,9 +600,32 @@ class SparseMaxPool(wiring.Component):
                 words_window.eq(fetched_window),
                 words_address.eq(fetched_address),
             ]
-        s.taken, s.fetched_valid = taken, fetched_valid
+        s.taken, s.fetched_valid, s.words_valid = taken, fetched_valid, words_valid
         s.words = SimpleNamespace(valid=words_valid, data=words, group=words_group,
                                   window=words_window, address=words_address)
+        if ram_registers:
+            s.words = self._landed(m, s)
+
+    def _landed(self, m, s):
+        """With ``target.ram_read_register``: the words (the RAM's own output register)
+        registered again in flip-flops beside the pool, so the RAM's data crosses the chip
+        in a cycle of its own, not on the way into the compare chain."""
+        words = s.words
+        landed_valid = Signal()
+        landed = Signal(data.ArrayLayout(s.lane_accumulators, 4), reset_less=True)
+        landed_group = Signal(range(self.groups))
+        landed_window = Signal(s.position_shape)
+        landed_address = Signal(range(self.stored_depth))
+        with m.If(s.advance):
+            m.d.sync += [
+                landed_valid.eq(words.valid),
+                landed.eq(words.data),
+                landed_group.eq(words.group),
+                landed_window.eq(words.window),
+                landed_address.eq(words.address),
+            ]
+        return SimpleNamespace(valid=landed_valid, data=landed, group=landed_group,
+                               window=landed_window, address=landed_address)
 
     def _maximum(self, m, s):
         """The max of four as two levels of two (pool 1: the position's column, then row)."""
@@ -638,6 +674,7 @@ class SparseMaxPool(wiring.Component):
         lanes, groups, stored_depth = self.lanes, self.groups, self.stored_depth
         advance, ram_registers, maximum = s.advance, s.ram_registers, s.maximum
         # Requantize, registered (a variable shift: its own stage).
+        over = _over_mask(m, self.shift, self.accumulator_width)
         scaled_valid = Signal()
         scaled = Signal(s.lane_values)
         scaled_group = Signal(range(groups))
@@ -651,7 +688,7 @@ class SparseMaxPool(wiring.Component):
                 scaled_address.eq(maximum.address),
             ]
             for j in range(lanes):
-                m.d.sync += scaled[j].eq(_requantize(maximum.data[j], self.shift))
+                m.d.sync += scaled[j].eq(_requantize(maximum.data[j], self.shift, over))
         # The stored values are read a stage early and registered beside the requantized
         # maxima, so the subtraction and the result slots start from flip-flops, not block RAM.
         # Each (window, group) (with pool 1 each position of it) comes once per frame and a
@@ -771,8 +808,9 @@ class SparseMaxPool(wiring.Component):
         # The pipeline stages are all empty: kept as a flip-flop, updated as they move.
         pipeline_empty = Signal(init=1)
         with m.If(advance):
-            m.d.sync += pipeline_empty.eq(~s.issue & ~s.fetched_valid & ~s.words.valid
-                                          & ~s.pairs_valid & ~s.maximum.valid
+            m.d.sync += pipeline_empty.eq(~s.issue & ~s.fetched_valid & ~s.words_valid
+                                          & ~s.words.valid & ~s.pairs_valid
+                                          & ~s.maximum.valid
                                           & ~s.scaled_valid & ~s.difference.valid)
         end_of_frame_load = Signal()
         m.d.comb += end_of_frame_load.eq(s.end_pending & pipeline_empty & (result.mask == 0)

@@ -1,11 +1,12 @@
-"""The host link's feeder: the samples of full buffer slots to the engine's pixel beats, and an
-ACK for each slot once they are all in the engine."""
+"""The host link's feeder: the samples of full buffer slots to the engine's pixel beats (a
+WEIGHTS slot's bytes to its upload writes), and an ACK for each slot once they are all in the
+engine."""
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from eventconv.hw.layouts import PixelStream
+from eventconv.hw.layouts import PixelStream, UploadSignature
 from eventconv.hw.link.slots import SlotReadSignature
 from eventconv.hw.link.transmitter import status_layout
 from eventconv.hw.target import GENERIC, checked_target
@@ -41,8 +42,12 @@ class SampleFeeder(wiring.Component):
         The slot is freed (``slot.ready``, a pulse) as its ACK is queued.
     pixels : ``Out(PixelStream(pixels_per_cycle))``
         To the engine (registered).
+    upload : ``Out(UploadSignature())``
+        A WEIGHTS slot's bytes, one write per sample read (registered): memory
+        ``end_frame``, addresses from ``end_offset`` on.
     ack : ``Out(stream.Signature(status_layout()))``
-        ACK(PIXELS) answers (registered). ``valid`` is cleared on ``ready`` alone (the
+        ACK(PIXELS) answers, and ACK(WEIGHTS) with the memory and the address after the
+        packet's last byte (registered). ``valid`` is cleared on ``ready`` alone (the
         transmitter's ``ready`` comes only with ``valid``).
     engine_reset : ``In(1)``
         The engine resets: the position in the frame goes back to 0 (the feeder is idle then:
@@ -63,6 +68,7 @@ class SampleFeeder(wiring.Component):
         super().__init__({
             "buffer": Out(SlotReadSignature(chunk)),
             "pixels": Out(PixelStream(pixels_per_cycle)),
+            "upload": Out(UploadSignature()),
             "ack": Out(stream.Signature(status_layout())),
             "engine_reset": In(1),
             "quiet": Out(1),
@@ -83,13 +89,19 @@ class SampleFeeder(wiring.Component):
         lane = Signal(range(max(ppc, 2)))
         beat = Signal(data.ArrayLayout(8, ppc))
         feed_position = Signal(OFFSET_WIDTH)
+        # A WEIGHTS slot: its bytes go to ``upload``, from address ``upload_address`` on.
+        weights = Signal()
+        upload_address = Signal(OFFSET_WIDTH)
+        m.d.sync += self.upload.en.eq(0)
 
         with m.FSM(name="feeder"):
             with m.State("idle"):
                 m.d.comb += feeder_idle.eq(1)
                 with m.If(slot.valid):
                     m.d.sync += [sample_index.eq(0), lane.eq(0),
-                                 remaining.eq(slot.payload.count)]
+                                 remaining.eq(slot.payload.count),
+                                 weights.eq(slot.payload.weights),
+                                 upload_address.eq(slot.payload.end_offset)]
                     m.next = "read"
             with m.State("read"):
                 m.d.comb += self.buffer.en.eq(1)
@@ -102,7 +114,15 @@ class SampleFeeder(wiring.Component):
                              for i in range(ppc)]
                 m.d.sync += [sample_index.eq(sample_index + 1), lane.eq(lane + 1),
                              remaining.eq(remaining - 1), slot_last.eq(remaining == 1)]
-                with m.If(lane == ppc - 1):
+                with m.If(weights):
+                    m.d.sync += [self.upload.en.eq(1), self.upload.data.eq(self.buffer.data),
+                                 self.upload.memory.eq(slot.payload.end_frame),
+                                 self.upload.address.eq(upload_address),
+                                 upload_address.eq(upload_address + 1)]
+                    m.next = "read"
+                    with m.If(remaining == 1):
+                        m.next = "done"
+                with m.Elif(lane == ppc - 1):
                     m.d.sync += [
                         self.pixels.valid.eq(1),
                         self.pixels.payload.first.eq(feed_position == 0),
@@ -128,9 +148,10 @@ class SampleFeeder(wiring.Component):
                     m.d.comb += slot.ready.eq(1)
                     m.d.sync += [
                         ack.valid.eq(1), ack.payload.kind.eq(Reply.ACK),
-                        ack.payload.byte.eq(Command.PIXELS),
+                        ack.payload.byte.eq(Mux(weights, Command.WEIGHTS, Command.PIXELS)),
                         ack.payload.frame.eq(slot.payload.end_frame),
-                        ack.payload.offset.eq(slot.payload.end_offset),
+                        ack.payload.offset.eq(Mux(weights, upload_address,
+                                                  slot.payload.end_offset)),
                     ]
                     m.next = "idle"
         m.d.comb += [self.buffer.addr.eq(sample_index), self.pixels.payload.data.eq(beat)]

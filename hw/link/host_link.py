@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from eventconv.core import ranges
-from eventconv.hw.layouts import EventStream, PixelStream, event_layout
+from eventconv.hw.layouts import EventStream, PixelStream, UploadSignature, event_layout
 from eventconv.hw.link.encoder import PacketEncoder, crc16_step
 from eventconv.hw.link.feeder import SampleFeeder
 from eventconv.hw.link.parser import PacketParser
@@ -24,6 +24,7 @@ from eventconv.protocol.constants import (
     PROTOCOL_VERSION,
     Reply,
 )
+from eventconv.protocol.upload import shape_digest
 
 __all__ = ["HostLink", "crc16_step", "PacketEncoder"]
 
@@ -34,10 +35,10 @@ class HostLink(wiring.Component):
     Its parts: received bytes go through the
     :class:`~eventconv.hw.link.slip.SlipReceiver` (SLIP decoding) into the
     :class:`~eventconv.hw.link.parser.PacketParser`, which checks each packet and acts on it:
-    it answers, applies CONFIG, or commits a PIXELS packet, whose samples it wrote into a slot
-    of the :class:`~eventconv.hw.link.slots.SlotBuffer`, to the
+    it answers, applies CONFIG, or commits a PIXELS (or WEIGHTS) packet, whose samples it wrote
+    into a slot of the :class:`~eventconv.hw.link.slots.SlotBuffer`, to the
     :class:`~eventconv.hw.link.feeder.SampleFeeder`. The feeder gives the slot's samples to the
-    engine and then queues its ACK. The
+    engine (a WEIGHTS packet's bytes to ``upload``) and then queues its ACK. The
     :class:`~eventconv.hw.link.transmitter.PacketTransmitter` sends the parser's answers, the
     feeder's ACKs and the engine's output, one packet body at a time, through the
     :class:`~eventconv.hw.link.encoder.PacketEncoder` (CRC, SLIP) to ``send``.
@@ -56,6 +57,9 @@ class HostLink(wiring.Component):
         Cycles without a byte after which an unfinished packet is dropped (TIMEOUT), >= 16.
     clock_frequency : int
         Reported in INFO (Hz), 0..2**32-1.
+    uploads : bool
+        WEIGHTS packets are taken (``upload``) and INFO gives the shape digest; without,
+        WEIGHTS is an unknown type (COMMAND) and INFO's shape is 0.
     target : :class:`~eventconv.hw.target.Target`
         With ``ram_read_register`` the buffer's read data goes into a register that feeds nothing
         else, a cycle before it is used (samples then take three cycles each): on the ECP5 the block
@@ -73,6 +77,9 @@ class HostLink(wiring.Component):
     pixels : ``Out(PixelStream(pixels_per_cycle))``
         To the engine: two cycles per sample (three with ``target.ram_read_register``) plus one per
         beat.
+    upload : ``Out(UploadSignature())``
+        WEIGHTS packets' bytes, to an engine built for uploads
+        (:mod:`eventconv.protocol.upload`).
     events : ``In(EventStream(C, H', W'))``
         From the engine (its last layer's output shape).
     threshold : ``Out(8)``, dense : ``Out(1)``, shift : ``Out(5)`` and output_threshold :
@@ -99,7 +106,7 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, *, config, chunk=256, window=2, timeout_cycles=1_000_000,
-                 clock_frequency=0, target=GENERIC):
+                 clock_frequency=0, target=GENERIC, uploads=True):
         self.network = network = as_network(config)
         config = network.first
         self.layers = layers = len(network.layers)
@@ -112,6 +119,7 @@ class HostLink(wiring.Component):
         timeout_cycles = ranges.integer("timeout_cycles", timeout_cycles, 16, 2**32 - 1)
         clock_frequency = ranges.integer("clock_frequency", clock_frequency, 0, 2**32 - 1)
         self.target = checked_target(target)
+        self.uploads = bool(uploads)
         self.frame_size = config.height * config.width * config.channels_in
         if self.frame_size >= 2**OFFSET_WIDTH:
             raise ranges.ConfigError(f"frame size H * W * Cin must be below 2**24, "
@@ -133,6 +141,7 @@ class HostLink(wiring.Component):
             "received": In(stream.Signature(received_layout())),
             "send": Out(stream.Signature(8)),
             "pixels": Out(PixelStream(config.pixels_per_cycle)),
+            "upload": Out(UploadSignature()),
             "events": In(EventStream(*self.output_shape)),
             "threshold": Out(8, init=config.threshold),
             "dense": Out(1, init=int(config.mode == "dense")),
@@ -152,7 +161,8 @@ class HostLink(wiring.Component):
         fields = [(PROTOCOL_VERSION, 1), (config_digest(self.network), 4), (c.height, 2),
                   (c.width, 2), (c.channels_in, 2), (self.output_shape[0], 2),
                   (c.kernel_size, 1), (c.pixels_per_cycle, 1), (self.chunk, 2),
-                  (self.window, 1), (self.clock_frequency, 4), (self.layers, 1)]
+                  (self.window, 1), (self.clock_frequency, 4), (self.layers, 1),
+                  (shape_digest(self.network) if self.uploads else 0, 4)]
         out = [Reply.INFO]
         for value, size in fields:
             out += list(value.to_bytes(size, "little"))
@@ -164,7 +174,8 @@ class HostLink(wiring.Component):
         c = self.config
         m.submodules.slip = slip = SlipReceiver()
         m.submodules.parser = parser = PacketParser(self.network, chunk=self.chunk,
-                                                    timeout_cycles=self.timeout_cycles)
+                                                    timeout_cycles=self.timeout_cycles,
+                                                    uploads=self.uploads)
         m.submodules.slots = slots = SlotBuffer(chunk=self.chunk, window=self.window,
                                                 target=self.target)
         m.submodules.feeder = feeder = SampleFeeder(
@@ -180,6 +191,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, parser.buffer, slots.write)
         wiring.connect(m, feeder.buffer, slots.read)
         wiring.connect(m, feeder.pixels, wiring.flipped(self.pixels))
+        wiring.connect(m, feeder.upload, wiring.flipped(self.upload))
         m.d.comb += [parser.escaping.eq(slip.escaping), slip.drop.eq(parser.timed_out),
                      parser.quiet.eq(feeder.quiet)]
 

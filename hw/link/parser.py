@@ -1,7 +1,7 @@
 """The host link's parser: a received packet's items into its type, header and samples, its
 checks in the order of :mod:`eventconv.protocol` (whose package docstring specifies them), and
-what it does: an answer, CONFIG's knobs and engine reset, or a PIXELS packet's slot committed to
-the feeder."""
+what it does: an answer, CONFIG's knobs and engine reset, or a PIXELS or WEIGHTS packet's slot
+committed to the feeder."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -24,6 +24,7 @@ from eventconv.protocol.constants import (
     Reply,
     config_bytes,
 )
+from eventconv.protocol.upload import upload_memories
 
 __all__ = ["PacketParser"]
 
@@ -65,11 +66,13 @@ class _Packet:
         self.frame_done = Signal()
         self.flag = {n: Signal(name=f"flag_{n}")
                      for n in ("short", "crc", "command", "length", "count", "past_end",
-                               "position", "busy", "value")}
+                               "position", "busy", "value", "past_memory")}
+        # WEIGHTS: the size of the memory it names (0: no such memory).
+        self.memory_size = Signal(OFFSET_WIDTH + 1)
         self.position_bytes = Signal(5)
         self.act = {n: Signal(name=f"act_{n}")
-                    for n in ("error", "info", "sync", "config", "commit", "waits",
-                              "waits_quiet")}
+                    for n in ("error", "info", "sync", "config", "commit", "weights",
+                              "waits", "waits_quiet")}
         self.next_frame = Signal(FRAME_WIDTH)
         self.next_offset = Signal(OFFSET_WIDTH)
 
@@ -82,6 +85,7 @@ class _Packet:
                       for name in _STATES}
 
         header = self.header
+        self.memory_field = Cat(header[0], header[1])
         self.offset_field = Cat(header[2], header[3], header[4])
         self.count_field = Cat(header[5], header[6])
         # CONFIG's fields past the header's bytes (more than two layers) arrive where a PIXELS
@@ -124,6 +128,8 @@ class PacketParser(wiring.Component):
         Most samples in one PIXELS packet (a power of two; the buffer's slot size).
     timeout_cycles : int
         Cycles without a byte after which an unfinished packet is dropped (TIMEOUT), >= 16.
+    uploads : bool
+        WEIGHTS packets are taken (else WEIGHTS is an unknown type: COMMAND).
 
     Members
     -------
@@ -157,7 +163,7 @@ class PacketParser(wiring.Component):
     Throughput: an item per cycle in ``receive``.
     """
 
-    def __init__(self, config, *, chunk, timeout_cycles):
+    def __init__(self, config, *, chunk, timeout_cycles, uploads=True):
         self.network = network = as_network(config)
         self.config = config = network.first
         self.layers = len(network.layers)
@@ -167,6 +173,10 @@ class PacketParser(wiring.Component):
                               f"not {chunk!r}")
         self.chunk, self.timeout_cycles = chunk, timeout_cycles
         self.frame_size = config.height * config.width * config.channels_in
+        self.uploads = bool(uploads)
+        # WEIGHTS: the size of each memory.
+        self.memory_sizes = [memory.size for memory in upload_memories(network)] \
+            if uploads else []
         super().__init__({
             "items": In(stream.Signature(item_layout())),
             "escaping": In(1),
@@ -182,6 +192,13 @@ class PacketParser(wiring.Component):
             "engine_reset": Out(1),
             "error": Out(1),
         })
+
+    def _is_weights(self, kind, p=None):
+        """A WEIGHTS packet (from ``kind``, or ``p``'s registered decode); never without
+        uploads, where WEIGHTS is an unknown type (COMMAND) and no WEIGHTS logic is built."""
+        if not self.uploads:
+            return Const(0, 1)
+        return p.kind_is[Command.WEIGHTS] if p is not None else kind == Command.WEIGHTS
 
     def per_layer(self, width):
         """A knob's shape: plain for one layer, an element per layer for a network (as the
@@ -213,7 +230,8 @@ class PacketParser(wiring.Component):
         # The timeout needs no precision: its compares are registered.
         m.d.sync += [p.packet_open.eq((p.index != 0) | self.escaping),
                      p.expired.eq(p.idle_count >= self.timeout_cycles - 2)]
-        m.d.sync += p.may_write.eq((p.kind == Command.PIXELS) & p.slot_was_free)
+        m.d.sync += p.may_write.eq(((p.kind == Command.PIXELS) | self._is_weights(p.kind))
+                                   & p.slot_was_free)
 
         # Decodes kept registered all the time: by the time a packet is checked (two cycles
         # after its last byte at the earliest) they describe it.
@@ -222,6 +240,7 @@ class PacketParser(wiring.Component):
         m.d.sync += [p.kind_is[c].eq(p.kind == c) for c in Command]
         m.d.sync += [p.index_fits[c].eq(p.index == size) for c, size in sizes.items()]
         m.d.sync += [p.index_fits[Command.PIXELS].eq(p.index >= PIXELS_HEADER_BYTES + 2),
+                     p.index_fits[Command.WEIGHTS].eq(p.index >= PIXELS_HEADER_BYTES + 2),
                      p.index_is_short.eq(p.index < 3)]
 
         with m.If(p.state["receive"]):
@@ -277,25 +296,33 @@ class PacketParser(wiring.Component):
         with m.If(p.state["sum"]):
             # The checks in three registered steps: first the sums and the plain compares.
             is_pixels = p.kind_is[Command.PIXELS]
+            # WEIGHTS is checked as PIXELS but for the position (its bytes go to a memory).
+            is_weights = self._is_weights(p.kind, p)
             count_bad = (p.count_field == 0) | (p.count_field > self.chunk)
             if ppc > 1:
-                count_bad |= p.count_field[:(ppc - 1).bit_length()] != 0
+                count_bad |= is_pixels & (p.count_field[:(ppc - 1).bit_length()] != 0)
+            memory_size = Const(0, OFFSET_WIDTH + 1)
+            for number, size in enumerate(self.memory_sizes):
+                memory_size = Mux(p.memory_field == number, size, memory_size)
             m.d.sync += [
                 p.end_offset.eq(p.offset_field + p.count_field),
                 p.samples_sent.eq(p.index - (PIXELS_HEADER_BYTES + 2)),
                 flag["short"].eq(p.index_is_short),
                 flag["crc"].eq(p.crc != 0),
                 flag["command"].eq(~p.kind_is[Command.INFO] & ~p.kind_is[Command.CONFIG] &
-                                   ~p.kind_is[Command.PIXELS] & ~p.kind_is[Command.SYNC]),
+                                   ~p.kind_is[Command.PIXELS] & ~p.kind_is[Command.SYNC] &
+                                   ~is_weights),
+                p.memory_size.eq(memory_size),
                 flag["length"].eq(
                     (p.kind_is[Command.INFO] & ~p.index_fits[Command.INFO]) |
                     (p.kind_is[Command.CONFIG] & ~p.index_fits[Command.CONFIG]) |
                     (p.kind_is[Command.SYNC] & ~p.index_fits[Command.SYNC]) |
-                    (is_pixels & (~p.index_fits[Command.PIXELS] | count_bad))),
+                    (is_pixels & (~p.index_fits[Command.PIXELS] | count_bad)) |
+                    (is_weights & (~p.index_fits[Command.WEIGHTS] | count_bad))),
                 # Byte by byte: one wide compare is too deep for one cycle.
                 p.position_bytes.eq(Cat(
                     p.header[i] != p.expected[8 * i:8 * i + 8] for i in range(5))),
-                flag["busy"].eq(is_pixels & ~p.slot_was_free),
+                flag["busy"].eq((is_pixels | is_weights) & ~p.slot_was_free),
                 flag["value"].eq((p.kind == Command.CONFIG) & (
                     (p.dense_field > 1) | Cat(f > 31 for f in p.shift_fields).any())),
             ]
@@ -307,14 +334,16 @@ class PacketParser(wiring.Component):
                 flag["position"].eq(p.position_bytes.any()),
                 flag["count"].eq(p.samples_sent != p.count_field),
                 flag["past_end"].eq(p.end_offset > self.frame_size),
+                flag["past_memory"].eq(p.end_offset > p.memory_size),
                 p.frame_done.eq(p.end_offset == self.frame_size),
             ]
             p.goto(m, "compare", "check")
 
         with m.If(p.state["check"]):
             # Last, the error code by priority.
-            is_pixels = p.kind_is[Command.PIXELS]
-            length_bad = flag["length"] | (is_pixels & (flag["count"] | flag["past_end"]))
+            is_pixels, is_weights = p.kind_is[Command.PIXELS], self._is_weights(p.kind, p)
+            length_bad = (flag["length"] | (is_pixels & (flag["count"] | flag["past_end"])) |
+                          (is_weights & (flag["count"] | flag["past_memory"])))
             by_priority = [
                 (p.bad_overrun, ErrorCode.OVERRUN), (p.bad_framing, ErrorCode.FRAMING),
                 (flag["short"], ErrorCode.LENGTH), (flag["crc"], ErrorCode.CRC),
@@ -337,7 +366,9 @@ class PacketParser(wiring.Component):
                 act["sync"].eq(good & (p.kind == Command.SYNC)),
                 act["config"].eq(good & (p.kind == Command.CONFIG)),
                 act["commit"].eq(good & (p.kind == Command.PIXELS)),
-                act["waits"].eq(~(good & (p.kind == Command.PIXELS))),
+                act["weights"].eq(good & self._is_weights(p.kind)),
+                act["waits"].eq(~(good & ((p.kind == Command.PIXELS) |
+                                          self._is_weights(p.kind)))),
                 act["waits_quiet"].eq(good & ((p.kind == Command.SYNC) |
                                               (p.kind == Command.CONFIG))),
                 p.next_frame.eq(p.expected_frame + p.frame_done),
@@ -401,9 +432,15 @@ class PacketParser(wiring.Component):
                 m.d.comb += self.buffer.commit.eq(1)
                 m.d.sync += [p.expected_offset.eq(p.next_offset),
                              p.expected_frame.eq(p.next_frame)]
+            with m.If(act["weights"]):
+                # WEIGHTS, checked: the slot to the feeder, which writes its bytes.
+                m.d.comb += self.buffer.commit.eq(1)
+        weights = act["weights"]
         m.d.comb += [self.buffer.info.count.eq(p.count_field),
-                     self.buffer.info.end_frame.eq(p.next_frame),
-                     self.buffer.info.end_offset.eq(p.next_offset)]
+                     self.buffer.info.end_frame.eq(Mux(weights, p.memory_field, p.next_frame)),
+                     self.buffer.info.end_offset.eq(Mux(weights, p.offset_field,
+                                                        p.next_offset)),
+                     self.buffer.info.weights.eq(weights)]
         with m.If(self.reply.ready):
             m.d.sync += reply_pending.eq(0)
         # Registered: the reset fans out to the whole engine.

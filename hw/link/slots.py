@@ -15,9 +15,10 @@ __all__ = ["slot_layout", "SlotWriteSignature", "SlotReadSignature", "SlotBuffer
 
 def slot_layout():
     """A full slot: its packet's sample ``count`` and the expected position after the packet
-    (``end_frame``, ``end_offset``), which its ACK gives."""
+    (``end_frame``, ``end_offset``), which its ACK gives; with ``weights`` a WEIGHTS packet's
+    bytes instead, ``end_frame`` its memory and ``end_offset`` its first byte's address."""
     return data.StructLayout({"count": COUNT_WIDTH, "end_frame": FRAME_WIDTH,
-                              "end_offset": OFFSET_WIDTH})
+                              "end_offset": OFFSET_WIDTH, "weights": 1})
 
 
 def _sample_bits(chunk):
@@ -111,6 +112,7 @@ class SlotBuffer(wiring.Component):
                                for i in range(window))
         slot_end_offset = Array(Signal(OFFSET_WIDTH, name=f"slot_end_offset_{i}")
                                 for i in range(window))
+        slot_weights = Array(Signal(name=f"slot_weights_{i}") for i in range(window))
         write_slot = Signal(slot_bits)
         read_slot = Signal(slot_bits)
 
@@ -125,6 +127,7 @@ class SlotBuffer(wiring.Component):
                 slot_count[write_slot].eq(write.info.count),
                 slot_end_frame[write_slot].eq(write.info.end_frame),
                 slot_end_offset[write_slot].eq(write.info.end_offset),
+                slot_weights[write_slot].eq(write.info.weights),
                 write_slot.eq(write_slot + 1 if window > 1 else 0),
             ]
 
@@ -137,6 +140,7 @@ class SlotBuffer(wiring.Component):
             read.slot.payload.count.eq(slot_count[read_slot]),
             read.slot.payload.end_frame.eq(slot_end_frame[read_slot]),
             read.slot.payload.end_offset.eq(slot_end_offset[read_slot]),
+            read.slot.payload.weights.eq(slot_weights[read_slot]),
             read.any_full.eq(slot_full.any()),
         ]
         with m.If(read.slot.ready):

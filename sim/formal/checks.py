@@ -10,7 +10,13 @@ properties, in a trace from the initial state, not only an invariant about its r
 from amaranth.hdl import unsigned
 
 from eventconv.hw.layouts import event_layout
-from eventconv.sim.formal import accumulator, delta_detector, fanout, stream_register
+from eventconv.sim.formal import (
+    accumulator,
+    delta_detector,
+    fanout,
+    sparse_max_pool,
+    stream_register,
+)
 from eventconv.sim.formal.runner import Check
 
 __all__ = ["CHECKS", "by_name"]
@@ -142,8 +148,91 @@ def _accumulator_checks():
     return checks
 
 
+#: Pool checks: (geometry, target[, depth]), named by the geometry ("_ecp5" for that target).
+#: Each bounded depth reaches past a second frame's end of frame after the priming frame (the
+#: cover step of that end of frame: 26 on 2 x 4, 27 ECP5, 30 with two groups, 26 with two
+#: lanes, 28 on 2 x 6, 32 on 2 x 2 with pool 1, 33 ECP5), except windows on 2 x 4 with pool 1
+#: (four reads a window; 36 reaches the second frame's reads done, at 32, not its events, at
+#: 37: deeper takes minutes); latency, the second frame timed from its own end of frame (28
+#: on 2 x 4, 30 ECP5, 33 with two groups, 35 on 2 x 2 with pool 1, 37 ECP5).
+POOL_FRAMES = [("2x4", "generic"), ("2x4", "ecp5"), ("2x4_groups2", "generic"),
+               ("2x4_lanes2", "generic"), ("2x4_lanes2", "ecp5"), ("2x6", "generic"),
+               ("2x2_pool1", "generic"), ("2x2_pool1", "ecp5")]
+POOL_WINDOWS = [("2x4", "generic", 34), ("2x4", "ecp5", 34), ("2x4_groups2", "generic", 34),
+                ("2x4_lanes2", "generic", 32), ("2x6", "generic", 32),
+                ("2x2_pool1", "generic", 34), ("2x2_pool1", "ecp5", 34),
+                ("2x4_pool1", "generic", 36)]
+POOL_LATENCY = [("2x4", "generic", 32), ("2x4", "ecp5", 34), ("2x4_groups2", "generic", 38),
+                ("2x4_lanes2", "generic", 32), ("2x2_pool1", "generic", 40),
+                ("2x2_pool1", "ecp5", 40)]
+
+
+def _sparse_max_pool_checks():
+    # The frame and read handshakes close by induction (the control's lemmas, depth 2). The
+    # windows and the cycle counts are bounded: no lemmas for the bitmap, the window list and
+    # the stored values (depths above). ``memory_map``: the pool's small memories as
+    # flip-flops (smtbmc's arrays: about ten times slower at depth 22 on 2 x 4).
+    proof = sparse_max_pool.SparseMaxPoolProof
+    common = dict(options=("--nopresat",), script=("memory_map",))
+    name = "sparse_max_pool.{}.{}{}".format
+    checks = []
+    for geometry, target in POOL_FRAMES:
+        checks.append(Check(
+            name("frames", geometry, "_ecp5" if target == "ecp5" else ""),
+            proof(geometry, target=target), "prove", 2, script=("memory_map",),
+            quick=(geometry, target) == ("2x4", "generic"),
+            what="induction, depth 2: protocol on events; one end of frame out per end of "
+                 "frame taken, in order, at most 3 in flight, none and no event before its "
+                 "frame's is taken; read.en only from a touched end of frame to done, done "
+                 "once per frame and before the frame's end of frame out, touched closed "
+                 "meanwhile"))
+    for geometry, target, depth in POOL_WINDOWS:
+        checks.append(Check(
+            name("windows", geometry, "_ecp5" if target == "ecp5" else ""),
+            proof(geometry, target=target, parts=("windows",)), "bmc", depth, **common,
+            what=f"bounded, depth {depth}: protocol on events; an event only for a window "
+                 "touched in its frame (the first after reset: all); each (channel, y, x) "
+                 "once a frame; a frame's reads = its windows touched x groups, each once "
+                 "(pool 1: four in a row)"))
+    for geometry, target, depth in POOL_LATENCY:
+        checks.append(Check(
+            name("latency", geometry, "_ecp5" if target == "ecp5" else ""),
+            proof(geometry, target=target, parts=("latency",)), "bmc", depth, **common,
+            what=f"bounded, depth {depth}, events.ready high: end of frame out max(G + 11, "
+                 "E + 12) to G + E + 12 cycles after the touched one (4 without reads; "
+                 "ECP5 + 1), G + E + 10 after the previous one's if queued; one lane: "
+                 "done G + 3 (ECP5 G + 5) after"))
+    checks += [
+        Check("sparse_max_pool.cover", proof("2x4", parts=("frames", "windows")), "cover",
+              28, script=("memory_map",),
+              what="three frames in flight; a second frame's reads done and its events"),
+        Check("sparse_max_pool.cover_latency", proof("2x4", parts=("latency",)), "cover", 30,
+              script=("memory_map",),
+              what="ready high: frames timed from their own and from the previous end of "
+                   "frame"),
+    ]
+    # (geometry, target, parts, depth) that shows each bug.
+    shown_by = {"valid_drops": ("2x2", "generic", ("frames",), 16),
+                "eof_early": ("2x2", "generic", ("frames",), 16),
+                "done_early": ("2x4", "generic", ("frames",), 8),
+                "event_twice": ("2x2_lanes2", "generic", ("windows",), 18),
+                "no_forwarding": ("2x4", "generic", ("windows",), 18),
+                "forwarding_one_back": ("2x4", "ecp5", ("windows",), 20),
+                "stale_bitmap": ("2x4", "generic", ("windows",), 18),
+                "event_window_early": ("2x4", "generic", ("windows",), 28),
+                "slow_pipeline": ("2x4", "generic", ("latency",), 14)}
+    for bug, (what, patch) in sparse_max_pool.BUGS.items():
+        geometry, target, parts, depth = shown_by[bug]
+        checks.append(Check(
+            f"sparse_max_pool.bug.{bug}", proof(geometry, target=target, parts=parts,
+                                                lemmas=False, patch=patch),
+            "bmc", depth, **common, expect="FAIL", quick=bug == "eof_early",
+            what=f"bounded, depth {depth}: {what}"))
+    return checks
+
+
 CHECKS = [*_stream_register_checks(), *_fanout_checks(), *_delta_detector_checks(),
-          *_accumulator_checks()]
+          *_accumulator_checks(), *_sparse_max_pool_checks()]
 
 
 def by_name(name):

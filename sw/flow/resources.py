@@ -64,7 +64,8 @@ def _walk(fragment, path):
 
 def memories(network, board):
     """Every memory of ``board``'s core (host link and engine) built for ``network``."""
-    core = BoardCore(network, clock_frequency=board.clock_frequency, target=board.target)
+    core = BoardCore(network, clock_frequency=board.clock_frequency, target=board.target,
+                     uploads=board.uploads)
     return list(_walk(Fragment.get(core, None), ()))
 
 

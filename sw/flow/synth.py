@@ -203,7 +203,9 @@ def _report(board, top, platform, flow, build_dir, tried, seconds):
             {"height": c.height, "width": c.width, "channels_in": c.channels_in,
              "channels_out": c.channels_out, "kernel_size": c.kernel_size, "pool": c.pool,
              "pixels_per_cycle": c.pixels_per_cycle, "lanes": c.lanes,
-             "accumulator_width": c.accumulator_width} for c in top.core.network.layers]},
+             "accumulator_width": layer.accumulator.accumulator_width,
+             "uploads": top.core.uploads}
+            for c, layer in zip(top.core.network.layers, top.core.engine.layers, strict=True)]},
         "clock": {"name": clock_name, "design_mhz": round(design_mhz, 3),
                   "nextpnr_target_mhz": target, "max_mhz": fmax,
                   "met": fmax >= design_mhz, "seed": tried[-1]["seed"],
@@ -288,7 +290,8 @@ def report_markdown(report):
             f"Layer {i}: {c['height']}x{c['width']}, Cin {c['channels_in']}, Cout "
             f"{c['channels_out']}, K {c['kernel_size']}, pool {c['pool']}, "
             f"{c['pixels_per_cycle']} pixel(s)/cycle, {c['lanes']} lane(s), "
-            f"{c['accumulator_width']}-bit accumulators.")
+            f"{c['accumulator_width']}-bit accumulators"
+            f"{', weights uploaded at run time' if c['uploads'] else ''}.")
     lines += [
         f"UART {report['baud_rate']} baud, 8N1.",
         "",

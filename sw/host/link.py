@@ -24,6 +24,7 @@ from eventconv.protocol.codec import (
     event_fields,
     parse_reply,
     pixels_packet,
+    weights_fields,
 )
 from eventconv.protocol.constants import (
     END,
@@ -34,6 +35,7 @@ from eventconv.protocol.constants import (
     Reply,
 )
 from eventconv.protocol.slip import SlipDecoder
+from eventconv.protocol.upload import shape_digest, upload_images
 
 __all__ = ["BoardLink", "priming_frames"]
 
@@ -119,7 +121,9 @@ class BoardLink:
     ----------
     transport : ByteTransport
     config : :class:`eventconv.core.config.Config` or :class:`eventconv.core.network.Network`
-        Must be what the board was built for (checked against INFO's digest).
+        Of the shape the board was built for (checked against INFO's shape digest); its
+        weights and bias are uploaded (WEIGHTS) before the first CONFIG when they are not the
+        ones built in (INFO's digest), and again after a board reset.
     timeout : float
         Seconds (transport clock, ``transport.now()``) to wait for an answer, or during a run
         for the board's next good packet, before a command is sent again or the link
@@ -160,6 +164,8 @@ class BoardLink:
         self.reruns = self.priming = 0
         self.notes = []
         self.info = None
+        self.uploads = 0          # weight uploads done (each: every memory of the network)
+        self._uploaded = False    # the board holds this configuration's weights and bias
         self._token = 0
         self._pending = deque()   # packets read but not yet consumed
         self._clock = _clock_of(transport)
@@ -235,8 +241,8 @@ class BoardLink:
         ``want`` that ``accept(value)`` approves). Output packets meanwhile go to the run.
 
         The command is sent again after ``timeout`` without its answer (good packets extend
-        the wait, up to a bound), and at once after an ERROR for INFO and CONFIG (nothing
-        else is in flight then); after ``retries`` resends, :class:`LinkError`."""
+        the wait, up to a bound), and at once after an ERROR for INFO, CONFIG and WEIGHTS
+        (nothing else is in flight then); after ``retries`` resends, :class:`LinkError`."""
         started = self._clock()
         tries = self.retries + 1
         for _ in range(tries):
@@ -252,7 +258,7 @@ class BoardLink:
                     return value
                 if reply == Reply.ERROR:
                     self._note_error(value)
-                    if kind in (Command.INFO, Command.CONFIG):
+                    if kind in (Command.INFO, Command.CONFIG, Command.WEIGHTS):
                         break
                 elif self._run is not None:
                     self._run.take(reply, value)
@@ -267,27 +273,74 @@ class BoardLink:
         """INFO: what the board was built for; refuses a board built for another network."""
         self.transport.write(bytes((END,)))   # ends whatever noise came before
         info = self.request(Command.INFO, b"", Reply.INFO)
-        c = self.config
         if info.version != PROTOCOL_VERSION:
             raise LinkError(f"board speaks protocol version {info.version}, this driver "
                             f"{PROTOCOL_VERSION}")
-        digest = config_digest(self.network)
-        if info.digest != digest:
-            raise LinkError(
-                f"the board was built for another network ({info.layers} layer(s), "
-                f"{info.height}x{info.width}, Cin {info.channels_in}, Cout "
-                f"{info.channels_out} out, digest {info.digest:08x}) than this configuration "
-                f"({self.layers} layer(s), {c.height}x{c.width}, Cin {c.channels_in}, Cout "
-                f"{self.network.output_shape[0]} out, digest {digest:08x}): build it with "
-                f"eventconv synth --config")
+        built_in = info.digest == config_digest(self.network)
+        if info.shape == 0 and not built_in:
+            raise LinkError(f"the board was built for another network ({self._shape_text(info)}, "
+                            f"digest {info.digest:08x}) and takes no uploads; this "
+                            f"configuration ({self._shape_text(None)}) has digest "
+                            f"{config_digest(self.network):08x}: build it with eventconv "
+                            f"synth --config")
+        shape = shape_digest(self.network)
+        if info.shape not in (0, shape):
+            raise LinkError(f"the board was built for another shape ({self._shape_text(info)}, "
+                            f"shape digest {info.shape:08x}) than this configuration "
+                            f"({self._shape_text(None)}, shape digest {shape:08x}); "
+                            f"{self._what_differs(info)}: build it with eventconv synth "
+                            f"--config")
+        self._uploaded = built_in
         self.info = info
         return info
+
+    def _shape_text(self, info):
+        if info is None:
+            c, layers, cout = self.config, self.layers, self.network.output_shape[0]
+            return (f"{layers} layer(s), {c.height}x{c.width}, Cin {c.channels_in}, Cout "
+                    f"{cout} out, K {c.kernel_size}")
+        return (f"{info.layers} layer(s), {info.height}x{info.width}, Cin {info.channels_in}, "
+                f"Cout {info.channels_out} out, K {info.kernel_size}")
+
+    def _what_differs(self, info):
+        """The fields INFO shows that differ, else what it does not show."""
+        c = self.config
+        mine = {"layers": self.layers, "height": c.height, "width": c.width,
+                "channels_in": c.channels_in, "channels_out": self.network.output_shape[0],
+                "kernel_size": c.kernel_size, "pixels_per_cycle": c.pixels_per_cycle}
+        differ = [f"{key} {value} (board {getattr(info, key)})"
+                  for key, value in mine.items() if getattr(info, key) != value]
+        return ("differs: " + ", ".join(differ) if differ else
+                "a layer's channels, kernel, pool, lanes or accumulator width differs")
+
+    def upload(self):
+        """WEIGHTS: this configuration's weights and bias into the board's memories
+        (:mod:`eventconv.protocol.upload`), a packet at a time, each acknowledged; they take
+        effect at the next CONFIG."""
+        run, self._run = self._run, None
+        chunk = self.info.chunk
+        try:
+            for number, image in enumerate(upload_images(self.network)):
+                for start in range(0, len(image), chunk):
+                    part = image[start:start + chunk]
+                    end = start + len(part)
+                    self.request(Command.WEIGHTS, weights_fields(number, start, part),
+                                 Reply.ACK, accept=lambda v, n=number, e=end: (
+                                     v["byte"] == Command.WEIGHTS and v["frame"] == n
+                                     and v["offset"] == e))
+        finally:
+            self._run = run
+        self._uploaded = True
+        self.uploads += 1
 
     def configure(self, **knobs):
         """CONFIG: set the runtime knobs (``threshold``, ``dense``, ``shifts``,
         ``output_thresholds``: the configuration's where not given, see
         :func:`~eventconv.protocol.codec.config_fields`) and reset the engine to its reset
-        state; output of earlier frames still arriving is dropped."""
+        state; output of earlier frames still arriving is dropped. The weights and bias are
+        uploaded first if INFO said the board does not hold them."""
+        if self.info is not None and not self._uploaded:
+            self.upload()
         run, self._run = self._run, None
         try:
             self.request(Command.CONFIG, config_fields(self.network, **knobs), Reply.ACK,
@@ -325,8 +378,10 @@ class BoardLink:
         return run.results
 
     def _reset_seen(self, reason):
-        """The board lost its state (``reason``): count it, report it, or give up."""
+        """The board lost its state (``reason``): count it, report it, or give up. A reset
+        board holds its built-in weights again."""
         self.resets += 1
+        self._uploaded = self.info.digest == config_digest(self.network)
         if self.resets > self.retries:
             raise LinkError(f"the board was reset {self.resets} times during the run (last: "
                             f"{reason}); giving up after {self.retries} recoveries")

@@ -1,15 +1,17 @@
 """The host link protocol: packets between the host and the board, over a serial byte stream.
 
 This package is the protocol's single source, for both sides and without Amaranth: the
-numbers (:mod:`.constants`), the checksum (:mod:`.crc`), SLIP framing (:mod:`.slip`) and the
-host's packet codec (:mod:`.codec`). The board's side is :mod:`eventconv.hw.link`; the host
+numbers (:mod:`.constants`), the checksum (:mod:`.crc`), SLIP framing (:mod:`.slip`), the
+host's packet codec (:mod:`.codec`) and the memories weights are uploaded into
+(:mod:`.upload`). The board's side is :mod:`eventconv.hw.link`; the host
 driver is :mod:`eventconv.host`.
 
-Protocol, version 2
+Protocol, version 3
 ===================
 
-Version 2 carries networks: CONFIG sets each layer's knobs, END_OF_FRAME gives each layer's
-figures, INFO says how many layers the board has. (Version 1 had one layer's.)
+Version 3 uploads weights and bias (WEIGHTS; INFO gives the shape digest). Version 2 carried
+networks: CONFIG sets each layer's knobs, END_OF_FRAME gives each layer's figures, INFO says
+how many layers the board has. (Version 1 had one layer's.)
 
 Framing (both directions)
 -------------------------
@@ -30,6 +32,8 @@ type    name     fields                                          answer
                  shift u8 (0..31), output_threshold u8
 0x03    PIXELS   frame u16, offset u24, count u16, count samples ACK(0x03) once in the engine
 0x04    SYNC     token u8                                        SYNC(token), position
+0x05    WEIGHTS  memory u16, offset u24, count u16, count bytes  ACK(0x05), memory in the
+                                                                 frame field, offset + count
 ======  =======  ==============================================  ===========================
 
 Board to host
@@ -46,10 +50,10 @@ type    name          fields
                       cycles u32
 0x83    ERROR         code u8, frame u16, offset u24 (the expected position)
 0x84    SYNC          token u8, frame u16, offset u24 (the expected position)
-0x85    INFO          version u8 (2), digest u32, height u16, width u16, channels_in u16
+0x85    INFO          version u8 (3), digest u32, height u16, width u16, channels_in u16
                       (the input's), channels_out u16 (the last layer's), kernel_size u8
                       (the first layer's), pixels_per_cycle u8, chunk u16, window u8,
-                      clock_frequency u32 (Hz), layers u8
+                      clock_frequency u32 (Hz), layers u8, shape u32
 ======  ============  ===============================================================
 
 Frames
@@ -73,16 +77,30 @@ CONFIG and SYNC are answered only after every PIXELS packet taken before them ha
 engine and been acknowledged. CONFIG applies the knobs, resets the engine
 (reference, accumulators and pooled map back to the reset state; frames inside it are dropped
 without output) and the expected position; its ACK comes after any output of the dropped frames.
-INFO's digest is :func:`~eventconv.protocol.codec.config_digest` of the network built in
-(every layer's geometry, pool, weights and bias).
 
 Weights and bias
 ----------------
-They are not uploaded: the engine builds them in (the accumulator unit's weight memories are
-initialised at elaboration, the bias is written by its reset clear sequence and sets the
-pool's reset pooled map). Uploading would need write ports on those memories and bias
-registers in the engine. Instead INFO gives the digest of the network built in and the driver
-refuses a configuration that differs; ``eventconv synth --config`` builds a board for another.
+A board built for uploads (:mod:`.upload`; a board's ``uploads``, the ULX3S's default) keeps
+each layer's weights in RAM and its bias
+in registers, numbered as *memories* (layer by layer: a weight memory per lane, then the
+bias as 4 bytes per output channel), and its accumulators are at least 18 bits wide
+(:func:`.upload.upload_width`). WEIGHTS writes ``count``
+bytes (1..``chunk``, any count) into memory ``memory`` from byte ``offset``; it is checked
+whole as PIXELS is (CRC, length, ``offset + count`` within the memory, else LENGTH; BUSY when
+no slot is free), but it has no position: it waits in a slot like PIXELS, in order with them,
+and its ACK comes once its bytes are written. Written weights and bias take effect at the
+next CONFIG (its engine reset writes the bias into the accumulators and primes the layers
+with the new weights): upload only between runs, then CONFIG. A power cycle brings back the
+weights built in. A board built without uploads answers WEIGHTS as an unknown type
+(COMMAND) and gives ``shape`` 0.
+
+INFO's ``digest`` is :func:`~eventconv.protocol.codec.config_digest` of the network built in
+(weights and bias included); ``shape`` is :func:`.upload.shape_digest` (every layer's
+geometry, pool, lanes and accumulator width). The driver refuses a configuration of another
+shape in one line (the fields INFO shows that differ, or that a layer's channels, kernel,
+pool, lanes or accumulator width does), uploads the weights and bias of one whose digest
+differs before its first CONFIG, and again after a board reset. A board without uploads
+(``shape`` 0) takes only the network built in, as in version 2.
 
 Errors
 ------
@@ -95,12 +113,13 @@ code  name      cause
 1     CRC       checksum mismatch (damaged bytes, or a truncated packet ran into the next)
 2     COMMAND   unknown packet type
 3     LENGTH    length wrong for the type (PIXELS: count not equal to the samples sent, 0,
-                above ``chunk``, not a multiple of ``pixels_per_cycle``, or past the frame)
+                above ``chunk``, not a multiple of ``pixels_per_cycle``, or past the frame;
+                WEIGHTS: count as PIXELS but any multiple, no such memory, or past its end)
 4     POSITION  PIXELS (frame, offset) is not the expected position
 5     TIMEOUT   a packet started but no END came within ``timeout_cycles`` of its last byte
 6     FRAMING   a UART stop bit was low, or an invalid SLIP escape
 7     OVERRUN   received bytes were lost (the receive buffer was full)
-8     BUSY      PIXELS while all ``window`` slots are in use
+8     BUSY      PIXELS or WEIGHTS while all ``window`` slots are in use
 9     VALUE     CONFIG dense above 1, or a layer's shift above 31
 ====  ========  ===============================================================
 
@@ -127,8 +146,8 @@ Recovery (the host driver, :class:`eventconv.host.link.BoardLink`)
 Every wait ends: an answer not back within ``timeout`` of the transport's clock (good
 packets meanwhile extend the wait, at most four frames' output) sends the command again;
 after ``retries`` resends the driver stops with one line naming what the port did (nothing,
-bytes that are not packets, damaged packets, the errors answered). INFO and CONFIG are sent
-again at once after an ERROR.
+bytes that are not packets, damaged packets, the errors answered). INFO, CONFIG and WEIGHTS are
+sent again at once after an ERROR (WEIGHTS writes the same bytes again: harmless).
 
 During a run, PIXELS go on from the position of each SYNC answer (after an ERROR, or
 ``timeout`` without a good packet); a position the packets sent cannot have left the board at

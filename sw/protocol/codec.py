@@ -19,7 +19,8 @@ from eventconv.protocol.constants import (
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import slip_escape
 
-__all__ = ["LinkError", "BoardInfo", "encode_packet", "pixels_packet", "config_fields",
+__all__ = ["LinkError", "BoardInfo", "encode_packet", "pixels_packet", "weights_fields",
+           "config_fields",
            "parse_reply", "config_digest", "event_fields", "event_byte_count", "as_network"]
 
 
@@ -41,6 +42,7 @@ class BoardInfo:
     window: int
     clock_frequency: int
     layers: int
+    shape: int
 
 
 def as_network(config):
@@ -62,6 +64,13 @@ def pixels_packet(frame, offset, samples):
     return encode_packet(Command.PIXELS, struct.pack("<H", frame & 0xFFFF)
                          + offset.to_bytes(3, "little") + struct.pack("<H", len(samples))
                          + bytes(samples))
+
+
+def weights_fields(memory, offset, data):
+    """WEIGHTS's fields: ``data`` into memory ``memory`` (:mod:`.upload`) from byte
+    ``offset``."""
+    return (struct.pack("<H", memory) + offset.to_bytes(3, "little")
+            + struct.pack("<H", len(data)) + bytes(data))
 
 
 def config_fields(network, *, threshold=None, dense=None, shifts=None,
@@ -144,7 +153,7 @@ def parse_reply(body, event_fields=None, layers=1):
     if kind in (Reply.ACK, Reply.ERROR, Reply.SYNC):
         return kind, _status(fields)
     if kind == Reply.INFO:
-        return kind, BoardInfo(*struct.unpack("<BIHHHHBBHBIB", fields))
+        return kind, BoardInfo(*struct.unpack("<BIHHHHBBHBIBI", fields))
     if kind == Reply.END_OF_FRAME:
         return kind, _end_of_frame(fields, layers)
     return kind, _event(fields, event_fields)

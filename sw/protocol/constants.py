@@ -10,8 +10,9 @@ __all__ = ["PROTOCOL_VERSION", "END", "ESC", "ESC_END", "ESC_ESC", "CRC_INIT", "
            "end_of_frame_bytes", "FIGURE_WIDTH", "FRAME_WIDTH", "OFFSET_WIDTH", "COUNT_WIDTH",
            "MAX_CHUNK", "MAX_BODY_BYTES", "MAX_REPLY_BYTES"]
 
-# 2: networks (CONFIG and END_OF_FRAME per layer, INFO's layer count).
-PROTOCOL_VERSION = 2
+# 2: networks (CONFIG and END_OF_FRAME per layer, INFO's layer count). 3: WEIGHTS, and INFO's
+# shape digest.
+PROTOCOL_VERSION = 3
 # SLIP (RFC 1055) framing bytes.
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 CRC_INIT, CRC_POLY = 0xFFFF, 0x1021
@@ -24,6 +25,7 @@ class Command(IntEnum):
     CONFIG = 0x02
     PIXELS = 0x03
     SYNC = 0x04
+    WEIGHTS = 0x05
 
 
 class Reply(IntEnum):
@@ -51,19 +53,20 @@ class ErrorCode(IntEnum):
 ERROR_MEANINGS = {
     ErrorCode.CRC: "checksum mismatch (bytes damaged, or a truncated packet ran into the next)",
     ErrorCode.COMMAND: "unknown packet type",
-    ErrorCode.LENGTH: "packet length wrong for its type, or PIXELS count out of range",
+    ErrorCode.LENGTH: ("packet length wrong for its type, PIXELS count out of range, or WEIGHTS "
+                       "past its memory's end"),
     ErrorCode.POSITION: "PIXELS frame/offset is not the next expected position",
     ErrorCode.TIMEOUT: "packet not finished in time (truncated)",
     ErrorCode.FRAMING: "UART stop bit low or invalid SLIP escape",
     ErrorCode.OVERRUN: "bytes lost: the receive buffer overflowed",
-    ErrorCode.BUSY: "PIXELS beyond the window: no free buffer slot",
+    ErrorCode.BUSY: "PIXELS or WEIGHTS beyond the window: no free buffer slot",
     ErrorCode.VALUE: "CONFIG value out of range (dense 0..1, a layer's shift 0..31)",
 }
 
-# type u8, frame u16, offset u24, count u16.
+# type u8, frame u16, offset u24, count u16 (WEIGHTS: type, memory u16, offset u24, count u16).
 PIXELS_HEADER_BYTES = 8
 STATUS_BYTES = 7          # type, byte, frame u16, offset u24
-INFO_BYTES = 24
+INFO_BYTES = 28
 
 
 def config_bytes(layers):
