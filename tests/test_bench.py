@@ -24,6 +24,8 @@ from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import Events, run_model, taps_in_frame
 from eventconv.core.network import Network
+from eventconv.flow.resources import estimate_resources
+from eventconv.hw.boards import board_named
 from eventconv.recordings import count_frames, read_recording
 from eventconv.recordings.excerpts import bundled
 
@@ -128,10 +130,13 @@ def test_utilisation_bound_and_pooled_error():
     assert measure.pooled_error(a, a) == (0.0, 0, 0.0)
 
 
-def test_ebr_blocks_takes_the_best_aspect_ratio():
-    assert measure.ebr_blocks(256, 16) == 1
-    assert measure.ebr_blocks(3072, 17) == 15        # 1024 x 4 mode: 5 wide, 3 deep
-    assert measure.ebr_blocks(512, 8) == 1
+def test_resource_notes_are_the_estimates_of_flow_resources():
+    config = filter_bank_config(16, 16, channels_out=2)
+    notes = measure.resource_notes(config)
+    layer = next(s for s in estimate_resources(config, board_named("icebreaker"))
+                 if s.stage == "layers[0]")
+    assert (notes["layer_ebr"], notes["dsp"], notes["ebr"]) == (layer.blocks, 8, 30)
+    assert notes["layer_ebr"] > 0 and notes["accumulator_kbit"] > 0
 
 
 def test_rtl_result_that_differs_from_the_model_is_refused(monkeypatch):

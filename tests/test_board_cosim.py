@@ -148,15 +148,13 @@ def test_board_dense_mode_two_pixels_per_cycle(changes, ram_read_register):
         assert_equals_model(config, frames, link.run(frames))
 
 
-def test_cli_port_sim_runs_the_simulated_board(tmp_path, monkeypatch):
-    """``--backend board --port sim``: the board's gateware (UART, link, engine) built for the
-    config and simulated behind the real driver; OUT.npz equals the model's."""
+def run_cli_port_sim(tmp_path, monkeypatch, config, frames):
+    """``eventconv run --backend board --port sim`` on ``config`` and ``frames``: OUT.npz
+    checked equal to the model's on every model key; returns (OUT.npz, model)."""
     import json
 
     from eventconv.cli import main
     monkeypatch.setenv("XDG_CACHE_HOME", str(BUILD.parent / "cache"))
-    config = layer(seed=8, lanes=3)
-    frames = video(8, 4, config)
     (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
     np.save(tmp_path / "frames.npy", frames)
     out = tmp_path / "out.npz"
@@ -164,9 +162,17 @@ def test_cli_port_sim_runs_the_simulated_board(tmp_path, monkeypatch):
                  str(tmp_path / "frames.npy"), "--backend", "board", "--port", "sim",
                  "--out", str(out), "--quiet"]) == 0
     board, model = np.load(out), run_model(config, frames)
-    assert sorted(board.files) == sorted(model)
     for key in model:
         np.testing.assert_array_equal(board[key], model[key], err_msg=key)
+    return board, model
+
+
+def test_cli_port_sim_runs_the_simulated_board(tmp_path, monkeypatch):
+    """``--backend board --port sim``: the board's gateware (UART, link, engine) built for the
+    config and simulated behind the real driver; OUT.npz equals the model's."""
+    config = layer(seed=8, lanes=3)
+    board, model = run_cli_port_sim(tmp_path, monkeypatch, config, video(8, 4, config))
+    assert sorted(board.files) == sorted(model)
 
 
 def two_layers(output_threshold):
@@ -187,22 +193,9 @@ def test_cli_port_sim_runs_a_network(tmp_path, monkeypatch):
     """A network on the simulated board through the command line: the network's OUT.npz
     (``output``, counts per layer, ``cycles``) equal to the model; CONFIG carries each
     layer's knobs (an output threshold on the first), END_OF_FRAME each layer's figures."""
-    import json
-
-    from eventconv.cli import main
-    monkeypatch.setenv("XDG_CACHE_HOME", str(BUILD.parent / "cache"))
     net = two_layers(output_threshold=3)
-    frames = video(12, 5, net.first)
-    (tmp_path / "net.json").write_text(json.dumps(net.to_dict()))
-    np.save(tmp_path / "frames.npy", frames)
-    out = tmp_path / "out.npz"
-    assert main(["run", "--config", str(tmp_path / "net.json"), "--frames",
-                 str(tmp_path / "frames.npy"), "--backend", "board", "--port", "sim",
-                 "--out", str(out), "--quiet"]) == 0
-    board, model = np.load(out), run_model(net, frames)
+    board, model = run_cli_port_sim(tmp_path, monkeypatch, net, video(12, 5, net.first))
     assert sorted(board.files) == sorted([*model, "cycles"])
-    for key in model:
-        np.testing.assert_array_equal(board[key], model[key], err_msg=key)
     assert model["events_out"][:, 0].sum() > 0 and model["macs"][1:, 1].sum() > 0
     assert board["cycles"].shape == (5,) and (board["cycles"] > 0).all()
 

@@ -22,6 +22,8 @@ from eventconv.bench.recordings import measure_recordings
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
+from eventconv.flow.resources import estimate_resources
+from eventconv.hw.boards import board_named
 
 __all__ = ["Settings", "run_bench", "utilisation_bound", "pooled_error", "summary",
            "utilisation_rows"]
@@ -35,10 +37,7 @@ STILL_FRAMES = 8
 DEFAULT_KNOBS = (8, 4)
 KNOB_SWEEP = ((1, 1), (2, 2), (4, 4), (8, 4), (8, 8))
 THRESHOLDS = (0, 2, 4, 8, 16, 32)
-# iCE40 UP5K: DSPs, 4 kbit EBRs, 256 kbit single-port SPRAMs (16K x 16), logic cells.
-UP5K = {"dsp": 8, "ebr": 30, "spram": 4, "lut": 5280}
-EBR_BITS = 4096
-EBR_WIDTHS = (2, 4, 8, 16)        # modes 2048x2, 1024x4, 512x8, 256x16
+ICEBREAKER = board_named("icebreaker")
 
 
 @dataclass
@@ -107,23 +106,19 @@ def pooled_error(pooled, reference):
     return float(diff.mean()), int(diff.max()), float((diff > 0).mean())
 
 
-def ebr_blocks(words, width):
-    """iCE40 EBRs (4 kbit, 2/4/8/16 bits wide) holding words x width bits: best mode."""
-    return min(-(-width // w) * -(-words // (EBR_BITS // w)) for w in EBR_WIDTHS)
-
-
 def resource_notes(config):
-    """What the design implies for the UP5K budget, from its structure (not synthesis)."""
+    """What the layer needs of the UP5K before synthesis: its memories mapped as Yosys maps
+    them (:mod:`eventconv.flow.resources`), and the UP5K's DSPs and block RAMs."""
     c = config
-    groups = c.channels_out // c.lanes
-    acc_bits = c.channels_out * c.height * c.width * c.accumulator_width
-    per_lane_ebr = ebr_blocks(groups * c.height * c.width, c.accumulator_width)
+    stages = {stage.stage: stage for stage in estimate_resources(c, ICEBREAKER)}
     return {
         "multipliers": c.lanes,
-        "accumulator_kbit": acc_bits / 1024,
-        "accumulator_ebr": per_lane_ebr * c.lanes,
-        "reference_kbit": c.height * c.width * c.channels_in * 8 / 1024,
-        "pooled_kbit": c.channels_out * (c.height // 2) * (c.width // 2) * 8 / 1024,
+        "dsp": ICEBREAKER.capacity["ICESTORM_DSP"],
+        "ebr": ICEBREAKER.capacity["ICESTORM_RAM"],
+        "accumulator_kbit": c.channels_out * c.height * c.width * c.accumulator_width / 1024,
+        "layer_kbit": stages["layers[0]"].memory_bits / 1024,
+        "layer_ebr": stages["layers[0]"].blocks,
+        "reference_kbit": stages["input"].memory_bits / 1024,
     }
 
 

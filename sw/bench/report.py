@@ -9,7 +9,6 @@ from eventconv.bench.energy import CATEGORIES, ENERGY_PJ, REFERENCE
 from eventconv.bench.measure import (
     STEADY_FROM,
     THRESHOLD,
-    UP5K,
     resource_notes,
     steady,
     summary,
@@ -158,7 +157,7 @@ def _utilisation_section(results):
                      f"{ev['overhead_median']:.0f}", f"{de['bound']:.0f}",
                      f"{de['ratio_median']:.2f}", f"{de['overhead_median']:.0f}",
                      "n/a" if row["fixed"] is None else f"{row['fixed']:.0f}",
-                     f"{lanes} of {UP5K['dsp']}"])
+                     f"{lanes} of {row['resources']['dsp']}"])
         parts.append([name, f"{p['scan']:.0f}", f"{p['fan-out']:.0f}",
                       f"{p['pool reads']:.0f}", f"{p['output events']:.0f}",
                       f"{sum(p.values()):.0f}",
@@ -192,15 +191,15 @@ def _utilisation_section(results):
         "",
         "![lane utilisation](utilisation.png)",
         "",
-        "UP5K budget, read from the design's structure (synthesis numbers are separate): each "
-        "lane has one 9 x 8 multiplier (one SB_MAC16), so up to 8 lanes fit the 8 DSPs. The "
-        f"accumulators of this 64 x 48 layer are {r['accumulator_kbit']:.0f} kbit "
-        f"({config_acc_text(results)}); in block RAM they need {r['accumulator_ebr']} EBRs of "
-        f"the UP5K's {UP5K['ebr']} (its 4 SPRAMs, 1 Mbit, are single-ported and 16 bits wide, "
-        "and the design does not use them), so this benchmark layer is for the ECP5 (ULX3S); "
-        "the iCEBreaker build uses a smaller frame (`hw/board.py`). The reference frame "
-        f"({r['reference_kbit']:.0f} kbit) and the pooled map ({r['pooled_kbit']:.0f} kbit) "
-        "are small by comparison.",
+        "UP5K budget before synthesis (`eventconv estimate`: the memories mapped as Yosys maps "
+        "them): each lane has one 9 x 8 multiplier (one SB_MAC16), so up to "
+        f"{r['dsp']} lanes fit the DSPs. The accumulators of this 64 x 48 layer are "
+        f"{r['accumulator_kbit']:.0f} kbit ({config_acc_text(results)}); the layer's memories, "
+        f"{r['layer_kbit']:.0f} kbit, need {r['layer_ebr']} EBRs of the UP5K's {r['ebr']} (its "
+        "4 SPRAMs, 1 Mbit, are single-ported and 16 bits wide, and the design does not use "
+        "them), so this benchmark layer is for the ECP5 (ULX3S); the iCEBreaker build uses a "
+        f"smaller frame (`hw/boards.py`). The reference frame ({r['reference_kbit']:.0f} kbit) "
+        "is small by comparison.",
         "",
     ]
 
