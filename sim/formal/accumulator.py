@@ -31,6 +31,7 @@ from eventconv.sim.formal.harness import (
     free,
     past,
     proof_module,
+    quiet_cycles,
     transfer,
 )
 
@@ -108,12 +109,7 @@ class AccumulatorProof:
             return held
         # Drain: cycles in a row with touched.ready high and no update offered.
         drain = block.LATENCY + 4
-        quiet = Signal(range(drain + 2), name="quiet")
-        with m.If(touched.ready & ~updates.valid):
-            with m.If(quiet != drain + 1):
-                m.d.sync += quiet.eq(quiet + 1)
-        with m.Else():
-            m.d.sync += quiet.eq(0)
+        quiet = quiet_cycles(m, touched.ready & ~updates.valid, drain + 1)
         m.d.comb += [
             Assert(~(touched.valid & touched.payload.end_of_frame) | (taken != given),
                    "no end of frame on touched without one taken"),

@@ -24,6 +24,7 @@ from eventconv.sim.formal.harness import (
     assume_stream,
     free,
     proof_module,
+    quiet_cycles,
     transfer,
 )
 
@@ -82,12 +83,7 @@ class DeltaDetectorProof:
                          Assume((position != depth - 1) | beat.last)]
         # Drain: the queue and stages hold at most (queue + 3) beats of (lanes + 1) items each.
         drain = block.LATENCY + (block.queue_depth + 3) * (lanes + 1) + 2
-        quiet = Signal(range(drain + 2), name="quiet")
-        with m.If(events.ready & ~pixels.valid):
-            with m.If(quiet != drain + 1):
-                m.d.sync += quiet.eq(quiet + 1)
-        with m.Else():
-            m.d.sync += quiet.eq(0)
+        quiet = quiet_cycles(m, events.ready & ~pixels.valid, drain + 1)
 
         if self.variant == "frames":
             self._frames(m, block, beat, out, quiet, drain, h, w, c)

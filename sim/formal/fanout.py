@@ -32,6 +32,7 @@ from eventconv.sim.formal.harness import (
     assume_stream,
     free,
     proof_module,
+    quiet_cycles,
     transfer,
 )
 
@@ -103,12 +104,7 @@ class FanoutProof:
         outstanding = Signal(COUNT_WIDTH, name="outstanding")
         m.d.comb += outstanding.eq(owed - given)
         # Drain: cycles in a row with updates.ready high and no event offered.
-        quiet = Signal(range(most + 3), name="quiet")
-        with m.If(updates.ready & ~events.valid):
-            with m.If(quiet != most + 2):
-                m.d.sync += quiet.eq(quiet + 1)
-        with m.Else():
-            m.d.sync += quiet.eq(0)
+        quiet = quiet_cycles(m, updates.ready & ~events.valid, most + 2)
         m.d.comb += [
             Assert(~updates.valid | (outstanding != 0), "no beat without an event"),
             Assert((outstanding == 0) | (outstanding + quiet <= most + 1),

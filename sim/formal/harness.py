@@ -120,6 +120,18 @@ def assert_stream(m, stream, name):
                      Assert(stable, f"{name}: payload changed before ready")]
 
 
+def quiet_cycles(m, when, limit):
+    """Cycles in a row in which ``when`` held (the drain conditions: output ready, no input),
+    counting up to ``limit`` and staying there; a signal named ``quiet``."""
+    quiet = Signal(range(limit + 1), name="quiet")
+    with m.If(when):
+        with m.If(quiet != limit):
+            m.d.sync += quiet.eq(quiet + 1)
+    with m.Else():
+        m.d.sync += quiet.eq(0)
+    return quiet
+
+
 class Counter:
     """A wrapping counter of the cycles in which ``when`` holds (``width`` bits)."""
 
