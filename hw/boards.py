@@ -1,12 +1,12 @@
 """The board registry: one record per supported board, read by the board top, the CLI, the
 build flow, the timing tool and the Makefile (``eventconv boards``).
 
-==========  =================  ==========  =======  ========================  ==========
-board       device             oscillator  clock    USB serial (FPGA rx, tx)  LEDs
-==========  =================  ==========  =======  ========================  ==========
-icebreaker  iCE40UP5K-SG48     12 MHz      45 MHz   FT2232H channel B: 6, 9   green, red
-ulx3s-85f   LFE5U-85F-6BG381C  25 MHz      125 MHz  FT231X: M1, L4            LED 0, 1
-==========  =================  ==========  =======  ========================  ==========
+==========  =================  ==========  =======  ========================  ==========  =======
+board       device             oscillator  clock    USB serial (FPGA rx, tx)  LEDs        uploads
+==========  =================  ==========  =======  ========================  ==========  =======
+icebreaker  iCE40UP5K-SG48     12 MHz      45 MHz   FT2232H channel B: 6, 9   green, red  no
+ulx3s-85f   LFE5U-85F-6BG381C  25 MHz      125 MHz  FT231X: M1, L4            LED 0, 1    yes
+==========  =================  ==========  =======  ========================  ==========  =======
 
 The alive LED blinks at about 1.4 Hz (the clock runs); the error LED lights for about 0.3 s
 after each ERROR answer. Measured clocks and resources per board are in the README.
