@@ -18,6 +18,7 @@ from eventconv.protocol.codec import LinkError, encode_packet, pixels_packet
 from eventconv.protocol.constants import END, Command, ErrorCode, Reply
 from eventconv.protocol.crc import crc16
 from eventconv.protocol.slip import slip_escape
+from eventconv.protocol.upload import shape_digest
 from eventconv.sim.board_tb import BoardSimulation
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
@@ -226,6 +227,14 @@ def test_network_board_recovers_damaged_packets_and_takes_uploaded_weights():
             np.testing.assert_array_equal(out[key], model[key], err_msg=key)
         assert link.uploads == 1 and not np.array_equal(model["output"],
                                                         run_model(net, frames)["output"])
+        only_bias = retrained(net, seed=5).to_dict()
+        for layer, original in zip(only_bias["layers"], net.to_dict()["layers"], strict=True):
+            layer["weights"] = original["weights"]       # the built-in weights, other bias
+        only_bias = Network.from_dict(only_bias)
+        out, model = integrate(only_bias, BoardLink(board, only_bias, timeout=TIMEOUT).run(
+            frames)), run_model(only_bias, frames)
+        for key in model:
+            np.testing.assert_array_equal(out[key], model[key], err_msg=f"bias only: {key}")
 
         other = net.to_dict()
         other["layers"][1]["pool"] = 2
@@ -234,8 +243,9 @@ def test_network_board_recovers_damaged_packets_and_takes_uploaded_weights():
 
 
 def retrained(net, seed):
-    """``net`` with other weights (what a new training run gives): each output channel's
-    weights shuffled, so every layer's accumulator range, and so the shape, stays."""
+    """``net`` with other weights and bias (what a new training run gives): each output
+    channel's weights shuffled and the bias moved a little, keeping the shape (so every
+    layer's accumulator width)."""
     rng = np.random.default_rng(seed)
     obj = net.to_dict()
     for layer in obj["layers"]:
@@ -243,4 +253,7 @@ def retrained(net, seed):
         flat = weights.reshape(len(weights), -1)
         layer["weights"] = np.array([rng.permutation(row) for row in flat]).reshape(
             weights.shape).tolist()
-    return Network.from_dict(obj)
+        layer["bias"] = [b + int(rng.integers(-200, 200)) for b in layer["bias"]]
+    trained = Network.from_dict(obj)
+    assert shape_digest(trained) == shape_digest(net)
+    return trained

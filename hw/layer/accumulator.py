@@ -23,7 +23,7 @@ from eventconv.hw.layouts import (
     window_layout,
 )
 from eventconv.hw.target import GENERIC, checked_target
-from eventconv.protocol.upload import BIAS_BYTES, lane_weights, upload_width
+from eventconv.protocol.upload import lane_weights, upload_memories, upload_width
 
 __all__ = ["AccumulatorUnit"]
 
@@ -214,8 +214,7 @@ class AccumulatorUnit(wiring.Component):
         and the address, cut to the widest memory's (the link checks every write is within
         its memory)."""
         c, base = self._config, self.upload_base
-        widest = max(self.groups * c.channels_in * c.kernel_size ** 2,
-                     BIAS_BYTES * c.channels_out)
+        widest = max(memory.size for memory in upload_memories(c))
         upload = self.upload
         hits = [Signal(name=f"upload_hit_{k}") for k in range(c.lanes + 1)]
         m.d.sync += [hit.eq(upload.en & (upload.memory == base + k))

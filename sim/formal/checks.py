@@ -174,34 +174,33 @@ def _sparse_max_pool_checks():
     # flip-flops (smtbmc's arrays: about ten times slower at depth 22 on 2 x 4).
     proof = sparse_max_pool.SparseMaxPoolProof
     common = dict(options=("--nopresat",), script=("memory_map",))
-    name = "sparse_max_pool.{}.{}{}".format
+    what = {
+        "frames": lambda depth: (
+            "induction, depth 2: protocol on events; one end of frame out per end of frame "
+            "taken, in order, at most 3 in flight, none and no event before its frame's is "
+            "taken; read.en only from a touched end of frame to done, done once per frame and "
+            "before the frame's end of frame out, touched closed meanwhile"),
+        "windows": lambda depth: (
+            f"bounded, depth {depth}: protocol on events; an event only for a window touched "
+            "in its frame (the first after reset: all); each (channel, y, x) once a frame; a "
+            "frame's reads = its windows touched x groups, each once (pool 1: four in a row)"),
+        "latency": lambda depth: (
+            f"bounded, depth {depth}, events.ready high: end of frame out max(G + 11, E + 12) "
+            "to G + E + 12 cycles after the touched one (ECP5 + 2; 4 without reads, ECP5 5), "
+            "G + E + 10 (ECP5 12) after the previous one's if queued; one lane: done G + 3 "
+            "(ECP5 G + 5) after"),
+    }
+    runs = ([("frames", g, t, "prove", 2) for g, t in POOL_FRAMES]
+            + [("windows", g, t, "bmc", d) for g, t, d in POOL_WINDOWS]
+            + [("latency", g, t, "bmc", d) for g, t, d in POOL_LATENCY])
     checks = []
-    for geometry, target in POOL_FRAMES:
+    for part, geometry, target, mode, depth in runs:
         checks.append(Check(
-            name("frames", geometry, "_ecp5" if target == "ecp5" else ""),
-            proof(geometry, target=target), "prove", 2, script=("memory_map",),
-            quick=(geometry, target) == ("2x4", "generic"),
-            what="induction, depth 2: protocol on events; one end of frame out per end of "
-                 "frame taken, in order, at most 3 in flight, none and no event before its "
-                 "frame's is taken; read.en only from a touched end of frame to done, done "
-                 "once per frame and before the frame's end of frame out, touched closed "
-                 "meanwhile"))
-    for geometry, target, depth in POOL_WINDOWS:
-        checks.append(Check(
-            name("windows", geometry, "_ecp5" if target == "ecp5" else ""),
-            proof(geometry, target=target, parts=("windows",)), "bmc", depth, **common,
-            what=f"bounded, depth {depth}: protocol on events; an event only for a window "
-                 "touched in its frame (the first after reset: all); each (channel, y, x) "
-                 "once a frame; a frame's reads = its windows touched x groups, each once "
-                 "(pool 1: four in a row)"))
-    for geometry, target, depth in POOL_LATENCY:
-        checks.append(Check(
-            name("latency", geometry, "_ecp5" if target == "ecp5" else ""),
-            proof(geometry, target=target, parts=("latency",)), "bmc", depth, **common,
-            what=f"bounded, depth {depth}, events.ready high: end of frame out max(G + 11, "
-                 "E + 12) to G + E + 12 cycles after the touched one (4 without reads; "
-                 "ECP5 + 1), G + E + 10 after the previous one's if queued; one lane: "
-                 "done G + 3 (ECP5 G + 5) after"))
+            f"sparse_max_pool.{part}.{geometry}{'_ecp5' if target == 'ecp5' else ''}",
+            proof(geometry, target=target, parts=(part,)), mode, depth,
+            **(common if mode == "bmc" else {"script": common["script"]}),
+            quick=(part, geometry, target) == ("frames", "2x4", "generic"),
+            what=what[part](depth)))
     checks += [
         Check("sparse_max_pool.cover", proof("2x4", parts=("frames", "windows")), "cover",
               28, script=("memory_map",),
