@@ -4,7 +4,7 @@ build flow, the timing tool and the Makefile (``eventconv boards``).
 ==========  =================  ==========  =======  ========================  ==========  =======
 board       device             oscillator  clock    USB serial (FPGA rx, tx)  LEDs        uploads
 ==========  =================  ==========  =======  ========================  ==========  =======
-icebreaker  iCE40UP5K-SG48     12 MHz      45 MHz   FT2232H channel B: 6, 9   green, red  no
+icebreaker  iCE40UP5K-SG48     12 MHz      40 MHz   FT2232H channel B: 6, 9   green, red  no
 ulx3s-85f   LFE5U-85F-6BG381C  25 MHz      125 MHz  FT231X: M1, L4            LED 0, 1    yes
 ==========  =================  ==========  =======  ========================  ==========  =======
 
@@ -41,9 +41,10 @@ class BoardSpec:
         Platform resources ``(name, number)`` of the two status LEDs.
     pin_file, constraints : str
         The pin file the platform writes, and its committed copy under ``constraints/``.
-    frame_side, lanes : int
-        The default layer (:func:`default_config`): a square frame of this side, accumulate
-        lanes.
+    frame_size : tuple
+        The default layer's frame ``(height, width)`` (:meth:`default_config`).
+    lanes : int
+        Its accumulate lanes.
     capacity : dict
         What the device has, by nextpnr bel (the estimates before synthesis check against it;
         a synthesis report gives the same totals).
@@ -67,7 +68,7 @@ class BoardSpec:
     error_led: tuple
     pin_file: str
     constraints: str
-    frame_side: int
+    frame_size: tuple
     lanes: int
     capacity: dict
     uploads: bool = True
@@ -85,26 +86,27 @@ class BoardSpec:
     def default_config(self):
         """The layer the board is built with when no configuration is given: the filter bank
         (:func:`eventconv.core.kernels.filter_bank_config`), K = 3, Cout = 8."""
-        return filter_bank_config(self.frame_side, self.frame_side, lanes=self.lanes)
+        return filter_bank_config(*self.frame_size, lanes=self.lanes)
 
 
-# Default layers. iCEBreaker: 22 x 22, about the largest square whose memories fit the UP5K's
-# 30 block RAMs (32 x 32 needs 44; larger frames need the accumulators in SPRAM). ULX3S 85F:
+# Default layers. iCEBreaker: the bundled clip's 64 x 48, its accumulators in the UP5K's four
+# SPRAM blocks (two lanes, each a 32-bit RAM of two blocks: one accumulate op per clock, see
+# SpramAccumulatorUnit); in block RAM no frame above 22 x 22 fits. ULX3S 85F:
 # 64 x 64 fits its block RAM easily; 8 lanes (one output channel each) make a bank 1024 words,
 # one block RAM deep, so no RAM-depth multiplexer follows the RAMs, which its clock needs.
 # Pixels per cycle stay 1: the UART, not the engine, limits a board's frame rate.
 BOARDS = {
     "icebreaker": BoardSpec(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
-        "clk12", 12e6, 45e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
-        frame_side=22, lanes=1,
+        "clk12", 12e6, 40e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
+        frame_size=(48, 64), lanes=2,
         capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
                   "ICESTORM_DSP": 8},
         uploads=False),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
         "clk25", 25e6, 125e6, ("led", 0), ("led", 1), "top.lpf", "ulx3s.lpf",
-        frame_side=64, lanes=8,
+        frame_size=(64, 64), lanes=8,
         capacity={"TRELLIS_COMB": 83640, "DP16KD": 208, "TRELLIS_RAMW": 10455,
                   "MULT18X18D": 156},
         seeds=(3, 1, 2, 4, 5)),

@@ -119,9 +119,16 @@ class AccumulatorReadSignature(wiring.Signature):
     t + 1. Every RAM output then feeds one register (on the ECP5, the RAM's own output
     register). ``done`` then means the reader is past the register too: after ``done`` the
     register follows the unit's own pipeline again.
+
+    With ``paced`` (accumulators in single-port RAM,
+    :class:`~eventconv.hw.layer.accumulator_spram.SpramAccumulatorUnit`) a read takes several
+    cycles: ``wait`` (from the unit, a register) is high from the cycle after ``en`` until the
+    cycle in which ``data`` holds the read's words, and the reader issues nothing and takes
+    nothing while it is high. ``data`` then keeps its value until the next ``en``.
     """
 
-    def __init__(self, *, address_width, accumulator_width, lanes, registered=False):
+    def __init__(self, *, address_width, accumulator_width, lanes, registered=False,
+                 paced=False):
         members = {
             "addr": Out(unsigned(address_width)),
             "en":   Out(1),
@@ -130,6 +137,8 @@ class AccumulatorReadSignature(wiring.Signature):
         }
         if registered:
             members["take"] = Out(1)
+        if paced:
+            members["wait"] = In(1)
         super().__init__(members)
 
 

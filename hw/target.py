@@ -33,11 +33,12 @@ class Target:
     name: str
     ram_read_register: bool = False
     multiplier_registers: bool = False
+    spram_accumulators: bool = False
 
 
-#: No extra registers: exported Verilog, simulation, the iCE40 (which does better without).
+#: No extra registers: exported Verilog, simulation. The iCE40 does better without them too.
 GENERIC = Target("generic")
-ICE40 = Target("ice40")
+ICE40 = Target("ice40", spram_accumulators=True)
 ECP5 = Target("ecp5", ram_read_register=True, multiplier_registers=True)
 TARGETS = {target.name: target for target in (GENERIC, ICE40, ECP5)}
 

@@ -2,8 +2,9 @@
 accumulators read back through the read port before the reader pulses ``done``.
 
 The top level has the ports ``events`` (stream in), ``touched`` (stream out), ``read__addr``,
-``read__en``, ``read__data`` (a window's 4 x lanes accumulators) and ``read__done`` (the
-reader's pulse that lets the accumulators change again). The case::
+``read__en``, ``read__data`` (a window's 4 x lanes accumulators), ``read__done`` (the
+reader's pulse that lets the accumulators change again) and, for a paced port, ``read__wait``.
+The case::
 
     {"frames": [[packed event, ..., packed end of frame], ...],
      "end_of_frame_mask": int,      # the end_of_frame bit of a packed touched beat
@@ -22,7 +23,9 @@ from eventconv.sim.case import read_case, start_bench, write_result
 
 
 async def read_back(dut, depth):
-    """Read ``depth`` window addresses, one per cycle: address before an edge, data after it."""
+    """Read ``depth`` window addresses, one per cycle: address before an edge, data after it
+    (with a paced port, once ``read__wait`` is low)."""
+    paced = hasattr(dut, "read__wait")
     words = []
     for address in range(depth):
         await FallingEdge(dut.clk)
@@ -31,6 +34,8 @@ async def read_back(dut, depth):
         await RisingEdge(dut.clk)
         await FallingEdge(dut.clk)
         dut.read__en.value = 0
+        while paced and int(dut.read__wait.value):
+            await FallingEdge(dut.clk)
         words.append(int(dut.read__data.value))
     return words
 

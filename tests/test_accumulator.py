@@ -16,8 +16,9 @@ from amaranth.sim import Simulator
 from eventconv.core.clip import load_clip
 from eventconv.core.config import Config
 from eventconv.core.model import EventConvModel, Events, accumulate, fanout_updates
-from eventconv.flow.verilog import ECP5_PRIMITIVES, export_verilog
+from eventconv.flow.verilog import ECP5_PRIMITIVES, ICE40_PRIMITIVES, export_verilog
 from eventconv.hw.layer.accumulator import AccumulatorUnit
+from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
 from eventconv.hw.layer.fanout import FanoutAddressGenerator
 from eventconv.hw.layouts import (
     AccumulatorReadSignature,
@@ -27,7 +28,7 @@ from eventconv.hw.layouts import (
     window_layout,
 )
 from eventconv.hw.target import Target
-from eventconv.sim.runner import ECP5_MODELS, pack, run_cocotb, unpack
+from eventconv.sim.runner import ECP5_MODELS, ice40_models, pack, run_cocotb, unpack
 from streams import add_protocol_checkers, make_rng, simulate, stall_profiles, stream_put
 
 END_OF_FRAME = {"channel": 0, "y": 0, "x": 0, "delta": 0, "end_of_frame": 1}
@@ -39,21 +40,24 @@ class FanoutAccumulator(wiring.Component):
     outside. ``clear`` is an extra synchronous reset, so a test can reset in the middle of a run.
     """
 
-    def __init__(self, config, multiplier_registers=False, ram_read_register=False):
+    def __init__(self, config, multiplier_registers=False, ram_read_register=False,
+                 spram=False):
         self.config = c = config
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
-        self.accumulator = AccumulatorUnit.from_config(
+        unit = SpramAccumulatorUnit if spram else AccumulatorUnit
+        self.accumulator = unit.from_config(
             c, target=Target("test", ram_read_register=ram_read_register,
-                             multiplier_registers=multiplier_registers))
+                             multiplier_registers=multiplier_registers,
+                             spram_accumulators=spram))
         super().__init__({
             "events": In(EventStream(c.channels_in, c.height, c.width)),
             "touched": Out(WindowStream(c.height, c.width)),
             "read": In(AccumulatorReadSignature(
                 address_width=self.accumulator.address_width,
                 accumulator_width=self.accumulator.accumulator_width, lanes=c.lanes,
-                registered=ram_read_register)),
+                registered=ram_read_register, paced=spram)),
             "clear": In(1),
         })
 
@@ -126,7 +130,7 @@ def memory_image(config, words):
 
 def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
               release_always=False, clear_after=None, noisy_reads=False,
-              multiplier_registers=False, ram_read_register=False):
+              multiplier_registers=False, ram_read_register=False, spram=False):
     """Simulate the chain. Returns per frame a dict: ``peeked`` (memory image in the cycle the
     end of frame shows on touched), ``read_back`` (through ``read``), ``windows``, ``beats``
     (touched transfers) and ``from_update`` (cycles from the frame's first update beat taken by
@@ -135,8 +139,9 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
     With ``noisy_reads``, ``read`` is driven with random addresses and ``en`` whenever the
     sink is not reading: the unit must ignore it outside the hold. ``multiplier_registers``,
     ``ram_read_register``: the unit's options (the sink then reads through the data register).
+    ``spram``: the :class:`SpramAccumulatorUnit` (its reads paced by ``wait``).
     """
-    dut = FanoutAccumulator(config, multiplier_registers, ram_read_register)
+    dut = FanoutAccumulator(config, multiplier_registers, ram_read_register, spram)
     unit = dut.accumulator
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
@@ -161,6 +166,9 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                 ctx.set(dut.read.en, noise_rng.random() < 0.5)
 
     def peek(ctx):
+        if spram:   # lane j's RAM: window * 4 + q
+            return memory_image(config, [[[ctx.get(ram[i]) for i in range(q, unit.depth, 4)]
+                                          for q in range(4)] for ram in unit.accumulators])
         return memory_image(config, [[[ctx.get(bank[i]) for i in range(unit.depth)]
                                       for bank in banks] for banks in unit.accumulators])
 
@@ -201,11 +209,19 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                 reading[0] = True
                 if ram_read_register:
                     ctx.set(dut.read.take, 1)
-                for address in range(unit.depth):
+                windows = unit.depth // 4 if spram else unit.depth
+                ctx.set(dut.read.en, 0)     # the noise's may be high
+                for address in range(windows):
+                    while spram and ctx.get(dut.read.wait):   # a read of the noise's
+                        await ctx.tick()
+                        cycle += 1
                     ctx.set(dut.read.addr, address)
                     ctx.set(dut.read.en, 1)
                     await ctx.tick()
                     ctx.set(dut.read.en, 0)
+                    while spram and ctx.get(dut.read.wait):
+                        await ctx.tick()
+                        cycle += 1
                     if ram_read_register:
                         # The word is in the data register a cycle later; idle reads
                         # (random addresses, ``en`` low) must not disturb it.
@@ -222,7 +238,7 @@ def run_chain(config, frames, *, idle=0.0, stall=0.0, seed=0, hold_cycles=3,
                 ctx.set(done, 1)
                 await ctx.tick()
                 ctx.set(done, 0)
-                cycle += unit.depth + 1
+                cycle += windows + 1
             results.append(result)
             released[0] = index + 1
 
@@ -249,6 +265,11 @@ def check_chain(config, frames, results):
         assert got["windows"] == windows, f"touched windows of frame {index}"
 
 
+# The unit's variants: the generic one; the options the ECP5 boards build with (registered
+# multiplier and read); the accumulators in single-port RAM (the iCE40's SPRAM).
+VARIANTS = {"generic": {}, "ecp5": {"multiplier_registers": True, "ram_read_register": True},
+            "spram": {"spram": True}}
+
 # (kernel_size, height, width, channels_in, channels_out, lanes)
 GEOMETRIES = [
     (3, 6, 8, 2, 4, 2),
@@ -260,16 +281,15 @@ GEOMETRIES = [
 
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-# ecp5: the options the ECP5 boards build with (registered multiplier and read).
-@pytest.mark.parametrize("ecp5", [False, True], ids=["", "ecp5"])
-def test_accumulators_equal_model_over_frames(geometry, idle, stall, ecp5):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_accumulators_equal_model_over_frames(geometry, idle, stall, variant):
     rng = np.random.default_rng(list(geometry) + [int(idle * 10)])
     config = make_config(rng, *geometry)
     change = 0.2 if geometry[0] < 7 else 0.08
     frames = [[]] + video_frames(rng, config, 3, change=change)
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
                         hold_cycles=int(rng.integers(1, 20)), noisy_reads=True,
-                        multiplier_registers=ecp5, ram_read_register=ecp5)
+                        **VARIANTS[variant])
     check_chain(config, frames, results)
 
 
@@ -295,9 +315,8 @@ HAZARD_GEOMETRIES = [
 @pytest.mark.parametrize("idle, stall", stall_profiles())
 @pytest.mark.parametrize("geometry", HAZARD_GEOMETRIES,
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-# ecp5: the options the ECP5 boards build with (registered multiplier and read).
-@pytest.mark.parametrize("ecp5", [False, True], ids=["", "ecp5"])
-def test_back_to_back_updates_of_one_address(geometry, idle, stall, ecp5):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_back_to_back_updates_of_one_address(geometry, idle, stall, variant):
     """Bursts on one pixel (both channels: one accumulator address) and its neighbours."""
     rng = np.random.default_rng(list(geometry) + [int(stall * 10)])
     config = make_config(rng, *geometry)
@@ -308,19 +327,19 @@ def test_back_to_back_updates_of_one_address(geometry, idle, stall, ecp5):
               burst(rng, config, neighbours, 40, reference),
               burst(rng, config, [(0, 3, 3)], 10, reference)]
     results = run_chain(config, frames, idle=idle, stall=stall, seed=int(rng.integers(99)),
-                        multiplier_registers=ecp5, ram_read_register=ecp5)
+                        **VARIANTS[variant])
     check_chain(config, frames, results)
 
 
 @pytest.mark.parametrize("geometry", [(1, 4, 4, 2, 2, 2), (1, 4, 4, 1, 4, 1), (3, 6, 6, 2, 4, 2),
                                       (7, 8, 8, 1, 2, 1)],
                          ids=lambda g: "k{}_{}x{}_c{}_o{}_l{}".format(*g))
-# ecp5: the options the ECP5 boards build with (registered multiplier and read).
-@pytest.mark.parametrize("ecp5", [False, True], ids=["", "ecp5"])
-def test_throughput_of_fanout_and_accumulator(geometry, ecp5):
-    """No stalls: a frame of U update beats shows its end on touched U + LATENCY cycles after
-    its first update beat is taken (U beats, then the end-of-frame beat, LATENCY to touched):
-    the fan-out and the accumulator never lose a cycle, even on back-to-back hazards."""
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_throughput_of_fanout_and_accumulator(geometry, variant):
+    """No stalls: a frame of U update beats shows its end on touched U * BEAT_CYCLES + LATENCY
+    cycles after its first update beat is taken (U beats, then the end-of-frame beat, LATENCY
+    to touched): the fan-out and the accumulator never lose a cycle, even on back-to-back
+    hazards (the SPRAM unit takes a beat every other cycle)."""
     rng = np.random.default_rng(5)
     config = make_config(rng, *geometry)
     reference = {}
@@ -328,13 +347,14 @@ def test_throughput_of_fanout_and_accumulator(geometry, ecp5):
               for c in range(config.channels_in)]
     frames = [burst(rng, config, pixels, 40, reference), burst(rng, config, pixels[:2], 20,
                                                                reference)]
-    results = run_chain(config, frames, multiplier_registers=ecp5, ram_read_register=ecp5)
+    results = run_chain(config, frames, **VARIANTS[variant])
     check_chain(config, frames, results)
+    unit = SpramAccumulatorUnit if variant == "spram" else AccumulatorUnit
     for index, (frame, got) in enumerate(zip(frames, results, strict=True)):
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frame) // config.lanes
         print(f"fanout+accumulator {geometry} frame {index}: {len(frame)} events, {beats} beats,"
               f" {got['from_update']} cycles from first update to end of frame on touched")
-        assert got["from_update"] == beats + AccumulatorUnit.LATENCY
+        assert got["from_update"] == beats * unit.BEAT_CYCLES + unit.LATENCY
 
 
 def test_release_with_the_end_of_frame_skips_the_hold():
@@ -438,15 +458,18 @@ def test_from_config_rejects_other_objects():
 
 # The exported Verilog under Icarus, driven by sim/accumulator_tb.py.
 
-@pytest.mark.parametrize("geometry, idle, stall, multiplier_registers, ecp5", [
-    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, False, False),
-    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, False, False),
-    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, True, False),
-    # The board build's netlist: the multipliers are MULT18X18D primitives (our model of it).
-    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, True, True),
-    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, True, True),
+@pytest.mark.parametrize("geometry, idle, stall, variant", [
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, "generic"),
+    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, "generic"),
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, "multiplier"),
+    # The board builds' netlists: the ECP5's multipliers are MULT18X18D primitives (our model
+    # of it); the iCE40's accumulators SB_SPRAM256KA blocks (Yosys's model).
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, "ecp5"),
+    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, "ecp5"),
+    ((3, 6, 8, 2, 4, 2), 0.3, 0.3, "spram"),
+    ((1, 4, 4, 2, 2, 2), 0.0, 0.0, "spram"),
 ])
-def test_exported_verilog_under_cocotb(geometry, idle, stall, multiplier_registers, ecp5):
+def test_exported_verilog_under_cocotb(geometry, idle, stall, variant, tmp_path):
     rng = np.random.default_rng(list(geometry) + [9])
     config = make_config(rng, *geometry)
     if geometry[0] == 1:
@@ -456,7 +479,9 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall, multiplier_registe
                   burst(rng, config, pixels, 20, reference)]
     else:
         frames = [[]] + video_frames(rng, config, 3)
-    dut = FanoutAccumulator(config, multiplier_registers)
+    ecp5, spram = variant == "ecp5", variant == "spram"
+    dut = FanoutAccumulator(config, multiplier_registers=variant in ("multiplier", "ecp5"),
+                            spram=spram)
     events = event_layout(config.channels_in, config.height, config.width)
     windows = window_layout(config.height, config.width)
     data_layout = dut.read.signature.members["data"].shape
@@ -464,14 +489,17 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall, multiplier_registe
         "frames": [[pack(events, {"channel": c, "y": y, "x": x, "delta": d, "end_of_frame": 0})
                     for c, y, x, d in frame] + [pack(events, END_OF_FRAME)] for frame in frames],
         "end_of_frame_mask": pack(windows, {"end_of_frame": 1}),
-        "depth": dut.accumulator.depth, "idle": idle, "stall": stall, "seed": 4,
+        "depth": dut.accumulator.depth // 4 if spram else dut.accumulator.depth,
+        "idle": idle, "stall": stall, "seed": 4,
     }
-    verilog_text = export_verilog(dut, "fanout_accumulator",
-                                  platform=ECP5_PRIMITIVES if ecp5 else None)
+    platform = {"ecp5": ECP5_PRIMITIVES, "spram": ICE40_PRIMITIVES}.get(variant)
+    verilog_text = export_verilog(dut, "fanout_accumulator", platform=platform)
     assert ("MULT18X18D" in verilog_text) == ecp5
+    assert ("SB_SPRAM256KA" in verilog_text) == spram
+    models = ECP5_MODELS if ecp5 else ice40_models(tmp_path) if spram else ()
     result = run_cocotb(verilog_text=verilog_text, toplevel="fanout_accumulator",
                         test_module="eventconv.sim.accumulator_tb", case=case,
-                        extra_sources=ECP5_MODELS if ecp5 else ())
+                        extra_sources=models)
     for index, ((acc, expected_windows), got) in enumerate(
             zip(expected_frames(config, frames), result["frames"], strict=True)):
         touched = [unpack(windows, beat) for beat in got["touched"]]
@@ -481,11 +509,14 @@ def test_exported_verilog_under_cocotb(geometry, idle, stall, multiplier_registe
         words = [data.Const(data_layout, word) for word in got["reads"]]
         image = memory_image(config, [[[word[q][j] for word in words] for q in range(4)]
                                       for j in range(config.lanes)])
+        unit = type(dut.accumulator)
         np.testing.assert_array_equal(image, acc, err_msg=f"frame {index}")
         beats = sum(len(fanout_updates(config, c, y, x)) for c, y, x, _ in frames[index])
         print(f"cocotb frame {index}: {beats // config.lanes} beats, {got['cycles']} cycles")
         if stall == idle == 0 and index > 0:
-            # Offered, taken, fan-out latency, U beats, end of frame beat, LATENCY to touched.
-            assert got["cycles"] == (beats // config.lanes + 1 + FanoutAddressGenerator.LATENCY
-                                     + AccumulatorUnit.LATENCY)
+            # Offered, taken, fan-out latency, U beats, end of frame beat, LATENCY to touched;
+            # the SPRAM unit takes beats in even cycles only, so the first may wait one.
+            least = (beats // config.lanes * unit.BEAT_CYCLES + 1
+                     + FanoutAddressGenerator.LATENCY + unit.LATENCY)
+            assert got["cycles"] - least in range(unit.BEAT_CYCLES)
     assert result["extra"] == []

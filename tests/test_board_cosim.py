@@ -13,7 +13,7 @@ from eventconv.core.config import Config
 from eventconv.core.model import run_model
 from eventconv.core.network import Network
 from eventconv.host.link import BoardLink
-from eventconv.hw.target import ECP5, GENERIC
+from eventconv.hw.target import ECP5, GENERIC, ICE40
 from eventconv.protocol.codec import LinkError, encode_packet, pixels_packet
 from eventconv.protocol.constants import END, Command, ErrorCode, Reply
 from eventconv.protocol.crc import crc16
@@ -137,14 +137,15 @@ def test_board_frames_equal_model_and_link_recovers_from_bad_bytes():
                                       "weights": [[[[1, -2, 3], [0, 5, 0], [-7, 8, 9]]],
                                                   [[[9, 9, 9], [9, 9, 9], [9, 9, 9]]]],
                                       "bias": [100, -5000], "pixels_per_cycle": 2}])
-@pytest.mark.parametrize("ram_read_register", [False, True], ids=["", "ecp5"])
-def test_board_dense_mode_two_pixels_per_cycle(changes, ram_read_register):
-    """Also the ECP5 boards' variant: every RAM read port behind one register."""
+@pytest.mark.parametrize("target", [GENERIC, ECP5, ICE40], ids=lambda t: t.name)
+def test_board_dense_mode_two_pixels_per_cycle(changes, target):
+    """Also the boards' variants, with their primitives: the ECP5's (every RAM read port
+    behind one register, MULT18X18D multipliers) and the iCE40's (accumulators in
+    SB_SPRAM256KA blocks, Yosys's model)."""
     config = layer(**changes)
     frames = video(2, 3, config)
     with BoardSimulation(config, chunk=16, timeout_cycles=LINK_TIMEOUT_CYCLES,
-                         build_root=BUILD,
-                         target=ECP5 if ram_read_register else GENERIC) as board:
+                         build_root=BUILD, target=target) as board:
         link = BoardLink(board, config, timeout=TIMEOUT)
         assert_equals_model(config, frames, link.run(frames))
 

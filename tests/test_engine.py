@@ -16,7 +16,7 @@ from eventconv.core.config import Config
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
 from eventconv.core.network import Network
-from eventconv.hw.target import ECP5
+from eventconv.hw.target import ECP5, ICE40
 
 BUILD = Path(__file__).resolve().parent.parent / "build" / "sim"
 BIN = Path(sys.executable).parent
@@ -71,15 +71,17 @@ def test_rtl_equals_model_random_frames_under_stalls(k, cin, cout, h, w, thresho
     assert_rtl_equals_model(config, video(rng, config, 5), idle=idle, stall=stall, seed=k)
 
 
+@pytest.mark.parametrize("target", [ECP5, ICE40], ids=lambda t: t.name)
 @pytest.mark.parametrize("case", [CASES[0], CASES[3]])
-def test_ram_read_register_equal_model(case):
-    """The engine as the ECP5 boards build it (block RAM reads registered) gives the same."""
+def test_board_targets_equal_model(case, target):
+    """The engine as the boards build it gives the same: the ECP5's (block RAM reads
+    registered), the iCE40's (accumulators in single-port RAM, the pool's reads paced)."""
     k, cin, cout, h, w, threshold, shift, mode, knobs, (idle, stall) = case
     rng = np.random.default_rng(k * 100 + cin * 10 + cout + 1)
     config = layer(rng, k=k, cin=cin, cout=cout, h=h, w=w, threshold=threshold, shift=shift,
                    mode=mode, **knobs)
     assert_rtl_equals_model(config, video(rng, config, 5), idle=idle, stall=stall, seed=k,
-                            target=ECP5)
+                            target=target)
 
 
 def test_rtl_equals_model_on_real_clip():
@@ -102,6 +104,20 @@ def test_rtl_on_verilator_and_sparse_frames_cost_less():
         net = Network.of(config)
         estimated = frame_cycles(net, network_work(net, clip))
         assert abs(estimated[1:].sum() / rtl["cycles"][1:].sum() - 1) < 0.05
+
+
+def test_spram_engine_on_verilator_and_its_cycle_estimate():
+    """The iCEBreaker's engine (accumulators in single-port RAM: a beat every two cycles,
+    four cycles per pool read) on the real clip: equal to the model, and the estimate for
+    its target within 5 % of its cycles."""
+    clip = load_clip("vtest_32x32")[:6]
+    config = filter_bank_config(32, 32, channels_out=4, threshold=8, lanes=2)
+    rtl, _ = assert_rtl_equals_model(config, clip, simulator="verilator", target=ICE40)
+    net = Network.of(config)
+    estimated = frame_cycles(net, network_work(net, clip, ICE40), ICE40)
+    assert abs(estimated[1:].sum() / rtl["cycles"][1:].sum() - 1) < 0.05
+    # Against the generic engine's estimate: the single port costs cycles.
+    assert estimated[1:].sum() > frame_cycles(net, network_work(net, clip))[1:].sum()
 
 
 def test_cli_rtl_backend_writes_cycles(tmp_path):

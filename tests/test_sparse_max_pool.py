@@ -32,13 +32,17 @@ from eventconv.core.clip import load_clip
 from eventconv.core.config import Config
 from eventconv.core.model import EventConvModel, max_pool, pool_stage, requantize
 from eventconv.flow.verilog import export_verilog
+from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, WindowStream, event_layout, window_layout
-from eventconv.hw.target import ECP5, GENERIC
+from eventconv.hw.target import ECP5, GENERIC, Target
 from eventconv.sim.runner import pack, run_cocotb, unpack
 from streams import add_protocol_checkers, make_rng, stall_profiles, stream_put
 
 CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
+# Reads paced as the SPRAM accumulator unit's (the iCE40's target): wait cycles per read.
+PACED = Target("paced", spram_accumulators=True)
+PACED_WAIT = SpramAccumulatorUnit.READ_CYCLES - 1
 
 
 class PoolBench(wiring.Component):
@@ -54,9 +58,10 @@ class PoolBench(wiring.Component):
     go to the pool.
     """
 
-    def __init__(self, config, ram_read_register=False):
+    def __init__(self, config, ram_read_register=False, paced=False):
         self.config = c = config
-        self.pool = SparseMaxPool.from_config(c, target=ECP5 if ram_read_register else GENERIC)
+        target = ECP5 if ram_read_register else PACED if paced else GENERIC
+        self.pool = SparseMaxPool.from_config(c, target=target)
         self.groups = c.channels_out // c.lanes
         self.depth = self.groups * c.height * c.width // 4     # words per bank
         width = self.pool.accumulator_width
@@ -97,9 +102,18 @@ class PoolBench(wiring.Component):
             m.d.sync += self.releases.eq(self.releases + 1)
         misuse = ((pool.read.en & ~self.holding) | (done & ~self.holding & ~end_given)
                   | (self.load_enable & self.holding) | (pool.touched.ready & self.holding))
-        with m.If(misuse):
-            m.d.sync += self.protocol_errors.eq(self.protocol_errors + 1)
 
+        if self.pool.target.spram_accumulators:
+            # Paced reads as the SPRAM unit's: ``wait`` for the cycles after ``en`` until the
+            # data holds. It is there from the cycle after ``en`` and held: only the wait
+            # matters.
+            left = Signal(range(PACED_WAIT + 1))
+            with m.If(pool.read.en & self.holding):
+                m.d.sync += left.eq(PACED_WAIT)
+            with m.Elif(left != 0):
+                m.d.sync += left.eq(left - 1)
+            m.d.comb += pool.read.wait.eq(left != 0)
+            misuse |= pool.read.en & (left != 0)
         # Outside the hold the real unit's read port follows its own pipeline.
         elsewhere = Signal(range(self.depth))
         m.d.sync += elsewhere.eq(elsewhere + 7)
@@ -128,6 +142,8 @@ class PoolBench(wiring.Component):
                 ]
                 with m.If(~self.holding):
                     m.d.comb += [read.addr.eq(elsewhere), read.en.eq(1)]
+        with m.If(misuse):
+            m.d.sync += self.protocol_errors.eq(self.protocol_errors + 1)
         return ResetInserter(self.clear)(m)
 
 
@@ -287,7 +303,8 @@ async def take_beat(ctx, stream, rng, stall):
 
 
 def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
-             shift_during_clear=None, wait_ready=False, ram_read_register=False):
+             shift_during_clear=None, wait_ready=False, ram_read_register=False,
+             paced=False):
     """Simulate the bench over ``plans``; returns per frame ``events`` (tuples, in order),
     ``done_after`` (cycles from ``start``, see ``cycles``, to ``read.done``; not with
     ``clear_after``),
@@ -303,9 +320,9 @@ def run_pool(config, plans, *, idle=0.0, stall=0.0, seed=0, clear_after=None,
     the ``shift`` input while the reset clear runs, if not ``config.shift`` (the clear does
     not use it). ``wait_ready``: offer a frame's first beat only once ``touched`` is ready (so
     ``collect_cycles`` measures the pool alone). ``ram_read_register``: the pool's option
-    (every end-of-frame figure a cycle later).
+    (every end-of-frame figure a cycle later). ``paced``: reads paced as the SPRAM unit's.
     """
-    dut = PoolBench(config, ram_read_register)
+    dut = PoolBench(config, ram_read_register, paced)
     late = int(ram_read_register)
     rng = make_rng(seed)
     source_rng, sink_rng = make_rng(rng.random()), make_rng(rng.random())
@@ -415,14 +432,15 @@ def fires_per_read(config, plan):
             for position in positions_of(config)]
 
 
-def expected_cycles(config, plan, late=0):
+def expected_cycles(config, plan, late=0, paced=False):
     """Cycles of a frame's end-of-frame work with ``events`` always ready, from the
     end_of_frame transfer on ``touched`` to the one on ``events``: a cycle by cycle model of
     the pool's pipeline as its docstring describes it (first read issued in cycle 3, or 3 +
     ``late`` with the bitmap register, one read per cycle while the second result slot is
     empty, the result slot gives one event per cycle, end_of_frame loaded once everything is
-    empty). ``late`` (``target.ram_read_register``) also adds the landed stage. Also checks
-    the docstring's bounds.
+    empty). ``late`` (``target.ram_read_register``) also adds the landed stage. ``paced``:
+    the pipeline waits ``PACED_WAIT`` cycles after each read. Also checks the docstring's
+    bounds.
     """
     fires = fires_per_read(config, plan)
     if not fires:
@@ -430,11 +448,13 @@ def expected_cycles(config, plan, late=0):
     to_issue = list(fires)
     # Lanes that fire of the read in the fetch, words, (landed,) pairs, maximum, requantize,
     # difference and decided stages.
-    stages = [None] * (7 + late)
+    stages = [None] * (7 + late - paced)    # paced: no words register of the pool's own
     result = waiting = 0         # events left in the two result slots
     cycle = 3 + late
+    wait = 0
     while to_issue or result or waiting or any(stage is not None for stage in stages):
-        advance = not waiting
+        advance = not waiting and not wait
+        wait = PACED_WAIT if advance and to_issue and paced else max(0, wait - 1)
         decided = stages[-1]
         gives = decided if advance and decided else 0
         result_free_after = result <= 1
@@ -448,17 +468,18 @@ def expected_cycles(config, plan, late=0):
         cycle += 1
     cycles = cycle + 1           # end_of_frame loaded in `cycle`, transferred in the next
     reads, events = len(fires), sum(fires)
-    assert (max(reads + 11 + fires[-1], events + 12) + 2 * late <= cycles
-            <= reads + events + 12 + 2 * late)
+    span = (PACED_WAIT + 1) * reads - 1 if paced else reads    # paced: a stage fewer
+    assert (max(span + 11 + fires[-1], events + 12 - paced) + 2 * late <= cycles
+            <= span + events + 12 + 2 * late)
     return cycles
 
 
-def check(plans, results, config=None, late=0):
+def check(plans, results, config=None, late=0, paced=False):
     """Events exactly as planned; with ``config``, also the cycles (only without stalls)."""
     for index, (plan, got) in enumerate(zip(plans, results, strict=True)):
         assert got["events"] == plan["events"], f"events of frame {index}"
         if config is not None:
-            assert got["cycles"] == expected_cycles(config, plan, late), \
+            assert got["cycles"] == expected_cycles(config, plan, late, paced), \
                 f"cycles of frame {index}"
 
 
@@ -504,6 +525,19 @@ def test_events_equal_model_over_frames(case, idle, stall, ram_read_register):
     results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)),
                        ram_read_register=ram_read_register)
     check(plans, results, config if stall == 0 else None, late=int(ram_read_register))
+
+
+@pytest.mark.parametrize("idle, stall", stall_profiles())
+@pytest.mark.parametrize("case", ["12x10_o4_l2_negative_bias_pool1_u5",
+                                  "8x8_o8_l1_mixed_bias_random_u", "6x8_o4_l4_pool1_random_u"])
+def test_paced_reads_equal_model_over_frames(case, idle, stall):
+    """Reads paced as the SPRAM accumulator unit's (the pipeline waits while ``read.wait``):
+    the same events; without stalls the cycles of the paced cycle model."""
+    rng = np.random.default_rng(sorted(CASES).index(case) * 10 + int(idle * 10) + 5)
+    config, plans = case_plans(case, rng, frames=4)
+    results = run_pool(config, plans, idle=idle, stall=stall, seed=int(rng.integers(99)),
+                       paced=True)
+    check(plans, results, config if stall == 0 else None, paced=True)
 
 
 @pytest.mark.parametrize("ram_read_register", [False, True])

@@ -39,6 +39,8 @@ def test_icebreaker_bitstream_meets_timing(tmp_path):
     for r in resources.values():
         assert 0 <= r["used"] <= r["total"]
     assert resources["block RAM (4 kbit)"]["used"] >= 3   # memories are in RAM
+    # The accumulators, in the four SPRAMs (two lanes, 32-bit words of two blocks each).
+    assert resources["SPRAM (256 kbit)"]["used"] == 4
     assert resources["PLL"]["used"] == 1
     assert report["unmapped_memories"] == []
     assert report["pins"].startswith("pin file top.pcf equals")
@@ -80,7 +82,7 @@ def assert_estimate_matches(report):
             assert abs(count - used[bel]) <= 0.15 * used[bel], (bel, count, used[bel])
         else:
             assert count == used[bel], (bel, count, used[bel])
-    assert set(estimate) >= {"ICESTORM_RAM", "ICESTORM_DSP"} or \
+    assert set(estimate) >= {"ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP"} or \
         set(estimate) >= {"DP16KD", "TRELLIS_RAMW", "MULT18X18D"}
 
 
@@ -117,7 +119,7 @@ def test_every_board_has_a_target_a_flow_and_a_default_layer(board):
     spec = BOARDS[board]
     assert spec.target is TARGETS[spec.family] and spec.family in FAMILIES
     config = spec.default_config()
-    assert (config.height, config.lanes) == (spec.frame_side, spec.lanes)
+    assert ((config.height, config.width), config.lanes) == (spec.frame_size, spec.lanes)
 
 
 def test_unknown_names_are_refused_with_the_choices():

@@ -159,6 +159,10 @@ class AccumulatorUnit(wiring.Component):
 
     #: Cycles from an update beat's transfer to its window (or end of frame) valid on touched.
     LATENCY = 6
+    #: Cycles per update beat taken.
+    BEAT_CYCLES = 1
+    #: The layer puts a register slice on each side (ECP5 clock: 8 ns).
+    PORT_REGISTERS = True
 
     def __init__(self, *, height, width, channels_in, channels_out, kernel_size, weights,
                  bias=None, lanes=1, target=GENERIC, upload_base=None):
@@ -176,23 +180,32 @@ class AccumulatorUnit(wiring.Component):
         self.accumulator_width = (config.accumulator_width if upload_base is None
                                   else upload_width(config))
         self.groups = config.channels_out // config.lanes
-        self.depth = self.groups * config.height * config.width // 4
-        self.address_width = bits_for_count(self.depth)
-        self.clear_cycles = self.depth
+        windows = self.groups * config.height * config.width // 4
+        self.address_width = bits_for_count(windows)
         shape = signed(self.accumulator_width)
-        # The memory contents are created here so that tests can look into them.
-        self.accumulators = [[MemoryData(shape=shape, depth=self.depth, init=[])
-                              for _ in range(BANKS)] for _ in range(config.lanes)]
+        self._create_accumulators(shape)
+        self.clear_cycles = self.depth
         super().__init__({
             "updates": In(UpdateStream(config.channels_in, config.channels_out, config.height,
                                        config.width, config.kernel_size, config.lanes)),
             "touched": Out(WindowStream(config.height, config.width)),
-            "read": In(AccumulatorReadSignature(address_width=self.address_width,
-                                                accumulator_width=self.accumulator_width,
-                                                lanes=config.lanes,
-                                                registered=target.ram_read_register)),
+            "read": In(self._read_signature()),
             **({"upload": In(UploadSignature())} if upload_base is not None else {}),
         })
+
+    def _create_accumulators(self, shape):
+        """``depth`` and ``accumulators``; the contents are created here so that tests can look
+        into them."""
+        c = self._config
+        self.depth = self.groups * c.height * c.width // 4
+        self.accumulators = [[MemoryData(shape=shape, depth=self.depth, init=[])
+                              for _ in range(BANKS)] for _ in range(c.lanes)]
+
+    def _read_signature(self):
+        return AccumulatorReadSignature(address_width=self.address_width,
+                                        accumulator_width=self.accumulator_width,
+                                        lanes=self._config.lanes,
+                                        registered=self.target.ram_read_register)
 
     @classmethod
     def from_config(cls, config, *, lanes=None, target=GENERIC, upload_base=None):
@@ -283,10 +296,11 @@ class AccumulatorUnit(wiring.Component):
             m.d.comb += [self.read.data[q][j].eq(lane.read_data[q]) for q in range(BANKS)]
         return m
 
-    def _frame_handshake(self, m, advance, clearing_next):
-        """``updates.ready``, and the frame handshake: closed from the ``end_of_frame`` beat taken
-        until released, holding (the reader's) from that beat given on ``touched`` until
-        ``read.done``. Returns ``(take, holding)``: an update beat is taken; the hold."""
+    def _frame_handshake(self, m, advance, clearing_next, accepting=1):
+        """``updates.ready`` (with ``advance`` and ``accepting``), and the frame handshake:
+        closed from the ``end_of_frame`` beat taken until released, holding (the reader's) from
+        that beat given on ``touched`` until ``read.done``. Returns ``(take, holding)``: an
+        update beat is taken; the hold."""
         closed = Signal()
         holding = Signal()
         update = self.updates.payload
@@ -294,7 +308,7 @@ class AccumulatorUnit(wiring.Component):
         # ``clearing | closed`` kept in one register, so ``updates.ready`` is one LUT of four
         # flip-flops (write valid, write_same, skid_valid, stopped).
         stopped = Signal(init=1)
-        m.d.comb += self.updates.ready.eq(advance & ~stopped)
+        m.d.comb += self.updates.ready.eq(advance & ~stopped & accepting)
 
         eof_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
         with m.If(take & update.end_of_frame):

@@ -10,17 +10,25 @@ from amaranth.lib.wiring import In, Out
 
 from eventconv.core.config import checked_config
 from eventconv.hw.layer.accumulator import AccumulatorUnit
+from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
 from eventconv.hw.layer.fanout import FanoutAddressGenerator
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, UploadSignature
 from eventconv.hw.primitives.stream_register import StreamRegister
 from eventconv.hw.target import GENERIC, checked_target
 
-__all__ = ["EventLayer", "EVENT_QUEUE_DEPTH"]
+__all__ = ["EventLayer", "EVENT_QUEUE_DEPTH", "accumulator_unit"]
 
 # Events wait here while the fan-out works through the taps of earlier ones, so the producer
 # (the detector's scan, or the layer before) goes on; the bench measures the depth's effect.
 EVENT_QUEUE_DEPTH = 64
+
+
+def accumulator_unit(config, *, target=GENERIC, upload_base=None):
+    """The accumulator unit ``target`` wants for ``config``: in single-port RAM with
+    ``target.spram_accumulators``, else in block RAM banks."""
+    unit = SpramAccumulatorUnit if target.spram_accumulators else AccumulatorUnit
+    return unit.from_config(config, target=target, upload_base=upload_base)
 
 
 class EventLayer(wiring.Component):
@@ -33,7 +41,7 @@ class EventLayer(wiring.Component):
         bias, ``pool`` and ``lanes`` are built in; ``shift`` and ``output_threshold`` are the
         runtime inputs' suggested values.
     target : :class:`~eventconv.hw.target.Target`
-        Handed to the accumulators and the pool.
+        Handed to the accumulators (:func:`accumulator_unit`) and the pool.
     upload_base : int or None
         Not None: built for uploads, the layer's first memory number
         (:class:`~eventconv.hw.layer.accumulator.AccumulatorUnit`).
@@ -68,8 +76,7 @@ class EventLayer(wiring.Component):
         self.fanout = FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes)
-        self.accumulator = AccumulatorUnit.from_config(c, target=target,
-                                                       upload_base=upload_base)
+        self.accumulator = accumulator_unit(c, target=target, upload_base=upload_base)
         self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
                                   accumulator_width=self.accumulator.accumulator_width,
                                   lanes=c.lanes,
@@ -122,6 +129,9 @@ class EventLayer(wiring.Component):
         wiring.connect(m, event_register.o, fanout.events)
         for name, source, sink in (("update_register", fanout.updates, accumulator.updates),
                                    ("touched_register", accumulator.touched, pool.touched)):
+            if not accumulator.PORT_REGISTERS:
+                wiring.connect(m, source, sink)
+                continue
             m.submodules[name] = register = StreamRegister(
                 source.payload.shape(), skid_loads_when_empty=True)
             wiring.connect(m, source, register.i)

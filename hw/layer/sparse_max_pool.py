@@ -186,6 +186,12 @@ class SparseMaxPool(wiring.Component):
         2: 2 x 2 max pool, stride 2; 1: no pooling (1 or 2, built in).
     target : :class:`~eventconv.hw.target.Target`
         ``ram_read_register``: every block RAM read into a register (see above).
+        ``spram_accumulators``: ``read`` is paced: the whole pipeline waits while
+        ``read.wait`` is high, so the end-of-frame work takes R cycles per read instead of
+        one (R = 5 with :class:`~eventconv.hw.layer.accumulator_spram.SpramAccumulatorUnit`);
+        and the unit's read data, registered there and held until the next read, is used
+        without a register stage of the pool's own (a cycle less per frame: a frame of G
+        reads takes from ``R G + 10 + n_last``).
 
     Attributes
     ----------
@@ -263,7 +269,8 @@ class SparseMaxPool(wiring.Component):
             "read": Out(AccumulatorReadSignature(address_width=self.address_width,
                                                  accumulator_width=accumulator_width,
                                                  lanes=lanes,
-                                                 registered=target.ram_read_register)),
+                                                 registered=target.ram_read_register,
+                                                 paced=target.spram_accumulators)),
             "events": Out(EventStream(channels_out, self.height // pool, self.width // pool)),
             "shift": In(5),
             "output_threshold": In(8),
@@ -461,7 +468,9 @@ class SparseMaxPool(wiring.Component):
         result_window, waiting_window = Signal(s.position_shape), Signal(s.position_shape)
         waiting_full = Signal()     # waiting_mask != 0, as a flip-flop
         advance = Signal()
-        m.d.comb += advance.eq(~waiting_full)
+        # Paced reads (single-port accumulators) hold the whole pipeline while one runs.
+        paced = self.target.spram_accumulators
+        m.d.comb += advance.eq(~waiting_full & (~self.read.wait if paced else 1))
         s.result = SimpleNamespace(mask=result_mask, delta=result_delta, group=result_group,
                                    window=result_window)
         s.waiting = SimpleNamespace(mask=waiting_mask, delta=waiting_delta, group=waiting_group,
@@ -580,6 +589,15 @@ class SparseMaxPool(wiring.Component):
             self.read.done.eq(done),
         ]
 
+        if self.target.spram_accumulators:
+            # Paced reads: the unit's data is registered already (three words in its
+            # flip-flops, the last in the SPRAM's output register) and holds until the next
+            # read, which comes only as the fetch moves on: no register stage of our own.
+            s.taken, s.fetched_valid, s.words_valid = taken, fetched_valid, Const(0)
+            s.words = SimpleNamespace(valid=fetched_valid, data=self.read.data,
+                                      group=fetched_group, window=fetched_window,
+                                      address=fetched_address)
+            return
         # The read data is registered as it arrives, and the max of four is taken as two
         # levels of two, each its own stage: the block RAM's clock to output and a wide signed
         # compare chain do not share a cycle. With pool 1 the same two levels select the
@@ -605,6 +623,7 @@ class SparseMaxPool(wiring.Component):
                                   window=words_window, address=words_address)
         if ram_registers:
             s.words = self._landed(m, s)
+
 
     def _landed(self, m, s):
         """With ``target.ram_read_register``: the words (the RAM's own output register)

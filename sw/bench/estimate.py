@@ -11,7 +11,8 @@ The cycle model, per layer and frame, follows the blocks' docstrings: the detect
 accumulators, which take ``taps in frame x Cout / lanes`` cycles for it, one after another (a
 queue served in scan order, from the event's scan cycle on); the pool's end-of-frame work then
 takes ``max(G, E)`` cycles (G reads: touched 2 x 2 windows x Cout / lanes, x 4 with ``pool`` 1;
-E output events), plus :data:`FIXED` cycles of pipeline. So a frame costs
+E output events), plus :data:`FIXED` cycles of pipeline. Accumulators in single-port RAM
+(the iCE40's target) take two cycles per update beat and four per read. So a frame costs
 ``max(scan, accumulators done) + max(G, E) + FIXED``. Layers after the first take their events
 as they come, all counted from the layer's start; the network's frame is the sum of its
 layers', an upper bound (the gateware overlaps a layer with the one before).
@@ -27,6 +28,9 @@ from eventconv.bench.energy import OperationCounts, energy_per_frame, touched_wi
 from eventconv.core.model import NetworkModel, taps_in_frame
 from eventconv.flow.families import FAMILIES
 from eventconv.flow.resources import check_fits, estimate_resources, totals
+from eventconv.hw.layer.accumulator import AccumulatorUnit
+from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
+from eventconv.hw.target import GENERIC
 
 __all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED",
            "dense_network"]
@@ -43,10 +47,12 @@ class LayerWork:
     accumulated: np.ndarray  # the cycle the accumulators finish the frame's events
 
 
-def _accumulated(config, events, first):
+def _accumulated(config, events, first, beat_cycles):
     """The cycle the accumulators finish ``events``: a queue served in scan order, an event
-    arriving at its scan cycle (layer 0) or at once (later layers: ``first`` False)."""
-    work = taps_in_frame(config)[events.y, events.x] * (config.channels_out // config.lanes)
+    arriving at its scan cycle (layer 0) or at once (later layers: ``first`` False), each
+    update beat taking ``beat_cycles``."""
+    work = (taps_in_frame(config)[events.y, events.x] * (config.channels_out // config.lanes)
+            * beat_cycles)
     if not first:
         return int(work.sum())
     sample = (events.y * config.width + events.x) * config.channels_in + events.channel
@@ -57,8 +63,10 @@ def _accumulated(config, events, first):
     return done
 
 
-def network_work(network, frames):
-    """Run ``frames`` through the golden model; a :class:`LayerWork` per layer."""
+def network_work(network, frames, target=GENERIC):
+    """Run ``frames`` through the golden model; a :class:`LayerWork` per layer, its
+    accumulators' finishing cycle as ``target`` builds them (:func:`_timing`)."""
+    beat_cycles, _ = _timing(target)
     frames = network.check_frames(frames)
     model = NetworkModel(network)
     rows = [[] for _ in network.layers]
@@ -69,7 +77,7 @@ def network_work(network, frames):
             taps = int(taps_in_frame(config)[events.y, events.x].sum())
             rows[i].append((frame.size if i == 0 else 0, result.events_in, result.macs, taps,
                             touched_windows(config, events), result.events_out,
-                            _accumulated(config, events, i == 0)))
+                            _accumulated(config, events, i == 0, beat_cycles)))
     work = []
     for config, layer_rows in zip(network.layers, rows, strict=True):
         table = np.array(layer_rows, dtype=np.int64).reshape(-1, 7)
@@ -81,13 +89,24 @@ def network_work(network, frames):
     return work
 
 
-def frame_cycles(network, work):
-    """Estimated clock cycles per frame (float array (T,)) of ``network`` doing ``work``."""
+def _timing(target):
+    """``(cycles per update beat, cycles per pool read)`` of the accumulators ``target``
+    builds: 1 and 1 in block RAM, 2 and 4 in single-port RAM (the iCE40's SPRAM)."""
+    if target.spram_accumulators:
+        return SpramAccumulatorUnit.BEAT_CYCLES, SpramAccumulatorUnit.READ_CYCLES
+    return AccumulatorUnit.BEAT_CYCLES, 1
+
+
+def frame_cycles(network, work, target=GENERIC):
+    """Estimated clock cycles per frame (float array (T,)) of ``network`` doing ``work``
+    (from :func:`network_work` with the same ``target``)."""
+    _, read_cycles = _timing(target)
     total = 0
     for config, layer in zip(network.layers, work, strict=True):
         scan = -(-layer.counts.samples // config.pixels_per_cycle)
         total = total + (np.maximum(scan, layer.accumulated)
-                         + np.maximum(layer.reads, layer.counts.events_out) + FIXED)
+                         + np.maximum(layer.reads * read_cycles, layer.counts.events_out)
+                         + FIXED)
     return np.asarray(total, dtype=np.float64)
 
 
@@ -112,16 +131,24 @@ def estimate(network, boards, frames=None):
         result["boards"][board.name] = {"stages": stages, "total": totals(stages),
                                         "does_not_fit": fits, "board": board}
     if frames is not None:
-        result["work"] = _work(network, frames)
+        result["work"] = _work(network, frames, boards)
     return result
 
 
-def _work(network, frames):
+def _work(network, frames, boards=()):
+    """Per mode the work, the cycles (generic gateware: the RTL backend's), energy, and per
+    board the cycles as the board builds the layers."""
     modes = {}
     for name, net in (("event", network), ("dense", dense_network(network))):
         work = network_work(net, frames)
         energy = sum(energy_per_frame(layer.counts)["total"] for layer in work)
-        modes[name] = {"work": work, "cycles": frame_cycles(net, work), "energy_pj": energy}
+        on_board = {}
+        for board in boards:
+            board_work = work if _timing(board.target) == _timing(GENERIC) else \
+                network_work(net, frames, board.target)
+            on_board[board.name] = frame_cycles(net, board_work, board.target)
+        modes[name] = {"work": work, "cycles": frame_cycles(net, work), "energy_pj": energy,
+                       "board_cycles": on_board}
     return modes
 
 
@@ -131,18 +158,23 @@ def _resource_lines(name, entry):
     library = flow.memory
     capacity = board.capacity
     head = (f"| stage | memory kbit | {library.block} | "
+            + (f"{library.single_port} | " if library.single_port else "")
             + (f"{library.distributed} | " if library.distributed else "")
             + f"bits in logic | {flow.dsp} | {flow.logic} (estimate) |")
     lines = [f"{name} ({board.clock_frequency / 1e6:g} MHz)", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for stage in [*entry["stages"], entry["total"]]:
         cells = [stage.stage, f"{stage.memory_bits / 1024:.1f}", str(stage.blocks)]
+        if library.single_port:
+            cells.append(str(stage.single_port))
         if library.distributed:
             cells.append(str(stage.distributed))
         cells += [str(stage.logic_bits), str(stage.dsp), str(stage.logic)]
         lines.append("| " + " | ".join(cells) + " |")
     total = entry["total"]
     have = [f"{library.block} {total.blocks}/{capacity[library.block]}",
+            *([f"{library.single_port} {total.single_port}/{capacity[library.single_port]}"]
+              if library.single_port else []),
             f"{flow.dsp} {total.dsp}/{capacity[flow.dsp]}",
             f"{flow.logic} ~{total.logic}/{capacity[flow.logic]}"]
     verdict = entry["does_not_fit"] or "fits: " + ", ".join(have)
@@ -163,8 +195,10 @@ def _work_lines(network, modes, boards):
               f"{ed / 1e3:.1f} nJ ({ee / ed:.1%})"]
     for board in boards:
         f = board.clock_frequency
-        lines.append(f"frames per second at {board.name}'s {f / 1e6:g} MHz: event "
-                     f"{f / ce:.0f}, dense {f / cd:.0f}")
+        be = event["board_cycles"][board.name].mean()
+        bd = dense["board_cycles"][board.name].mean()
+        lines.append(f"frames per second at {board.name}'s {f / 1e6:g} MHz ({be:.0f} / "
+                     f"{bd:.0f} cycles): event {f / be:.0f}, dense {f / bd:.0f}")
     return lines
 
 

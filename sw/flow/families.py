@@ -5,7 +5,7 @@ a report lists, the bitstream's name, the netlist pass between synthesis and pla
 from dataclasses import dataclass
 
 from eventconv.flow.ecp5_outreg import absorb_file
-from eventconv.flow.verilog import ECP5_PRIMITIVES
+from eventconv.flow.verilog import ECP5_PRIMITIVES, ICE40_PRIMITIVES
 
 __all__ = ["FamilyFlow", "FAMILIES", "MemoryLibrary"]
 
@@ -28,6 +28,9 @@ class MemoryLibrary:
     # behaviour (read-during-write, enables), which depends on the port; fitted to what Yosys
     # chose on the builds in tests/test_synth.py and a 4-layer network (README).
     block_extra: float = 0.0
+    # The bel of the single-port RAM blocks a :class:`~eventconv.hw.primitives.single_port_ram.
+    # SinglePortRam` instantiates on this family, if any (else it maps as any memory).
+    single_port: str = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,9 @@ FAMILIES = {
          ("PLL", "ICESTORM_PLL"), ("I/O", "SB_IO")),
         "top.bin",
         # brams.txt: SB_RAM40_4K, 4 kbit, 2/4/8/16 bits wide, cost 64.
-        MemoryLibrary("ICESTORM_RAM", 64, ((2, 2048), (4, 1024), (8, 512), (16, 256))),
-        "ICESTORM_DSP", "ICESTORM_LC"),
+        MemoryLibrary("ICESTORM_RAM", 64, ((2, 2048), (4, 1024), (8, 512), (16, 256)),
+                      single_port="ICESTORM_SPRAM"),
+        "ICESTORM_DSP", "ICESTORM_LC", primitives=ICE40_PRIMITIVES),
     # The RAMs' output registers take the flip-flops behind them (nextpnr: 0.96 instead of
     # 5.83 ns from clock to data), which the gateware leaves for them (target ``ecp5``).
     "ecp5": FamilyFlow(

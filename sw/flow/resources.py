@@ -24,6 +24,7 @@ from amaranth.hdl._mem import MemoryInstance
 
 from eventconv.flow.families import FAMILIES
 from eventconv.hw.board.core import BoardCore
+from eventconv.hw.primitives.single_port_ram import SINGLE_PORT, spram_blocks
 from eventconv.protocol.codec import as_network
 
 __all__ = ["Memory", "memories", "StageEstimate", "estimate_resources", "LOGIC_MODEL",
@@ -36,11 +37,13 @@ class DoesNotFit(ValueError):
 
 @dataclass(frozen=True)
 class Memory:
-    """One memory of the design: ``path`` (submodule names), ``depth`` x ``width`` bits."""
+    """One memory of the design: ``path`` (submodule names), ``depth`` x ``width`` bits;
+    ``single_port``: a :class:`~eventconv.hw.primitives.single_port_ram.SinglePortRam`."""
     path: str
     depth: int
     width: int
     writable: bool
+    single_port: bool = False
 
     @property
     def stage(self):
@@ -57,7 +60,7 @@ def _walk(fragment, path):
         here = path + (str(name),)
         if isinstance(sub, MemoryInstance):
             yield Memory("/".join(here), sub._data.depth, Shape.cast(sub._data.shape).width,
-                         bool(sub._write_ports))
+                         bool(sub._write_ports), bool(sub._attrs.get(SINGLE_PORT)))
         else:
             yield from _walk(sub, here)
 
@@ -88,7 +91,10 @@ def _mapping(memory, modes, cell_cost):
 def map_memory(memory, library):
     """``(kind, count)``: the cheapest mapping of ``memory`` with the family's ``library``
     (:class:`eventconv.flow.families.MemoryLibrary`): the block RAM's bel, the distributed
-    RAM's, or ``"logic"`` (count: bits)."""
+    RAM's, or ``"logic"`` (count: bits); a single-port RAM goes into the family's single-port
+    blocks where it has them."""
+    if memory.single_port and library.single_port:
+        return library.single_port, spram_blocks(memory.depth, memory.width)
     bits = memory.depth * memory.width
     options = [(bits * (library.ram_bit_cost if memory.writable else library.rom_bit_cost),
                 "logic", bits)]
@@ -112,10 +118,12 @@ LOGIC_MODEL = {
 
 @dataclass
 class StageEstimate:
-    """One stage's needs: ``blocks`` and ``distributed`` (counts of the family's block and LUT
-    RAM), ``logic_bits`` (memory bits left in logic), ``dsp``, ``logic`` (estimate)."""
+    """One stage's needs: ``blocks``, ``single_port`` and ``distributed`` (counts of the
+    family's block, single-port and LUT RAM), ``logic_bits`` (memory bits left in logic),
+    ``dsp``, ``logic`` (estimate)."""
     stage: str
     blocks: int = 0
+    single_port: int = 0
     distributed: int = 0
     logic_bits: int = 0
     dsp: int = 0
@@ -140,6 +148,8 @@ def estimate_resources(network, board):
         stage.memory_bits += memory.depth * memory.width
         if kind == library.block:
             stage.blocks += count
+        elif kind == library.single_port:
+            stage.single_port += count
         elif kind == library.distributed:
             stage.distributed += count
         else:
@@ -151,7 +161,8 @@ def totals(stages):
     """The sums over stages, as a :class:`StageEstimate` named ``total``."""
     total = StageEstimate("total")
     for stage in stages:
-        for name in ("blocks", "distributed", "logic_bits", "dsp", "logic", "memory_bits"):
+        for name in ("blocks", "single_port", "distributed", "logic_bits", "dsp", "logic",
+                     "memory_bits"):
             setattr(total, name, getattr(total, name) + getattr(stage, name))
     return total
 
@@ -162,8 +173,11 @@ def check_fits(network, board, stages=None):
     stages = stages if stages is not None else estimate_resources(network, board)
     total = totals(stages)
     library = FAMILIES[board.family].memory
-    for label, attribute, bel in (("block RAMs", "blocks", library.block),
-                                  ("DSPs", "dsp", FAMILIES[board.family].dsp)):
+    checks = [("block RAMs", "blocks", library.block),
+              ("DSPs", "dsp", FAMILIES[board.family].dsp)]
+    if library.single_port:
+        checks.insert(1, ("single-port RAMs", "single_port", library.single_port))
+    for label, attribute, bel in checks:
         have = board.capacity[bel]
         need = getattr(total, attribute)
         if need > have:

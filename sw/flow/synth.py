@@ -229,6 +229,8 @@ def estimated_use(network, spec):
     use = {flow.memory.block: total.blocks, flow.dsp: total.dsp, flow.logic: total.logic}
     if flow.memory.distributed:
         use[flow.memory.distributed] = total.distributed
+    if flow.memory.single_port:
+        use[flow.memory.single_port] = total.single_port
     return use
 
 

@@ -27,10 +27,10 @@ from eventconv.flow.families import FAMILIES
 from eventconv.flow.tools import tool_environment
 from eventconv.hw.board.core import BoardCore
 from eventconv.hw.boards import BOARDS, board_named
-from eventconv.hw.layer.accumulator import AccumulatorUnit
 from eventconv.hw.layer.delta_detector import DeltaDetector
 from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.layer.fanout import FanoutAddressGenerator
+from eventconv.hw.layer.layer import accumulator_unit
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.link.host_link import HostLink
 from eventconv.hw.target import GENERIC
@@ -91,7 +91,7 @@ def blocks(config, target=GENERIC):
         "fanout": lambda: FanoutAddressGenerator(
             height=c.height, width=c.width, channels_in=c.channels_in,
             channels_out=c.channels_out, kernel_size=c.kernel_size, lanes=c.lanes),
-        "accumulator": lambda: AccumulatorUnit.from_config(c, target=target),
+        "accumulator": lambda: accumulator_unit(c, target=target),
         "pool": lambda: SparseMaxPool(height=c.height, width=c.width,
                                       channels_out=c.channels_out,
                                       accumulator_width=c.accumulator_width,

@@ -5,7 +5,8 @@ import os
 from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.target import GENERIC
 
-__all__ = ["export_verilog", "engine_verilog", "Ecp5Primitives", "ECP5_PRIMITIVES"]
+__all__ = ["export_verilog", "engine_verilog", "Ecp5Primitives", "ECP5_PRIMITIVES",
+           "Ice40Primitives", "ICE40_PRIMITIVES"]
 
 
 def export_verilog(component, name, *, platform=None):
@@ -27,6 +28,18 @@ class Ecp5Primitives:
 
 #: Elaborate with this to get the ECP5 primitives (:class:`Ecp5Primitives`).
 ECP5_PRIMITIVES = Ecp5Primitives()
+
+
+class Ice40Primitives:
+    """Stands in for an iCE40 platform at elaboration (``family == "ice40"``): the design
+    instantiates SB_SPRAM256KA blocks as a board build does; simulate it with
+    :func:`eventconv.sim.runner.ice40_models` among the sources."""
+
+    family = "ice40"
+
+
+#: Elaborate with this to get the iCE40 primitives (:class:`Ice40Primitives`).
+ICE40_PRIMITIVES = Ice40Primitives()
 
 
 def engine_verilog(config, name="eventconv_engine", *, target=GENERIC, address_events=False):
