@@ -52,16 +52,18 @@ class BoardSimulation(ByteTransport):
         As :class:`~eventconv.hw.board.core.BoardCore`; the design then instantiates the
         primitives the family's board build does (SB_SPRAM256KA, MULT18X18D), simulated with
         their models.
+    uploads : bool
+        As :class:`~eventconv.hw.board.core.BoardCore`: weights in RAM, written over the link.
     simulator, build_root
         As :func:`eventconv.sim.runner.run_cocotb`.
     """
 
     def __init__(self, config, *, baud_divisor=8, timeout_cycles=3000, chunk=64, window=2,
-                 simulator="icarus", build_root="build/sim", target=GENERIC):
+                 simulator="icarus", build_root="build/sim", target=GENERIC, uploads=True):
         clock = 1e9 / CLOCK_PERIOD_NS
         core = BoardCore(config, clock_frequency=clock, baud_rate=clock / baud_divisor,
                          chunk=chunk, window=window, timeout_cycles=timeout_cycles,
-                         target=target)
+                         target=target, uploads=uploads)
         self.byte_seconds = 10 * baud_divisor * CLOCK_PERIOD_NS * 1e-9
         # Gone in close(), and on SIGTERM too while the simulation is open.
         self._cleanup = contextlib.ExitStack()

@@ -75,6 +75,10 @@ def cmd_run(args):
                       if args.events is not None else (load_frames(args.frames), None))
     network.check_frames(frames)
     check_outputs("--out", [args.out], ".npz", inputs=[args.config, args.frames, args.events])
+    if args.board is not None and (args.backend != "board" or args.port != "sim"):
+        raise UsageError("--board goes with --backend board --port sim (it names the "
+                         f"simulated board's build), not with --backend {args.backend}"
+                         + (f" --port {args.port}" if args.port else ""))
     if args.backend == "model":
         result = model_backend.run(network, frames)
     elif args.backend == "rtl" and binned is not None:
@@ -92,7 +96,8 @@ def cmd_run(args):
         try:
             result = board_backend.run(network, frames,
                                        port=args.port, baud_rate=args.baud,
-                                       progress=not args.quiet, simulator=args.simulator)
+                                       progress=not args.quiet, simulator=args.simulator,
+                                       board=args.board)
         except LinkError as e:
             print(f"eventconv: error: {e}", file=sys.stderr)
             return 1
@@ -233,6 +238,10 @@ def build_parser():
                      help="serial port of the board for --backend board (device or pyserial "
                           "URL), or 'sim': the board's gateware simulated behind the same "
                           "driver")
+    run.add_argument("--board", choices=BOARDS,
+                     help="with --port sim: simulate this board's own build (its default "
+                          "network, family and uploads, as `make synth` makes it) instead of "
+                          "gateware built for the config")
     run.add_argument("--baud", type=int, default=1_000_000,
                      help="UART rate the board was built with (default 1000000)")
     run.add_argument("--out", required=True, metavar="OUT.npz", help="results file to write")

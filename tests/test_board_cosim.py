@@ -9,10 +9,12 @@ import pytest
 
 from eventconv.backends.board import integrate
 from eventconv.backends.board import run as run_board
+from eventconv.core.clip import load_clip
 from eventconv.core.config import Config
 from eventconv.core.model import run_model
 from eventconv.core.network import Network
 from eventconv.host.link import BoardLink
+from eventconv.hw.boards import default_config
 from eventconv.hw.target import ECP5, GENERIC, ICE40
 from eventconv.protocol.codec import LinkError, encode_packet, pixels_packet
 from eventconv.protocol.constants import END, Command, ErrorCode, Reply
@@ -150,9 +152,10 @@ def test_board_dense_mode_two_pixels_per_cycle(changes, target):
         assert_equals_model(config, frames, link.run(frames))
 
 
-def run_cli_port_sim(tmp_path, monkeypatch, config, frames):
-    """``eventconv run --backend board --port sim`` on ``config`` and ``frames``: OUT.npz
-    checked equal to the model's on every model key; returns (OUT.npz, model)."""
+def run_cli_port_sim(tmp_path, monkeypatch, config, frames, *options, status=0):
+    """``eventconv run --backend board --port sim [options]`` on ``config`` and ``frames``:
+    exits ``status``; if 0, OUT.npz checked equal to the model's on every model key; returns
+    (OUT.npz, model)."""
     import json
 
     from eventconv.cli import main
@@ -162,7 +165,10 @@ def run_cli_port_sim(tmp_path, monkeypatch, config, frames):
     out = tmp_path / "out.npz"
     assert main(["run", "--config", str(tmp_path / "cfg.json"), "--frames",
                  str(tmp_path / "frames.npy"), "--backend", "board", "--port", "sim",
-                 "--out", str(out), "--quiet"]) == 0
+                 *options, "--out", str(out), "--quiet"]) == status
+    if status:
+        assert not out.exists()
+        return None, None
     board, model = np.load(out), run_model(config, frames)
     for key in model:
         np.testing.assert_array_equal(board[key], model[key], err_msg=key)
@@ -175,6 +181,23 @@ def test_cli_port_sim_runs_the_simulated_board(tmp_path, monkeypatch):
     config = layer(seed=8, lanes=3)
     board, model = run_cli_port_sim(tmp_path, monkeypatch, config, video(8, 4, config))
     assert sorted(board.files) == sorted(model)
+
+
+def test_cli_port_sim_runs_the_icebreakers_own_build(tmp_path, monkeypatch, capsys):
+    """``--port sim --board icebreaker``: the iCEBreaker's own build (64 x 48, accumulators in
+    SB_SPRAM256KA under Yosys's model, no uploads) behind the driver, on the real clip: equal
+    to the model. Other weights of its shape are refused in one line (it takes none)."""
+    config = default_config("icebreaker")
+    frames = load_clip("vtest_64x48")[:2]
+    options = ("--board", "icebreaker", "--simulator", "verilator")
+    board, model = run_cli_port_sim(tmp_path, monkeypatch, config, frames, *options)
+    assert model["macs"].sum() > 0
+    other = config.replace(bias=[b + 1 for b in config.bias])
+    capsys.readouterr()
+    (tmp_path / "out.npz").unlink()
+    run_cli_port_sim(tmp_path, monkeypatch, other, frames, *options, status=1)
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "takes no uploads" in error[0], error
 
 
 def two_layers(output_threshold):

@@ -116,6 +116,11 @@ def test_unreadable_inputs_exit_2(job, capsys, tmp_path):
     assert "invalid choice" in refuse(capsys, "run", "--config", cfg, "--frames", frames,
                                       "--backend", "fpga", "--out", out)
     assert "required" in refuse(capsys, "run", "--config", cfg)
+    for backend in ("--backend", "model"), ("--backend", "board", "--port", "/dev/ttyUSB1"):
+        assert "--board goes with --backend board --port sim" in refuse(
+            capsys, "run", "--config", cfg, "--frames", frames, *backend, "--board",
+            "icebreaker", "--out", out)
+    assert not out.exists()
 
 
 def test_subprocess_exit_code_and_single_line(job):

@@ -83,7 +83,7 @@ def test_cli_estimate_with_frames_gives_work_cycles_and_frame_rate(tmp_path, cap
     assert main(["estimate", "--config", str(PNET), "--board", "ulx3s-85f",
                  "--frames", str(frames)]) == 0
     out = capsys.readouterr().out
-    assert "fits: DP16KD" in out and "cycles per frame (estimate, mean): event" in out
+    assert "fits: DP16KD" in out and "cycles per frame (estimate, mean, generic gateware" in out
     assert "frames per second at ulx3s-85f's 125 MHz" in out
 
 

@@ -6,6 +6,7 @@ from eventconv.backends.integrate import integrate as integrate_events
 from eventconv.backends.rtl import default_build_root
 from eventconv.host.link import BoardLink
 from eventconv.host.transport import SerialTransport
+from eventconv.hw.boards import board_named
 from eventconv.protocol.codec import LinkError, as_network
 from eventconv.protocol.constants import DEFAULT_BAUD_RATE
 from eventconv.sim.board_tb import CLOCK_PERIOD_NS, BoardSimulation
@@ -38,7 +39,7 @@ def integrate(config, results):
 
 
 def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=False,
-        timeout=None, transport=None, simulator="icarus", build_root=None):
+        timeout=None, transport=None, simulator="icarus", build_root=None, board=None):
     """``eventconv run --backend board``: the clip through a board on serial ``port``.
 
     Returns OUT.npz's arrays (``pooled``, ``events_in``, ``events_out``, ``macs``); the pooled
@@ -46,7 +47,10 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
     :class:`~eventconv.host.transport.ByteTransport`, e.g. the co-simulation) replaces the
     serial port. ``port`` :data:`SIMULATED_PORT` is the board's gateware (UART, host link,
     engine: :class:`~eventconv.hw.board.core.BoardCore`) built for ``config`` and simulated
-    under ``simulator`` behind the same driver; the timeout is then simulated time.
+    under ``simulator`` behind the same driver; the timeout is then simulated time. With
+    ``board`` (a name in :data:`~eventconv.hw.boards.BOARDS`) it is instead that board's own
+    build, as ``make synth`` makes it: its default network, family target and uploads, so the
+    configuration must have the bitstream's shape (and, without uploads, its weights).
     ``timeout`` defaults to :data:`TIMEOUT`. What the driver recovers from that the user
     should know of (a board reset) is noted on stderr with the progress.
     """
@@ -75,7 +79,7 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
         results = drive(transport, timeout)
     elif port == SIMULATED_PORT:
         check_simulator(simulator)
-        simulated = BoardSimulation(network, simulator=simulator,
+        simulated = BoardSimulation(**simulated_board(network, board), simulator=simulator,
                                     build_root=build_root or default_build_root())
         try:
             results = drive(simulated, simulated_timeout(network))
@@ -87,6 +91,15 @@ def run(config, frames, *, port=None, baud_rate=DEFAULT_BAUD_RATE, progress=Fals
     if progress:
         print(file=sys.stderr)
     return integrate(network, results)
+
+
+def simulated_board(network, board=None):
+    """:class:`BoardSimulation`'s design arguments: gateware built for ``network``, or the
+    named board's own build."""
+    if board is None:
+        return {"config": network}
+    spec = board_named(board)
+    return {"config": spec.default_config(), "target": spec.target, "uploads": spec.uploads}
 
 
 def simulated_timeout(config):

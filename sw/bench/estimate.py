@@ -189,7 +189,8 @@ def _work_lines(network, modes, boards):
                      f"{d.counts.macs.mean():.0f} | {e.counts.events_out.mean():.1f} |")
     ce, cd = event["cycles"].mean(), dense["cycles"].mean()
     ee, ed = event["energy_pj"].mean(), dense["energy_pj"].mean()
-    lines += ["", f"cycles per frame (estimate, mean): event {ce:.0f}, dense {cd:.0f} "
+    lines += ["", f"cycles per frame (estimate, mean, generic gateware as `run --backend rtl` "
+              f"builds it): event {ce:.0f}, dense {cd:.0f} "
               f"({ce / cd:.1%})",
               f"energy per frame (Horowitz 45 nm, relative): event {ee / 1e3:.1f} nJ, dense "
               f"{ed / 1e3:.1f} nJ ({ee / ed:.1%})"]
@@ -197,8 +198,9 @@ def _work_lines(network, modes, boards):
         f = board.clock_frequency
         be = event["board_cycles"][board.name].mean()
         bd = dense["board_cycles"][board.name].mean()
-        lines.append(f"frames per second at {board.name}'s {f / 1e6:g} MHz ({be:.0f} / "
-                     f"{bd:.0f} cycles): event {f / be:.0f}, dense {f / bd:.0f}")
+        lines.append(f"frames per second at {board.name}'s {f / 1e6:g} MHz (as the board "
+                     f"builds it: {be:.0f} / {bd:.0f} cycles): event {f / be:.0f}, "
+                     f"dense {f / bd:.0f}")
     return lines
 
 
