@@ -18,6 +18,11 @@ while the frame is held (between the end of frame given on ``touched`` and ``rea
 reader is the solver: any address, ``en`` and ``done`` (once per frame end given, at the
 earliest in the cycle of that transfer). A bit per window records the windows of the frame's
 updates taken and another those given on ``touched``; at the end of frame both must agree.
+
+The same proof covers :class:`~eventconv.hw.layer.accumulator_spram.SpramAccumulatorUnit`
+(``unit``): its read port is paced, so the reader waits out ``wait`` and the words are checked
+in the first cycle after a read without it; bounded to depth 20 there (the clear, two beats two
+cycles apart, the end of frame, five stages and a five-cycle read on a 2 x 2 frame).
 """
 
 from amaranth.hdl import Array, Assert, Assume, Const, Cover, Mux, Signal, signed
@@ -29,13 +34,12 @@ from eventconv.sim.formal.harness import (
     assert_stream,
     assume_stream,
     free,
-    past,
     proof_module,
     quiet_cycles,
     transfer,
 )
 
-__all__ = ["AccumulatorProof", "BUGS", "GEOMETRIES"]
+__all__ = ["AccumulatorProof", "BUGS", "GEOMETRIES", "SPRAM_BUGS"]
 
 COUNT_WIDTH = 4
 #: Tiny layers: the parameters of the unit (weights and bias chosen nonzero and distinct).
@@ -57,17 +61,18 @@ class AccumulatorProof:
     :data:`GEOMETRIES`): the stream rule always, and the ``parts`` named (of :data:`PARTS`).
     ``patch`` plants a bug (see :data:`BUGS`)."""
 
-    def __init__(self, geometry="2x2", *, parts=PARTS, patch=None):
+    def __init__(self, geometry="2x2", *, parts=PARTS, patch=None, unit=AccumulatorUnit):
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown parts {sorted(unknown)}")
         self.params = GEOMETRIES[geometry]
         self.parts = tuple(parts)
         self.patch = patch
+        self.unit = unit
 
     def __call__(self):
         p = self.params
-        block = AccumulatorUnit(**p)
+        block = self.unit(**p)
         m, clk = proof_module()
         m.submodules.dut = Opened(block, patch=self.patch)
         updates, touched, read = block.updates, block.touched, block.read
@@ -79,7 +84,12 @@ class AccumulatorProof:
                      Assume(update.group < block.groups),
                      Assume(update.channel < p["channels_in"]),
                      Assume(update.tap < p["kernel_size"] ** 2),
-                     Assume(~read.en | (read.addr < block.depth))]
+                     Assume(~read.en | (read.addr < _windows(block)))]
+        if hasattr(read, "wait"):
+            # A paced read: the reader issues nothing and takes nothing while ``wait`` is high,
+            # and gives ``done`` once it has the data, not with a read.
+            m.d.comb += [Assume(~read.en | ~read.wait), Assume(~read.done | ~read.wait),
+                         Assume(~read.done | ~read.en)]
         held = self._frames(m, block, "frames" in self.parts)
         if "windows" in self.parts:
             self._windows(m, block)
@@ -157,25 +167,34 @@ class AccumulatorProof:
         taps = c.kernel_size ** 2
         shape = signed(block.accumulator_width)
         positions = c.height * c.width // 4
+        windows = _windows(block)
         bank = update.y[0] * 2 + update.x[0]
         address = (update.group * (c.height // 2) + (update.y >> 1)) * (c.width // 2) \
             + (update.x >> 1)
         weight_index = (update.group * c.channels_in + update.channel) * taps + update.tap
         sums = [[[Signal(shape, init=int(c.bias[(a // positions) * c.lanes + j]),
                          name=f"sum_{j}_{q}_{a}")
-                  for a in range(block.depth)]
+                  for a in range(windows)]
                  for q in range(BANKS)] for j in range(c.lanes)]
         applied = transfer(updates) & ~update.end_of_frame
         for j in range(c.lanes):
             rows = c.weights[j::c.lanes].reshape(-1)
             weight = Array(Const(int(v), signed(8)) for v in rows)[weight_index]
             for q in range(BANKS):
-                for a in range(block.depth):
+                for a in range(windows):
                     total = sums[j][q][a]
                     with m.If(applied & (bank == q) & (address == a)):
                         m.d.sync += total.eq(total + update.delta * weight)
-        asked = past(m, held & read.en, name="asked")
-        asked_address = past(m, read.addr, name="asked_address")
+        # The words of a read are in ``data`` the cycle after ``en`` (paced: the first cycle
+        # after it without ``wait``).
+        wait = getattr(read, "wait", Const(0))
+        pending = Signal(name="read_pending")
+        asked_address = Signal.like(read.addr, name="asked_address")
+        m.d.sync += pending.eq((held & read.en) | (pending & wait))
+        with m.If(held & read.en):
+            m.d.sync += asked_address.eq(read.addr)
+        asked = Signal(name="asked")
+        m.d.comb += asked.eq(pending & ~wait)
         with m.If(asked):
             for j in range(c.lanes):
                 for q in range(BANKS):
@@ -185,6 +204,12 @@ class AccumulatorProof:
         m.d.comb += Cover(asked & (read.data[0][0] != sums[0][0][0].init)
                           & (read.data[1][0] != sums[0][1][0].init),
                           "two accumulators read back changed")
+
+
+def _windows(block):
+    """Window addresses of the unit's read port: groups x H/2 x W/2."""
+    c = block._config
+    return block.groups * (c.height // 2) * (c.width // 2)
 
 
 def _no_forwarding(dut):
@@ -218,6 +243,34 @@ def _touched_overwritten(dut):
     unload = skid_valid & (~touched.valid | touched.ready)
     return {"output/sync": [payload.eq(Mux(unload, skid,
                                            Mux(push, output.write_window, payload)))]}
+
+
+def _spram_no_forwarding(dut):
+    # The mult stage always takes the word read, never the sum of the beat just ahead that is
+    # not written back yet.
+    return {"sync": [dut["hit"].eq(0)]}
+
+
+def _spram_parity_stuck(dut):
+    # The even/odd alternation stuck at even: every cycle takes a beat and no commit is
+    # scheduled in its own cycle (reads and writes of the single port collide).
+    return {"sync": [dut["odd"].eq(0)]}
+
+
+def _spram_not_paced(dut):
+    # ``wait`` never raised: the pool takes a window's words before they are all read.
+    return {"sync": [dut["running"].eq(0)]}
+
+
+#: Planted bugs of SpramAccumulatorUnit, as :data:`BUGS`.
+SPRAM_BUGS = {
+    "no_forwarding": ("no forwarding: a beat right behind one to the same accumulator reads "
+                      "the word before its write (an update lost)", _spram_no_forwarding),
+    "parity_stuck": ("the single port's read and write cycles no longer alternate (updates "
+                     "lost)", _spram_parity_stuck),
+    "not_paced": ("the pool's read is not paced: its words are taken before they are read",
+                  _spram_not_paced),
+}
 
 
 #: Planted bugs, each a patch of one AccumulatorUnit register: (what, patch).

@@ -9,6 +9,7 @@ properties, in a trace from the initial state, not only an invariant about its r
 
 from amaranth.hdl import unsigned
 
+from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
 from eventconv.hw.layouts import event_layout
 from eventconv.sim.formal import (
     accumulator,
@@ -145,6 +146,40 @@ def _accumulator_checks():
     for bug, (what, patch) in accumulator.BUGS.items():
         checks.append(Check(f"accumulator.bug.{bug}", proof("2x2", patch=patch), "bmc", 12,
                             options=nopresat, expect="FAIL", quick=True, what=what))
+    return checks + _spram_accumulator_checks()
+
+
+#: Bounded depth of the SPRAM unit's checks: clear (4 words), two beats (two cycles each), the
+#: end of frame, the 5-stage pipeline and one paced read (5 cycles) on a 2 x 2 frame.
+SPRAM_DEPTH = 20
+
+
+def _spram_accumulator_checks():
+    # The same proof over SpramAccumulatorUnit (single-port RAM, beats every second cycle,
+    # paced reads); its RAM is the Amaranth memory SinglePortRam gives off the iCE40.
+    def proof(geometry, **kwargs):
+        return accumulator.AccumulatorProof(geometry, unit=SpramAccumulatorUnit, **kwargs)
+
+    nopresat = ("--nopresat",)
+    checks = [
+        Check("accumulator_spram.protocol", proof("2x2", parts=()), "prove", 2, quick=True,
+              what="protocol on touched, any ready (single-port RAM unit)"),
+        Check("accumulator_spram.protocol_k3", proof("4x4_k3", parts=()), "prove", 2,
+              what="the same, 4 x 4, K = 3, two groups"),
+        Check("accumulator_spram.sums", proof("2x2"), "bmc", SPRAM_DEPTH, options=nopresat,
+              quick=True,
+              what="2 x 2: the words read back (paced) = bias + every update taken, delta * "
+                   "weight; one end of frame per frame, after its windows; updates closed "
+                   "until done; none lost; protocol"),
+        Check("accumulator_spram.sums_lanes2", proof("2x2_lanes2"), "bmc", SPRAM_DEPTH,
+              options=nopresat, what="the same, two lanes, two input channels"),
+        Check("accumulator_spram.cover", proof("2x2"), "cover", SPRAM_DEPTH,
+              what="two accumulators read back changed by updates"),
+    ]
+    for bug, (what, patch) in accumulator.SPRAM_BUGS.items():
+        checks.append(Check(f"accumulator_spram.bug.{bug}", proof("2x2", patch=patch), "bmc",
+                            SPRAM_DEPTH, options=nopresat, expect="FAIL", quick=True,
+                            what=what))
     return checks
 
 

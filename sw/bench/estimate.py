@@ -12,7 +12,7 @@ accumulators, which take ``taps in frame x Cout / lanes`` cycles for it, one aft
 queue served in scan order, from the event's scan cycle on); the pool's end-of-frame work then
 takes ``max(G, E)`` cycles (G reads: touched 2 x 2 windows x Cout / lanes, x 4 with ``pool`` 1;
 E output events), plus :data:`FIXED` cycles of pipeline. Accumulators in single-port RAM
-(the iCE40's target) take two cycles per update beat and four per read. So a frame costs
+(the iCE40's target) take two cycles per update beat and five per read. So a frame costs
 ``max(scan, accumulators done) + max(G, E) + FIXED``. Layers after the first take their events
 as they come, all counted from the layer's start; the network's frame is the sum of its
 layers', an upper bound (the gateware overlaps a layer with the one before).
@@ -91,7 +91,7 @@ def network_work(network, frames, target=GENERIC):
 
 def _timing(target):
     """``(cycles per update beat, cycles per pool read)`` of the accumulators ``target``
-    builds: 1 and 1 in block RAM, 2 and 4 in single-port RAM (the iCE40's SPRAM)."""
+    builds: 1 and 1 in block RAM, 2 and 5 in single-port RAM (the iCE40's SPRAM)."""
     if target.spram_accumulators:
         return SpramAccumulatorUnit.BEAT_CYCLES, SpramAccumulatorUnit.READ_CYCLES
     return AccumulatorUnit.BEAT_CYCLES, 1
