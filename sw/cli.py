@@ -75,7 +75,7 @@ def cmd_run(args):
                       if args.events is not None else (load_frames(args.frames), None))
     network.check_frames(frames)
     check_outputs("--out", [args.out], ".npz", inputs=[args.config, args.frames, args.events])
-    if args.board is not None and (args.backend != "board" or args.port != "sim"):
+    if args.board is not None and (args.backend != "board" or args.port not in (None, "sim")):
         raise UsageError("--board goes with --backend board --port sim (it names the "
                          f"simulated board's build), not with --backend {args.backend}"
                          + (f" --port {args.port}" if args.port else ""))

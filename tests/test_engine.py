@@ -108,7 +108,7 @@ def test_rtl_on_verilator_and_sparse_frames_cost_less():
 
 def test_spram_engine_on_verilator_and_its_cycle_estimate():
     """The iCEBreaker's engine (accumulators in single-port RAM: a beat every two cycles,
-    four cycles per pool read) on the real clip: equal to the model, and the estimate for
+    five cycles per pool read) on the real clip: equal to the model, and the estimate for
     its target within 5 % of its cycles."""
     clip = load_clip("vtest_32x32")[:6]
     config = filter_bank_config(32, 32, channels_out=4, threshold=8, lanes=2)

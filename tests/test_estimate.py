@@ -24,7 +24,7 @@ from eventconv.flow.resources import (
     map_memory,
     totals,
 )
-from eventconv.hw.boards import BOARDS
+from eventconv.hw.boards import BOARDS, default_config
 
 PNET = Path(__file__).parents[1] / "sw" / "core" / "data" / "pnet_64x48.json"
 ICE40, ECP5 = FAMILIES["ice40"].memory, FAMILIES["ecp5"].memory
@@ -64,6 +64,16 @@ def test_a_network_too_big_for_the_board_is_refused_naming_the_resource():
                                          r"icebreaker has 30 \(layers\[\d\] alone"):
         check_fits(net, BOARDS["icebreaker"])
     check_fits(net, BOARDS["ulx3s-85f"])   # fits the ECP5
+
+
+def test_accumulators_deeper_than_one_spram_are_refused():
+    """SinglePortRam builds one SPRAM deep: with one lane the iCEBreaker's 64 x 48 layer would
+    need 24576 words per RAM."""
+    one_lane = default_config("icebreaker").replace(lanes=1)
+    with pytest.raises(DoesNotFit, match=r"layers\[0\]'s accumulators need 24576 words per "
+                                         r"lane .* ICESTORM_SPRAM holds 16384"):
+        check_fits(one_lane, BOARDS["icebreaker"])
+    check_fits(default_config("icebreaker"), BOARDS["icebreaker"])
 
 
 def test_cli_estimate_and_synth_refuse_what_does_not_fit(tmp_path, capsys):

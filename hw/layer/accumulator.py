@@ -161,6 +161,8 @@ class AccumulatorUnit(wiring.Component):
     LATENCY = 6
     #: Cycles per update beat taken.
     BEAT_CYCLES = 1
+    #: Cycles per read of the pool.
+    READ_CYCLES = 1
     #: The layer puts a register slice on each side (ECP5 clock: 8 ns).
     PORT_REGISTERS = True
 

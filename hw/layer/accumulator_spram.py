@@ -140,6 +140,7 @@ class SpramAccumulatorUnit(AccumulatorUnit):
 
         row, read, memory, mult, commit = (stage(name) for name in
                                            ("row", "read", "memory", "mult", "commit"))
+        del row["address"]     # the row stage keeps the address's parts (below)
         row_index = Signal(range(self.groups * (h // 2)))
         row_column = Signal(range(w // 2))
         row_parity = Signal(2)
@@ -201,7 +202,8 @@ class SpramAccumulatorUnit(AccumulatorUnit):
         state the stages will be in. The clear; the pool's reads during the hold; else, when
         the stages move, the read of the beat entering the read stage (even) or the commit
         of the one entering the commit stage (odd). Only the enable depends on whether the
-        stages move or the pool reads (the address and write matter only with it).
+        stages move or a pool read starts (``advance``, ``en``); the address and write follow
+        the state (clearing, holding, parity) alone.
         ``captured``: the RAMs give word ``captured_q`` of a pool read in this cycle."""
         address = Signal(range(self.depth), name="ram_address")
         en, write = Signal(name="ram_en"), Signal(name="ram_write")

@@ -109,8 +109,9 @@ class EventLayer(wiring.Component):
 
         # A short queue lets the producer run on while the fan-out works through an event's
         # taps; its RAM data is registered before the fan-out's range arithmetic, and register
-        # slices cut the ready chain from the pool back to the input (the iCE40's worst path).
-        # The skid registers load from a flip-flop enable (a better UP5K spread over seeds).
+        # slices cut the ready chain from the pool back to the input where the accumulator
+        # unit asks for them (``PORT_REGISTERS``: not the SPRAM unit, whose ports come from
+        # registers). The skid registers load from a flip-flop enable.
         queue = fifo.SyncFIFOBuffered(width=self.events.payload.shape().size,
                                       depth=EVENT_QUEUE_DEPTH)
         m.submodules.event_queue = queue

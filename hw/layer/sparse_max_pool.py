@@ -624,7 +624,6 @@ class SparseMaxPool(wiring.Component):
         if ram_registers:
             s.words = self._landed(m, s)
 
-
     def _landed(self, m, s):
         """With ``target.ram_read_register``: the words (the RAM's own output register)
         registered again in flip-flops beside the pool, so the RAM's data crosses the chip

@@ -7,9 +7,11 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SinglePortRam", "SPRAM_DEPTH", "SPRAM_WIDTH", "SINGLE_PORT", "spram_blocks"]
+__all__ = ["SinglePortRam", "SPRAM_CELL", "SPRAM_DEPTH", "SPRAM_WIDTH", "SINGLE_PORT",
+           "spram_blocks"]
 
-#: Words and bits per word of one SB_SPRAM256KA (256 kbit).
+#: The iCE40 UP5K's single-port RAM cell, and its words and bits per word (256 kbit).
+SPRAM_CELL = "SB_SPRAM256KA"
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
 #: The attribute that marks the stand-in memory of a :class:`SinglePortRam` (for estimates
 #: before synthesis: on the iCE40 it is SPRAM, not block RAM).
@@ -97,7 +99,7 @@ class SinglePortRam(wiring.Component):
         for k in range(blocks):
             bits = slice(k * SPRAM_WIDTH, (k + 1) * SPRAM_WIDTH)
             m.submodules[f"spram_{k}"] = Instance(
-                "SB_SPRAM256KA",
+                SPRAM_CELL,
                 i_ADDRESS=address, i_DATAIN=data_in[bits], i_MASKWREN=Const(0b1111, 4),
                 i_WREN=self.write, i_CHIPSELECT=self.en, i_CLOCK=ClockSignal("sync"),
                 i_STANDBY=Const(0), i_SLEEP=Const(0), i_POWEROFF=Const(1),

@@ -151,7 +151,7 @@ def _accumulator_checks():
 
 #: Bounded depth of the SPRAM unit's checks: clear (4 words), two beats (two cycles each), the
 #: end of frame, the 5-stage pipeline and one paced read (5 cycles) on a 2 x 2 frame.
-SPRAM_DEPTH = 20
+SPRAM_BMC_DEPTH = 20
 
 
 def _spram_accumulator_checks():
@@ -166,19 +166,19 @@ def _spram_accumulator_checks():
               what="protocol on touched, any ready (single-port RAM unit)"),
         Check("accumulator_spram.protocol_k3", proof("4x4_k3", parts=()), "prove", 2,
               what="the same, 4 x 4, K = 3, two groups"),
-        Check("accumulator_spram.sums", proof("2x2"), "bmc", SPRAM_DEPTH, options=nopresat,
+        Check("accumulator_spram.sums", proof("2x2"), "bmc", SPRAM_BMC_DEPTH, options=nopresat,
               quick=True,
               what="2 x 2: the words read back (paced) = bias + every update taken, delta * "
                    "weight; one end of frame per frame, after its windows; updates closed "
                    "until done; none lost; protocol"),
-        Check("accumulator_spram.sums_lanes2", proof("2x2_lanes2"), "bmc", SPRAM_DEPTH,
+        Check("accumulator_spram.sums_lanes2", proof("2x2_lanes2"), "bmc", SPRAM_BMC_DEPTH,
               options=nopresat, what="the same, two lanes, two input channels"),
-        Check("accumulator_spram.cover", proof("2x2"), "cover", SPRAM_DEPTH,
+        Check("accumulator_spram.cover", proof("2x2"), "cover", SPRAM_BMC_DEPTH,
               what="two accumulators read back changed by updates"),
     ]
     for bug, (what, patch) in accumulator.SPRAM_BUGS.items():
         checks.append(Check(f"accumulator_spram.bug.{bug}", proof("2x2", patch=patch), "bmc",
-                            SPRAM_DEPTH, options=nopresat, expect="FAIL", quick=True,
+                            SPRAM_BMC_DEPTH, options=nopresat, expect="FAIL", quick=True,
                             what=what))
     return checks
 

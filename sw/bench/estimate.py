@@ -94,7 +94,7 @@ def _timing(target):
     builds: 1 and 1 in block RAM, 2 and 5 in single-port RAM (the iCE40's SPRAM)."""
     if target.spram_accumulators:
         return SpramAccumulatorUnit.BEAT_CYCLES, SpramAccumulatorUnit.READ_CYCLES
-    return AccumulatorUnit.BEAT_CYCLES, 1
+    return AccumulatorUnit.BEAT_CYCLES, AccumulatorUnit.READ_CYCLES
 
 
 def frame_cycles(network, work, target=GENERIC):

@@ -24,7 +24,7 @@ from amaranth.hdl._mem import MemoryInstance
 
 from eventconv.flow.families import FAMILIES
 from eventconv.hw.board.core import BoardCore
-from eventconv.hw.primitives.single_port_ram import SINGLE_PORT, spram_blocks
+from eventconv.hw.primitives.single_port_ram import SINGLE_PORT, SPRAM_DEPTH, spram_blocks
 from eventconv.protocol.codec import as_network
 
 __all__ = ["Memory", "memories", "StageEstimate", "estimate_resources", "LOGIC_MODEL",
@@ -120,7 +120,8 @@ LOGIC_MODEL = {
 class StageEstimate:
     """One stage's needs: ``blocks``, ``single_port`` and ``distributed`` (counts of the
     family's block, single-port and LUT RAM), ``logic_bits`` (memory bits left in logic),
-    ``dsp``, ``logic`` (estimate)."""
+    ``dsp``, ``logic`` (estimate); ``single_port_depth``: the words of its deepest single-port
+    RAM (one lane's accumulators)."""
     stage: str
     blocks: int = 0
     single_port: int = 0
@@ -129,6 +130,7 @@ class StageEstimate:
     dsp: int = 0
     logic: int = 0
     memory_bits: int = 0
+    single_port_depth: int = 0
 
 
 def estimate_resources(network, board):
@@ -150,6 +152,7 @@ def estimate_resources(network, board):
             stage.blocks += count
         elif kind == library.single_port:
             stage.single_port += count
+            stage.single_port_depth = max(stage.single_port_depth, memory.depth)
         elif kind == library.distributed:
             stage.distributed += count
         else:
@@ -185,4 +188,10 @@ def check_fits(network, board, stages=None):
             raise DoesNotFit(
                 f"the configuration needs {need} {label} ({bel}) and {board.name} has {have} "
                 f"({worst.stage} alone needs {getattr(worst, attribute)})")
+    deepest = max(stages, key=lambda stage: stage.single_port_depth)
+    if deepest.single_port_depth > SPRAM_DEPTH:
+        raise DoesNotFit(
+            f"{deepest.stage}'s accumulators need {deepest.single_port_depth} words per lane "
+            f"in one single-port RAM and one {library.single_port} holds {SPRAM_DEPTH}: give "
+            "the layer more lanes (each lane's RAM holds channels_out / lanes maps)")
     return stages
