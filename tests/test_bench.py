@@ -9,6 +9,7 @@ import pytest
 
 from eventconv.backends import rtl as rtl_backend
 from eventconv.bench import cli, measure
+from eventconv.bench.boards import work_bound
 from eventconv.bench.energy import (
     CATEGORIES,
     ENERGY_PJ,
@@ -25,7 +26,8 @@ from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import Events, run_model, taps_in_frame
 from eventconv.core.network import Network
 from eventconv.flow.resources import estimate_resources
-from eventconv.hw.boards import board_named
+from eventconv.hw.boards import BOARDS, board_named, default_config
+from eventconv.hw.target import GENERIC, ICE40
 from eventconv.recordings import count_frames, read_recording
 from eventconv.recordings.excerpts import bundled
 
@@ -220,6 +222,15 @@ def test_command_line_settings():
         assert info.value.code == 2
 
 
+def test_work_bound_counts_the_spram_units_two_cycles_per_beat():
+    config = default_config("icebreaker")      # 2 lanes
+    macs = np.array([0, 10_000, 100_000])
+    samples = config.height * config.width
+    np.testing.assert_array_equal(work_bound(config, macs, GENERIC),
+                                  np.maximum(samples, macs / 2))
+    np.testing.assert_array_equal(work_bound(config, macs, ICE40), np.maximum(samples, macs))
+
+
 def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     """The RTL sections (cycles, utilisation, fixed overhead) on cycles made up as bound + 10."""
     def fake_rtl(config, frames, **kwargs):
@@ -246,3 +257,8 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     assert "event 1000, dense 1000 (100.0 %)" in report   # the network's RTL cycles
     assert "## RTL simulation speed" not in report
     assert (tmp_path / "utilisation.png").read_bytes()[:4] == b"\x89PNG"
+    # The boards' own builds, each with its family's target and the PLL's clock.
+    boards = {row["board"]: row for row in results["boards"]}
+    assert set(boards) == set(BOARDS)
+    assert boards["icebreaker"]["clock"] == 39.75e6 and "| icebreaker | 64 x 48" in report
+    assert "## The boards' own builds" in report

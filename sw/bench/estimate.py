@@ -33,7 +33,7 @@ from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
 from eventconv.hw.target import GENERIC
 
 __all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED",
-           "dense_network"]
+           "accumulator_timing", "dense_network"]
 
 #: Pipeline cycles of a frame besides its work: a dense frame's cycles minus its work.
 FIXED = 32
@@ -65,8 +65,8 @@ def _accumulated(config, events, first, beat_cycles):
 
 def network_work(network, frames, target=GENERIC):
     """Run ``frames`` through the golden model; a :class:`LayerWork` per layer, its
-    accumulators' finishing cycle as ``target`` builds them (:func:`_timing`)."""
-    beat_cycles, _ = _timing(target)
+    accumulators' finishing cycle as ``target`` builds them (:func:`accumulator_timing`)."""
+    beat_cycles, _ = accumulator_timing(target)
     frames = network.check_frames(frames)
     model = NetworkModel(network)
     rows = [[] for _ in network.layers]
@@ -89,7 +89,7 @@ def network_work(network, frames, target=GENERIC):
     return work
 
 
-def _timing(target):
+def accumulator_timing(target):
     """``(cycles per update beat, cycles per pool read)`` of the accumulators ``target``
     builds: 1 and 1 in block RAM, 2 and 5 in single-port RAM (the iCE40's SPRAM)."""
     if target.spram_accumulators:
@@ -100,7 +100,7 @@ def _timing(target):
 def frame_cycles(network, work, target=GENERIC):
     """Estimated clock cycles per frame (float array (T,)) of ``network`` doing ``work``
     (from :func:`network_work` with the same ``target``)."""
-    _, read_cycles = _timing(target)
+    _, read_cycles = accumulator_timing(target)
     total = 0
     for config, layer in zip(network.layers, work, strict=True):
         scan = -(-layer.counts.samples // config.pixels_per_cycle)
@@ -144,8 +144,8 @@ def _work(network, frames, boards=()):
         energy = sum(energy_per_frame(layer.counts)["total"] for layer in work)
         on_board = {}
         for board in boards:
-            board_work = work if _timing(board.target) == _timing(GENERIC) else \
-                network_work(net, frames, board.target)
+            same = accumulator_timing(board.target) == accumulator_timing(GENERIC)
+            board_work = work if same else network_work(net, frames, board.target)
             on_board[board.name] = frame_cycles(net, board_work, board.target)
         modes[name] = {"work": work, "cycles": frame_cycles(net, work), "energy_pj": energy,
                        "board_cycles": on_board}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from eventconv.backends import rtl as rtl_backend
+from eventconv.bench.boards import measure_boards
 from eventconv.bench.energy import count_operations, energy_per_frame
 from eventconv.bench.network import NETWORK_CLIP, measure_network
 from eventconv.bench.recordings import measure_recordings
@@ -244,6 +245,7 @@ def run_bench(settings):
     start = time.monotonic()
     results = {"settings": settings, "frames": frames}
     results["modes"] = measure_modes(settings, frames)
+    results["boards"] = measure_boards(settings)
     results["thresholds"], results["dense_model"] = measure_thresholds(settings, frames)
     results["energy"] = measure_energy(settings, frames)
     results["network"] = measure_network(settings, load_clip(NETWORK_CLIP)[:settings.frames],

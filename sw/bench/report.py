@@ -5,6 +5,7 @@ import importlib
 import importlib.metadata
 from pathlib import Path
 
+from eventconv.bench.boards import BOARD_CLIP
 from eventconv.bench.energy import CATEGORIES, ENERGY_PJ, REFERENCE
 from eventconv.bench.measure import (
     STEADY_FROM,
@@ -119,6 +120,7 @@ def write_report(results, out_dir):
 
     if has_cycles:
         text += _utilisation_section(results)
+    text += _boards_section(results)
     text += _threshold_section(results, has_cycles)
     text += _energy_section(results)
     text += _network_section(results)
@@ -195,11 +197,36 @@ def _utilisation_section(results):
         "them): each lane has one 9 x 8 multiplier (one SB_MAC16), so up to "
         f"{r['dsp']} lanes fit the DSPs. The accumulators of this 64 x 48 layer are "
         f"{r['accumulator_kbit']:.0f} kbit ({config_acc_text(results)}); the layer's memories, "
-        f"{r['layer_kbit']:.0f} kbit, need {r['layer_ebr']} EBRs of the UP5K's {r['ebr']} (its "
-        "4 SPRAMs, 1 Mbit, are single-ported and 16 bits wide, and the design does not use "
-        "them), so this benchmark layer is for the ECP5 (ULX3S); the iCEBreaker build uses a "
-        f"smaller frame (`hw/boards.py`). The reference frame ({r['reference_kbit']:.0f} kbit) "
-        "is small by comparison.",
+        f"{r['layer_kbit']:.0f} kbit, need {r['layer_ebr']} EBRs of the UP5K's {r['ebr']} in "
+        "block RAM, so this benchmark layer is for the ECP5 (ULX3S); the iCEBreaker's build "
+        "puts its accumulators in the UP5K's 4 SPRAMs instead, two lanes at a beat every two "
+        "cycles (below). The reference frame "
+        f"({r['reference_kbit']:.0f} kbit) is small by comparison.",
+        "",
+    ]
+
+
+def _boards_section(results):
+    rows = []
+    for r in results.get("boards", []):
+        c, ev, de = r["config"], r["event"], r["dense"]
+        rows.append([r["board"], f"{c.width} x {c.height}, Cout {c.channels_out}, {c.lanes} "
+                     f"lanes", f"{r['clock'] / 1e6:.2f} MHz", f"{ev['cycles']:.0f}",
+                     f"{ev['bound']:.0f}", f"{ev['ratio']:.2f}", f"{de['cycles']:.0f}",
+                     f"{de['ratio']:.2f}", f"{ev['fps']:.0f} / {de['fps']:.0f}"])
+    if not rows:
+        return []
+    return [
+        "## The boards' own builds",
+        "",
+        f"Each board's default layer at the clip's size ({BOARD_CLIP}), built for its family "
+        "(the iCEBreaker's accumulators in SPRAM: an update beat every two cycles, five cycles "
+        "per pool read; the ULX3S's RAM output registers), simulated and checked against the "
+        "golden model. Means over the steady frames; bound = max(pixels / pixels-per-clock, "
+        "macs x cycles per beat / lanes); ratio = cycles / bound (median).",
+        "",
+        _table(["board", "layer", "clock", "event cycles", "event bound", "event ratio",
+                "dense cycles", "dense ratio", "frames/s event / dense"], rows),
         "",
     ]
 
