@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass
 
 from eventconv.core.kernels import filter_bank_config
+from eventconv.hw.board.pll import pll_parameters
 from eventconv.hw.target import TARGETS
 
 __all__ = ["BoardSpec", "BOARDS", "board_named", "default_config"]
@@ -87,6 +88,12 @@ class BoardSpec:
         """The layer the board is built with when no configuration is given: the filter bank
         (:func:`eventconv.core.kernels.filter_bank_config`), K = 3, Cout = 8."""
         return filter_bank_config(*self.frame_size, lanes=self.lanes)
+
+    @property
+    def pll_frequency(self):
+        """The engine clock the board's PLL really makes (Hz): the nearest to
+        ``clock_frequency`` its dividers give."""
+        return pll_parameters(self.family, self.oscillator_frequency, self.clock_frequency)[1]
 
 
 # Default layers. iCEBreaker: the bundled clip's 64 x 48, its accumulators in the UP5K's four

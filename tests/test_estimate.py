@@ -127,5 +127,5 @@ def test_estimate_without_board_gives_every_board(tmp_path, capsys):
     assert main(["estimate", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     for name, board in BOARDS.items():
-        assert f"{name} ({board.clock_frequency / 1e6:g} MHz)" in out
+        assert f"{name} ({board.pll_frequency / 1e6:g} MHz)" in out
     assert out.count("fits: ") == len(BOARDS)

@@ -9,7 +9,6 @@ from eventconv.backends import rtl as rtl_backend
 from eventconv.bench.estimate import accumulator_timing
 from eventconv.core.clip import load_clip
 from eventconv.core.model import run_model
-from eventconv.hw.board.pll import pll_parameters
 from eventconv.hw.boards import BOARDS
 
 __all__ = ["BOARD_CLIP", "measure_boards", "work_bound"]
@@ -55,8 +54,7 @@ def measure_boards(settings):
     rows = []
     for board in BOARDS.values():
         config = board.default_config().replace(height=height, width=width)
-        _, clock = pll_parameters(board.family, board.oscillator_frequency,
-                                  board.clock_frequency)
+        clock = board.pll_frequency
         event = _run(settings, config, frames, board.target)
         dense_frames = frames[:settings.sweep_dense_frames + 1]
         dense = _run(settings, config.replace(mode="dense"), dense_frames, board.target)

@@ -161,7 +161,7 @@ def _resource_lines(name, entry):
             + (f"{library.single_port} | " if library.single_port else "")
             + (f"{library.distributed} | " if library.distributed else "")
             + f"bits in logic | {flow.dsp} | {flow.logic} (estimate) |")
-    lines = [f"{name} ({board.clock_frequency / 1e6:g} MHz)", "", head,
+    lines = [f"{name} ({board.pll_frequency / 1e6:g} MHz)", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for stage in [*entry["stages"], entry["total"]]:
         cells = [stage.stage, f"{stage.memory_bits / 1024:.1f}", str(stage.blocks)]
@@ -195,7 +195,7 @@ def _work_lines(network, modes, boards):
               f"energy per frame (Horowitz 45 nm, relative): event {ee / 1e3:.1f} nJ, dense "
               f"{ed / 1e3:.1f} nJ ({ee / ed:.1%})"]
     for board in boards:
-        f = board.clock_frequency
+        f = board.pll_frequency
         be = event["board_cycles"][board.name].mean()
         bd = dense["board_cycles"][board.name].mean()
         lines.append(f"frames per second at {board.name}'s {f / 1e6:g} MHz (as the board "
