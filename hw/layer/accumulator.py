@@ -239,30 +239,50 @@ class AccumulatorUnit(wiring.Component):
         m.d.sync += [address.eq(upload.address), data.eq(upload.data)]
         return hits, address, data
 
-    def elaborate(self, platform):
-        m = Module()
+    def _clear_and_uploads(self, m, positions):
+        """The clear sequence (``positions`` words per group and lane) and, for an uploadable
+        unit, the decoded upload bus (:meth:`_uploads`, its bias writes wired to the clear);
+        returns ``(clear, upload)``, ``upload`` None without uploads."""
         c = self._config
         writable = self.upload_base is not None
         m.submodules.clear = clear = ClearSequence(
-            groups=self.groups, positions=c.height * c.width // 4, lanes=c.lanes,
-            bias=c.bias, accumulator_width=self.accumulator_width, writable=writable)
-        if writable:
-            upload_hits, upload_address, upload_data = self._uploads(m)
-            m.d.comb += [clear.bias_write.address.eq(upload_address),
-                         clear.bias_write.data.eq(upload_data),
-                         clear.bias_write.en.eq(upload_hits[c.lanes])]
+            groups=self.groups, positions=positions, lanes=c.lanes, bias=c.bias,
+            accumulator_width=self.accumulator_width, writable=writable)
+        upload = self._uploads(m) if writable else None
+        if upload is not None:
+            hits, address, data = upload
+            m.d.comb += [clear.bias_write.address.eq(address), clear.bias_write.data.eq(data),
+                         clear.bias_write.en.eq(hits[c.lanes])]
+        return clear, upload
+
+    def _touched_output(self, m):
+        """The :class:`TouchedOutput` behind ``touched``; returns ``(output, connect)``:
+        ``connect(m, writing, next_)`` feeds it the stage that pushes its window and the one
+        behind it (dicts of ``valid``, ``eof``, ``window``)."""
+        c = self._config
         m.submodules.output = output = TouchedOutput(height=c.height, width=c.width)
         wiring.connect(m, output.touched, wiring.flipped(self.touched))
+
+        def connect(m, writing, next_):
+            m.d.comb += [
+                output.write_valid.eq(writing["valid"]),
+                output.write_eof.eq(writing["eof"]),
+                output.write_window.eq(writing["window"]),
+                output.next_eof.eq(next_["eof"]),
+                output.next_window.eq(next_["window"]),
+            ]
+        return output, connect
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._config
+        clear, upload = self._clear_and_uploads(m, c.height * c.width // 4)
+        writable = upload is not None
+        output, connect = self._touched_output(m)
         advance = output.advance
         take, holding = self._frame_handshake(m, advance, clear.clearing_next)
         beat = self._stages(m, advance, take)
-        m.d.comb += [
-            output.write_valid.eq(beat.write["valid"]),
-            output.write_eof.eq(beat.write["eof"]),
-            output.write_window.eq(beat.write["window"]),
-            output.next_eof.eq(beat.mult["eof"]),
-            output.next_window.eq(beat.mult["window"]),
-        ]
+        connect(m, beat.write, beat.mult)
         written, commit_enable = self._commits(m, advance, clear, beat)
         hits = self._hazards(m, advance, beat, written)
 
@@ -276,6 +296,7 @@ class AccumulatorUnit(wiring.Component):
                 banks=self.accumulators[j], weights=self._weight_rom(j), target=self.target,
                 writable=writable)
             if writable:
+                upload_hits, upload_address, upload_data = upload
                 m.d.comb += [lane.weight_write.address.eq(upload_address),
                              lane.weight_write.data.eq(upload_data),
                              lane.weight_write.en.eq(upload_hits[j])]

@@ -3,13 +3,10 @@
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from eventconv.hw.layer.accumulator import AccumulatorUnit
-from eventconv.hw.layer.accumulator_clear import ClearSequence
 from eventconv.hw.layer.accumulator_lane import BANKS, WEIGHT_SHAPE
-from eventconv.hw.layer.accumulator_touched import TouchedOutput
 from eventconv.hw.layouts import DELTA_SHAPE, AccumulatorReadSignature, times, window_layout
 from eventconv.hw.primitives.single_port_ram import SinglePortRam
 
@@ -91,31 +88,15 @@ class SpramAccumulatorUnit(AccumulatorUnit):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        writable = self.upload_base is not None
-        m.submodules.clear = clear = ClearSequence(
-            groups=self.groups, positions=c.height * c.width, lanes=c.lanes,
-            bias=c.bias, accumulator_width=self.accumulator_width, writable=writable)
-        upload = None
-        if writable:
-            upload = self._uploads(m)
-            hits, address, byte = upload
-            m.d.comb += [clear.bias_write.address.eq(address), clear.bias_write.data.eq(byte),
-                         clear.bias_write.en.eq(hits[c.lanes])]
-        m.submodules.output = output = TouchedOutput(height=c.height, width=c.width)
-        wiring.connect(m, output.touched, wiring.flipped(self.touched))
+        clear, upload = self._clear_and_uploads(m, c.height * c.width)
+        output, connect = self._touched_output(m)
         advance = output.advance
         odd = Signal()          # the parity of the stages' state, counted on ``advance``
         with m.If(advance):
             m.d.sync += odd.eq(~odd)
         take, holding = self._frame_handshake(m, advance, clear.clearing_next, accepting=~odd)
         beat = self._stages(m, advance, take)
-        m.d.comb += [
-            output.write_valid.eq(beat.mult["valid"]),
-            output.write_eof.eq(beat.mult["eof"]),
-            output.write_window.eq(beat.mult["window"]),
-            output.next_eof.eq(beat.memory["eof"]),
-            output.next_window.eq(beat.memory["window"]),
-        ]
+        connect(m, beat.mult, beat.memory)
         reads = self._reads(m, holding)
         port = self._port(m, advance, odd, holding, clear, beat, reads)
         for j in range(c.lanes):

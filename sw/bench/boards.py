@@ -5,10 +5,9 @@ that build and frames per second at the board's clock."""
 
 import numpy as np
 
-from eventconv.backends import rtl as rtl_backend
 from eventconv.bench.estimate import accumulator_timing
+from eventconv.bench.runs import run_layer
 from eventconv.core.clip import load_clip
-from eventconv.core.model import run_model
 from eventconv.hw.boards import BOARDS
 
 __all__ = ["BOARD_CLIP", "measure_boards", "work_bound"]
@@ -24,17 +23,6 @@ def work_bound(config, macs, target):
     samples = config.height * config.width * config.channels_in
     return np.maximum(samples / config.pixels_per_cycle,
                       np.asarray(macs) * beat_cycles / config.lanes)
-
-
-def _run(settings, config, frames, target):
-    model = run_model(config, frames)
-    rtl = rtl_backend.run(config, frames, simulator=settings.simulator, target=target,
-                          build_root=settings.build_root)
-    for key in ("pooled", "events_in", "events_out", "macs"):
-        if not np.array_equal(rtl[key], model[key]):
-            raise RuntimeError(f"RTL of the {target.name} build differs from the golden model "
-                               f"in {key!r} ({config.mode} mode)")
-    return rtl
 
 
 def _figures(config, out, target, clock):
@@ -55,9 +43,10 @@ def measure_boards(settings):
     for board in BOARDS.values():
         config = board.default_config().replace(height=height, width=width)
         clock = board.pll_frequency
-        event = _run(settings, config, frames, board.target)
+        event = run_layer(settings, config, frames, target=board.target)
         dense_frames = frames[:settings.sweep_dense_frames + 1]
-        dense = _run(settings, config.replace(mode="dense"), dense_frames, board.target)
+        dense = run_layer(settings, config.replace(mode="dense"), dense_frames,
+                          target=board.target)
         rows.append({"board": board.name, "config": config, "clock": clock,
                      "event": _figures(config, event, board.target, clock),
                      "dense": _figures(config, dense, board.target, clock)})

@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from eventconv.backends import rtl as rtl_backend
-from eventconv.bench.boards import measure_boards
+from eventconv.bench.boards import measure_boards, work_bound
 from eventconv.bench.energy import count_operations, energy_per_frame
 from eventconv.bench.network import NETWORK_CLIP, measure_network
 from eventconv.bench.recordings import measure_recordings
+from eventconv.bench.runs import run_layer
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
 from eventconv.flow.resources import estimate_resources
 from eventconv.hw.boards import board_named
+from eventconv.hw.target import GENERIC
 
 __all__ = ["Settings", "run_bench", "utilisation_bound", "pooled_error", "summary",
            "utilisation_rows"]
@@ -78,27 +80,10 @@ def layer_config(settings, *, height, width, threshold=THRESHOLD, mode="event", 
                               lanes=lanes, pixels_per_cycle=ppc)
 
 
-def run_layer(settings, config, frames, *, simulator=None):
-    """OUT.npz arrays of ``frames`` through the configured backend; RTL runs are checked
-    against the golden model and raise ``RuntimeError`` on any difference."""
-    model = run_model(config, frames)
-    if settings.backend == "model":
-        return model
-    rtl = rtl_backend.run(config, frames, simulator=simulator or settings.simulator,
-                  build_root=settings.build_root, progress=sys.stderr.isatty())
-    for key in ("pooled", "events_in", "events_out", "macs"):
-        if not np.array_equal(rtl[key], model[key]):
-            raise RuntimeError(f"RTL differs from the golden model in {key!r} for "
-                               f"lanes={config.lanes}, pixels_per_cycle="
-                               f"{config.pixels_per_cycle}, mode={config.mode}, "
-                               f"threshold={config.threshold}")
-    return rtl
-
-
 def utilisation_bound(config, macs):
-    """Cycles the datapath needs at least: max(pixels / pixels_per_cycle, macs / lanes)."""
-    samples = config.height * config.width * config.channels_in
-    return np.maximum(samples / config.pixels_per_cycle, np.asarray(macs) / config.lanes)
+    """Cycles the datapath needs at least: max(pixels / pixels_per_cycle, macs / lanes) (the
+    generic build's :func:`~eventconv.bench.boards.work_bound`)."""
+    return work_bound(config, macs, GENERIC)
 
 
 def pooled_error(pooled, reference):
