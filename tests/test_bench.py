@@ -18,7 +18,7 @@ from eventconv.bench.energy import (
     energy_per_frame,
     touched_windows,
 )
-from eventconv.bench.network import network_config
+from eventconv.bench.network import NETWORK_CLIP, layer_bounds, network_config
 from eventconv.bench.recordings import RECORDINGS, recording_network
 from eventconv.bench.report import write_report
 from eventconv.core.clip import load_clip
@@ -190,6 +190,8 @@ def test_bench_on_the_model_writes_report_and_plots(tmp_path):
     sweep = results["network"]["output_thresholds"]
     assert sweep[-1]["macs_fraction"] < sweep[0]["macs_fraction"]
     assert (tmp_path / "output_threshold.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "network_layers.png").read_bytes()[:4] == b"\x89PNG"
+    assert results["network"]["network_cycles"] == {"event": None, "dense": None}
     # The real recordings: the work of the count frames against a dense layer.
     assert "## Real event-camera recordings" in report
     for name in RECORDINGS:
@@ -231,6 +233,14 @@ def test_work_bound_counts_the_spram_units_two_cycles_per_beat():
     np.testing.assert_array_equal(work_bound(config, macs, ICE40), np.maximum(samples, macs))
 
 
+def test_layer_bounds_are_ops_per_lane_or_inputs_per_clock():
+    net = network_config(threshold=8)                   # PNet, lanes 5, 4, 8, 2, 64 x 48
+    out = {"macs": np.array([[100_000, 40, 0, 0], [0, 8000, 800, 30]]),
+           "events_in": np.array([[9, 300, 5, 7], [0, 100, 1000, 3]])}
+    np.testing.assert_array_equal(layer_bounds(net, out),
+                                  [[20_000, 300, 5, 7], [3072, 2000, 1000, 15]])
+
+
 def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     """The RTL sections (cycles, utilisation, fixed overhead) on cycles made up as bound + 10."""
     def fake_rtl(config, frames, **kwargs):
@@ -254,7 +264,12 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
         assert row["event"]["overhead_median"] == 10
         assert 1 < row["dense"]["ratio_median"] < 1.01
     assert "| 8 x 4 (default) |" in report and "| 2 x 2 |" in report
-    assert "event 1000, dense 1000 (100.0 %)" in report   # the network's RTL cycles
+    # The network's RTL cycles (made up: 1000 a frame) against its busiest layer's bound.
+    net = network_config(threshold=measure.THRESHOLD)
+    busiest = layer_bounds(net, run_model(net, load_clip(NETWORK_CLIP)[:5]))[1:].max(axis=1)
+    ratio = 1000 / busiest
+    assert "| event | 1000 | " in report
+    assert f"| {np.median(ratio):.2f} / {ratio.max():.2f} |" in report
     assert "## RTL simulation speed" not in report
     assert (tmp_path / "utilisation.png").read_bytes()[:4] == b"\x89PNG"
     # The boards' own builds, each with its family's target and the PLL's clock.

@@ -13,7 +13,7 @@ from eventconv.core.nets import load_net
 from eventconv.core.network import Network
 
 __all__ = ["NET", "NETWORK_CLIP", "NETWORK_LANES", "OUTPUT_THRESHOLDS", "network_config",
-           "measure_network"]
+           "measure_network", "layer_bounds"]
 
 NET = "pnet_64x48"
 NETWORK_CLIP = "vtest_64x48"        # the clip the network was quantized for
@@ -46,6 +46,35 @@ def _run(settings, net, frames):
             raise RuntimeError(f"RTL differs from the golden model in {key!r} for the network "
                                f"{NET} in {net.mode} mode")
     return rtl
+
+
+def layer_bounds(network, out):
+    """Each layer's work bound per frame (float (T, L)): the cycles it needs at least, the
+    larger of its accumulate ops / lanes and its inputs / input rate (layer 0: the frame's
+    samples / pixels per clock; a later layer: its input events, one per clock)."""
+    macs, events_in = np.asarray(out["macs"]), np.asarray(out["events_in"])
+    bounds = np.empty(macs.shape, dtype=np.float64)
+    for i, layer in enumerate(network.layers):
+        samples = layer.height * layer.width * layer.channels_in
+        inputs = (np.full(len(macs), samples / layer.pixels_per_cycle) if i == 0
+                  else events_in[:, i])
+        bounds[:, i] = np.maximum(macs[:, i] / layer.lanes, inputs)
+    return bounds
+
+
+def _network_cycles(net, out):
+    """The network's RTL cycles against its busiest layer's bound, steady frames: mean
+    cycles, mean busiest bound, the median and worst ratio, and which layer is busiest."""
+    if out.get("cycles") is None:
+        return None
+    bounds = layer_bounds(net, out)[STEADY]
+    cycles = np.asarray(out["cycles"], dtype=np.float64)[STEADY]
+    busiest = bounds.max(axis=1)
+    ratio = cycles / busiest
+    return {"cycles": float(cycles.mean()), "bound": float(busiest.mean()),
+            "ratio_median": float(np.median(ratio)), "ratio_max": float(ratio.max()),
+            "busiest_layer": int(np.bincount(bounds.argmax(axis=1)).argmax()),
+            "layer_bounds": bounds.mean(axis=0).tolist()}
 
 
 def _layer_rows(event, dense):
@@ -82,14 +111,21 @@ def measure_network(settings, frames, threshold):
     sweep on the model. Returns a dict for the report and the plots."""
     start = time.monotonic()
     count = min(len(frames), settings.network_frames)
-    event = _run(settings, network_config(threshold=threshold), frames[:count])
-    dense = _run(settings, network_config(threshold=threshold, mode="dense"),
-                 frames[:min(count, 2)])
-    dense_model = run_model(network_config(threshold=threshold, mode="dense"), frames)
+    event_net = network_config(threshold=threshold)
+    dense_net = network_config(threshold=threshold, mode="dense")
+    event = _run(settings, event_net, frames[:count])
+    # Dense on 2 frames: frame 0 and a steady one (dense work does not depend on the pixels).
+    dense = _run(settings, dense_net, frames[:min(count, 2)])
+    event_model = run_model(event_net, frames)
+    dense_model = run_model(dense_net, frames)
     result = {
         "net": NET, "frames": count, "threshold": threshold, "lanes": NETWORK_LANES,
-        "layers": _layer_rows(run_model(network_config(threshold=threshold), frames),
-                              dense_model),
+        "layers": _layer_rows(event_model, dense_model),
+        "per_frame": {"macs_event": event_model["macs"], "macs_dense": dense_model["macs"],
+                      "events_in": event_model["events_in"],
+                      "events_out": event_model["events_out"]},
+        "network_cycles": {"event": _network_cycles(event_net, event),
+                           "dense": _network_cycles(dense_net, dense)},
         "output_thresholds": _threshold_rows(frames, threshold,
                                              dense_model["output"].astype(np.int64)),
         "cycles_event": event.get("cycles"), "cycles_dense": dense.get("cycles"),

@@ -110,6 +110,30 @@ def plot_output_thresholds(results, path):
     plt.close(fig)
 
 
+def plot_network_layers(results, path):
+    """One panel per layer of the bench's network: accumulate ops per frame, event mode
+    against dense mode, over the clip."""
+    plt = _pyplot()
+    n = results["network"]
+    event, dense = n["per_frame"]["macs_event"], n["per_frame"]["macs_dense"]
+    layers = event.shape[1]
+    fig, axes = plt.subplots(1, layers, figsize=(3.4 * layers, 3.6), squeeze=False)
+    frames = np.arange(len(event))
+    for i, ax in enumerate(axes[0]):
+        ax.semilogy(frames, np.maximum(event[:, i], 1), "o-", ms=3, label="event")
+        ax.semilogy(frames, dense[:, i], "s--", ms=3, mfc="none", label="dense")
+        share = event[STEADY_FROM:, i].sum() / dense[STEADY_FROM:, i].sum()
+        ax.set_title(f"layer {i}: {100 * share:.1f} % of dense", fontsize=10)
+        ax.set_xlabel("frame")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("accumulate ops per frame")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{n['net']} layer by layer, input threshold {n['threshold']}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_utilisation(results, path):
     plt = _pyplot()
     settings = results["settings"]
