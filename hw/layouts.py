@@ -10,7 +10,9 @@ Pipeline::
            --AccumulatorUnit--> touched --SparseMaxPool--> events (output, same form as input)
                     ^                          |
                     +---- accumulator read ----+   (pool reads while the accumulator holds,
-                                                    then pulses ``done``)
+                                                    then pulses ``done``; on the generic
+                                                    target also final windows during the
+                                                    frame, through a port of its own)
 """
 
 from amaranth.hdl import Const, signed, unsigned
@@ -110,8 +112,8 @@ class AccumulatorReadSignature(wiring.Signature):
     ``data[q][j]`` is ``acc[group * lanes + j][2 py + q // 2][2 px + q % 2]``. ``data`` keeps
     its value while ``en`` is low. ``done`` is a one-cycle pulse from the reader, once per frame:
     it has taken the data of its last read (it may be that read's data cycle), and the
-    accumulators may change again. The accumulator unit only honours reads between a frame's
-    end and ``done``.
+    accumulators may change again. The accumulator unit honours reads between a frame's end
+    and ``done``, and with ``target.pool_read_port`` (a port of the reader's own) at any time.
 
     With ``registered``, ``data`` is a register behind the RAMs' output: it loads the word read
     at the end of each cycle in which the reader holds ``take`` high (the reader's stage

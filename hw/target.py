@@ -28,16 +28,27 @@ class Target:
     multiplier_registers : bool
         Each accumulate multiplier gets a stage of its own, registered on both sides (on an
         ECP5 platform the MULT18X18D's own input and output registers: 3.9 ns through it).
+    spram_accumulators : bool
+        The accumulators are in single-port RAM (the iCE40 UP5K's SPRAM).
+    pool_read_port : bool
+        The accumulator banks have a read port of the pool's own (a second read port: on an
+        FPGA whose block RAM has one read and one write port, a replica of each bank), so the
+        pool evaluates the windows no later event can touch while the frame still runs,
+        instead of all of them after its end (:class:`~eventconv.hw.layer.sparse_max_pool.
+        SparseMaxPool`). The board builds spend neither the RAM (the ULX3S) nor the port (the
+        UP5K's SPRAM has one) on it.
     """
 
     name: str
     ram_read_register: bool = False
     multiplier_registers: bool = False
     spram_accumulators: bool = False
+    pool_read_port: bool = False
 
 
-#: No extra registers: exported Verilog, simulation. The iCE40 does better without them too.
-GENERIC = Target("generic")
+#: No extra registers, and the pool's own read port: exported Verilog, simulation. The iCE40
+#: does better without the registers too.
+GENERIC = Target("generic", pool_read_port=True)
 ICE40 = Target("ice40", spram_accumulators=True)
 ECP5 = Target("ecp5", ram_read_register=True, multiplier_registers=True)
 TARGETS = {target.name: target for target in (GENERIC, ICE40, ECP5)}

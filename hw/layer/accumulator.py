@@ -84,7 +84,10 @@ class AccumulatorUnit(wiring.Component):
     serves ``read`` (window address and ``en`` in, the window's ``4 x lanes`` accumulators the
     next cycle, through the banks' read ports) until the reader pulses ``read.done``;
     ``read.done`` in the cycle of the transfer itself skips the hold. ``read`` is ignored at
-    other times.
+    other times, except with ``target.pool_read_port``: then every bank has a second read
+    port, the reader's, which serves ``read`` at any time, also while updates run (the reader
+    reads only windows no later update of the frame writes: their updates are in the banks
+    once a window a row slack below shows on ``touched``, see the pool).
 
     After reset the unit writes ``bias`` into every accumulator, one address of every bank of
     every lane per cycle: ``(channels_out / lanes) * H * W / 4`` cycles (:attr:`clear_cycles`),
@@ -300,12 +303,17 @@ class AccumulatorUnit(wiring.Component):
                 m.d.comb += [lane.weight_write.address.eq(upload_address),
                              lane.weight_write.data.eq(upload_data),
                              lane.weight_write.en.eq(upload_hits[j])]
+            # With ``target.pool_read_port`` the reader has ports of its own, served at
+            # any time (it reads only windows no update writes again in the frame).
+            shared = not self.target.pool_read_port
+            if not shared:
+                m.d.comb += [lane.pool_addr.eq(self.read.addr), lane.pool_en.eq(self.read.en)]
             m.d.comb += [
                 lane.advance.eq(advance),
                 # An update reads all four banks too (and uses one): no bank decode between
                 # ``advance`` and the RAMs' read enables.
-                lane.read_addr.eq(Mux(holding, self.read.addr, beat.address["read"])),
-                lane.read_en.eq(Mux(holding, self.read.en, advance)),
+                lane.read_addr.eq(Mux(holding & shared, self.read.addr, beat.address["read"])),
+                lane.read_en.eq(Mux(holding & shared, self.read.en, advance)),
                 lane.load.eq(load),
                 lane.weight_addr.eq(beat.weight_address),
                 lane.delta.eq(delta),

@@ -62,7 +62,10 @@ class AccumulatorLane(wiring.Component):
     advance : In(1)
         The pipeline moves: every stage register loads.
     read_addr, read_en : In(range(depth)), In(1)
-        The banks' read ports (the pipeline's read stage, or the unit's reader).
+        The banks' read ports (the pipeline's read stage, or the unit's reader; with
+        ``target.pool_read_port`` the pipeline's only).
+    pool_addr, pool_en : In(range(depth)), In(1) (with ``target.pool_read_port``)
+        The banks' second read ports, the reader's own, at any time; ``read_data`` is theirs.
     load : In(1)
         Enable of the banks' data registers of the memory stage (``advance``, or the reader's
         ``take`` while it reads with ``target.ram_read_register``).
@@ -112,11 +115,13 @@ class AccumulatorLane(wiring.Component):
             "bias": In(shape),
             "read_data": Out(data.ArrayLayout(shape, BANKS)),
             **({"weight_write": In(UploadSignature())} if self.writable else {}),
+            **({"pool_addr": In(range(depth)), "pool_en": In(1)}
+               if self.target.pool_read_port else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
-        read_ports, write_ports = [], []
+        read_ports, write_ports, pool_ports = [], [], []
         for q, words in enumerate(self._banks):
             m.submodules[f"bank_{q}"] = bank = Memory(data=words, attrs=NO_RW_CHECK)
             write_ports.append(bank.write_port())
@@ -124,6 +129,9 @@ class AccumulatorLane(wiring.Component):
             # written sum itself, so the read's word does not matter and the RAM's data
             # goes straight into a register (no collision or bypass logic after it).
             read_ports.append(UncheckedReadPort(m, bank, name=f"read_{q}"))
+            if self.target.pool_read_port:
+                # The reader reads only words no update will write again this frame.
+                pool_ports.append(UncheckedReadPort(m, bank, name=f"pool_read_{q}"))
         m.submodules.weights = rom = Memory(data=self._weights)
         weight_port = rom.read_port()
         if self.writable:
@@ -189,6 +197,7 @@ class AccumulatorLane(wiring.Component):
                 read_port.addr.eq(self.read_addr),
                 read_port.en.eq(self.read_en),
                 self.read_data[q].eq(raw[q] if self.target.ram_read_register
+                                     else pool_ports[q].data if pool_ports
                                      else read_port.data),
                 write_port.addr.eq(self.commit_addr),
                 write_port.data.eq(written[0]),
@@ -196,4 +205,6 @@ class AccumulatorLane(wiring.Component):
                 # (and forwarded to the beats behind it either way).
                 write_port.en.eq(self.commit_en[q]),
             ]
+        for port in pool_ports:
+            m.d.comb += [port.addr.eq(self.pool_addr), port.en.eq(self.pool_en)]
         return m

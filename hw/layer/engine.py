@@ -107,7 +107,13 @@ class EventConvEngine(wiring.Component):
 
     Frames do not overlap: a frame's first pixel is taken once the previous frame's end-of-frame
     beat is given, so the per-frame ``cycles`` is the frame's own cost. Within a frame the
-    layers overlap: layer i + 1 takes layer i's events while layer i's pool still gives them.
+    layers overlap: layer i + 1 takes layer i's events while layer i's pool still gives them,
+    and with ``target.pool_read_port`` (the generic target) each pool gives the windows no
+    later event can touch while the frame still runs (the delta detector's events come in
+    raster order; each layer's output order bounds how far back the next one's go:
+    :func:`~eventconv.hw.layer.layer.output_slack`), so every layer works while the layer
+    before it does. The address-event detector's order is its own: behind it the pools
+    evaluate after the frame's end.
     The pixel input (the detector's), the links between layers and the event output are
     register slices.
     """
@@ -134,8 +140,14 @@ class EventConvEngine(wiring.Component):
             source = {"pixels": In(PixelStream(first.pixels_per_cycle))}
         self.uploadable = bool(uploadable)
         bases = _upload_bases(network) if self.uploadable else [None] * len(network.layers)
-        self.layers = [EventLayer(layer, target=target, upload_base=base)
-                       for layer, base in zip(network.layers, bases, strict=True)]
+        # The delta detector gives its events in raster order; the address-event detector
+        # in an order of its own (see the pool's ``row_slack``).
+        slack = None if self.address_events else 0
+        self.layers = []
+        for layer, base in zip(network.layers, bases, strict=True):
+            self.layers.append(EventLayer(layer, target=target, upload_base=base,
+                                          input_slack=slack))
+            slack = self.layers[-1].output_slack
         #: Cycles after reset before the priming frame starts: the longest clear sequence of
         #: the blocks, plus a margin for their pipelines.
         self.settle_cycles = max(detector_settle,

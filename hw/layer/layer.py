@@ -24,6 +24,27 @@ __all__ = ["EventLayer", "EVENT_QUEUE_DEPTH", "accumulator_unit"]
 EVENT_QUEUE_DEPTH = 64
 
 
+def pool_row_slack(config, input_slack):
+    """The pool's ``row_slack`` (window rows) for a layer whose input events may each lie up
+    to ``input_slack`` rows above an earlier one (0: rows in order, as the delta detector
+    gives them; None: any order, as the address-event detector's): a touched window's event
+    lies at most K // 2 rows below it, and a later event's updates reach K // 2 rows above
+    that event's row minus the input's slack."""
+    if input_slack is None:
+        return None
+    return config.kernel_size // 2 + (input_slack + 1) // 2
+
+
+def output_slack(config, input_slack):
+    """How many rows a layer's output event may lie above an earlier one: the pool gives its
+    windows in the order they were listed, each at most ``row_slack`` window rows above an
+    earlier one (with ``pool`` 1 the window's two rows as well)."""
+    slack = pool_row_slack(config, input_slack)
+    if slack is None:
+        return None
+    return slack if config.pool == 2 else 2 * slack + 1
+
+
 def accumulator_unit(config, *, target=GENERIC, upload_base=None):
     """The accumulator unit ``target`` wants for ``config``: in single-port RAM with
     ``target.spram_accumulators``, else in block RAM banks."""
@@ -45,6 +66,11 @@ class EventLayer(wiring.Component):
     upload_base : int or None
         Not None: built for uploads, the layer's first memory number
         (:class:`~eventconv.hw.layer.accumulator.AccumulatorUnit`).
+    input_slack : int or None
+        How many rows an input event may lie above an earlier one in a frame (0: raster
+        order; None, the default: any order). With it the pool evaluates windows while the
+        frame runs (:func:`pool_row_slack`); :attr:`output_slack` is the same figure for the
+        layer's output, for the next layer.
 
     Members
     -------
@@ -69,7 +95,7 @@ class EventLayer(wiring.Component):
     reset map as events, the priming frame of :class:`~eventconv.hw.layer.engine.EventConvEngine`.
     """
 
-    def __init__(self, config, *, target=GENERIC, upload_base=None):
+    def __init__(self, config, *, target=GENERIC, upload_base=None, input_slack=None):
         self.config = c = checked_config(config)
         self.target = checked_target(target)
         self.upload_base = upload_base
@@ -80,7 +106,10 @@ class EventLayer(wiring.Component):
         self.pool = SparseMaxPool(height=c.height, width=c.width, channels_out=c.channels_out,
                                   accumulator_width=self.accumulator.accumulator_width,
                                   lanes=c.lanes,
-                                  pool=c.pool, target=target)
+                                  pool=c.pool, target=target,
+                                  row_slack=pool_row_slack(c, input_slack))
+        #: How many rows an output event may lie above an earlier one (None: any).
+        self.output_slack = output_slack(c, input_slack)
         #: Cycles after reset before the layer's clear sequences are done.
         self.clear_cycles = max(self.accumulator.clear_cycles, self.pool.clear_cycles)
         taps = c.kernel_size * c.kernel_size

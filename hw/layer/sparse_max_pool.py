@@ -155,6 +155,24 @@ class SparseMaxPool(wiring.Component):
     ``read.done`` two more when there are reads (G + 5; 3 for a frame without listed
     windows), once the last read's data has left the accumulator unit's register.
 
+    Early evaluation (``row_slack`` given, with ``target.pool_read_port``: the accumulator
+    unit's banks have a read port of the pool's own). A touched window lies at most
+    ``row_slack`` window rows below any window touched after it (the kernel's reach and the
+    order of the layer's input events: :func:`~eventconv.hw.layer.layer.pool_row_slack`), so
+    once a window of row r has been collected, the rows below ``r - row_slack`` are final: no
+    later beat touches them, and their updates are in the banks (a window shows on
+    ``touched`` only once its updates are written). The list is then a queue read while the
+    collection goes on: its head is loaded into the issue registers as soon as it is listed
+    and read, group by group, once its row is final (``final_rows``, the highest collected
+    row minus ``row_slack``), or after the frame's ``end_of_frame`` for the rest. A first
+    read waits a cycle where a new window sets its bitmap bit (the bitmap has one write
+    port). Events come in the same order as without it. ``read.done`` is pulsed as the last
+    read is issued (its words are latched in the pool's own port), or, if every listed
+    window was read during the frame, in the cycle after the ``end_of_frame`` beat is
+    decided (2 cycles after its transfer). The end-of-frame work is then that of the reads
+    left at the frame's end, through the same pipeline. A frame's reads still wait for the
+    previous frame's ``end_of_frame`` beat to be loaded on ``events``.
+
     Reset (priming): after reset a clear sequence writes 0 into every stored value and lists
     every window, in raster order (``py``, then ``px``), as if each had been touched once; its
     bitmap bit is set. That takes one cycle per stored value of a lane, ``(Cout / lanes) *
@@ -192,6 +210,11 @@ class SparseMaxPool(wiring.Component):
         and the unit's read data, registered there and held until the next read, is used
         without a register stage of the pool's own (a cycle less per frame: a frame of G
         reads takes from ``R G + 10 + n_last``).
+        ``pool_read_port``: with ``row_slack``, early evaluation (see above).
+    row_slack : int or None
+        How many window rows a touched window may lie below one touched after it, 0..4096;
+        None (the default): the input's order is not known, every window is read after the
+        frame's end.
 
     Attributes
     ----------
@@ -245,7 +268,7 @@ class SparseMaxPool(wiring.Component):
     """
 
     def __init__(self, *, height, width, channels_out, accumulator_width, lanes=1, pool=2,
-                 target=GENERIC):
+                 target=GENERIC, row_slack=None):
         pool = ranges.one_of("pool", pool, POOLS)
         height = _frame_side("height", height, pool)
         width = _frame_side("width", width, pool)
@@ -254,6 +277,11 @@ class SparseMaxPool(wiring.Component):
                                            MAX_ACCUMULATOR_WIDTH)
         lanes = ranges.lanes_divide("lanes", lanes, channels_out)
         self.target = checked_target(target)
+        if row_slack is not None:
+            row_slack = ranges.integer("row_slack", row_slack, 0, ranges.MAX_FRAME_SIDE)
+        self.row_slack = row_slack
+        #: The windows no later beat can touch are evaluated while the frame runs.
+        self.early = target.pool_read_port and row_slack is not None
 
         self.height, self.width = int(height), int(width)
         self.channels_out, self.lanes, self.pool = channels_out, lanes, pool
@@ -301,7 +329,10 @@ class SparseMaxPool(wiring.Component):
         self._output(m, s)
         self._collection_control(m, s)
         self._clear(m, s)
-        self._control(m, s)
+        if self.early:
+            self._early_control(m, s)
+        else:
+            self._control(m, s)
         return m
 
     def _shapes(self):
@@ -477,6 +508,10 @@ class SparseMaxPool(wiring.Component):
                                     window=waiting_window, full=waiting_full)
         s.advance = advance
 
+        if self.early:
+            self._early_issue(m, s)
+            self._list_writes(m, s)
+            return
         # Issue: the read of (window `current`, group `group`), with pool 1 once per position
         # `position`. The list read port reads the entry `next_index`, a cycle before it is
         # needed: with two groups or more, or pool 1, a window lasts two cycles at least, so
@@ -536,16 +571,76 @@ class SparseMaxPool(wiring.Component):
         s.issue, s.step, s.last_issue, s.start_list = issue, step, last_issue, start_list
         s.address, s.read_address, s.clear_window = address, read_address, clear_window
         s.next_window = next_window
+        self._list_writes(m, s)
 
+    def _list_writes(self, m, s):
+        """The clear's and the collection's writes into the window list."""
         # The clear lists every window in order: entry i is window i (and its address i).
         m.d.comb += [
             s.list_write.addr.eq(s.count),
-            s.list_write.data.window.eq(Mux(s.clearing, clear_window.as_value(),
+            s.list_write.data.window.eq(Mux(s.clearing, s.clear_window.as_value(),
                                             s.decide["window"].as_value())),
             *([s.list_write.data.address.eq(Mux(s.clearing, s.count, s.decide["address"]))]
               if s.address_in_list else []),
             s.list_write.en.eq(s.new_window | s.listing),
         ]
+
+    def _early_issue(self, m, s):
+        """The issue with early evaluation: the list is a queue, its head loaded into the issue
+        registers as soon as it is listed, and read once final (its row below ``final_rows``,
+        or after the frame's end), also while the collection goes on."""
+        groups, windows = self.groups, self.windows
+        head = Signal(range(windows + 1))           # the next entry to load
+        ahead = Signal()                            # the list's read data is a listed entry
+        loaded = Signal()                           # the issue registers hold an entry
+        current = Signal(s.window_shape)
+        group = Signal(range(groups))
+        first_group = Signal(init=1)
+        last_group = Signal(init=groups == 1)
+        address = Signal(range(groups * windows))
+        final_rows = Signal(range(s.pooled_height + 1))
+        draining = Signal()                         # the frame's end has been decided
+        final = draining | (current.y < final_rows)
+        # The collection writes the bitmap this cycle: a window's first read, which clears its
+        # bit, waits.
+        issue = loaded & final & s.advance & ~s.end_pending & ~(first_group & s.new_window)
+        step = issue
+        s.position = None
+        if s.by_position:
+            position = Signal(2)
+            last_position = Signal()
+            with m.If(issue):
+                m.d.sync += [position.eq(position + 1), last_position.eq(position == 2)]
+            step = issue & last_position
+            s.position = position
+        entry_done = step & last_group
+        load = (~loaded | entry_done) & ahead & ~s.clearing
+        done = draining & ~ahead & (~loaded | entry_done)
+        m.d.comb += [
+            s.list_read.addr.eq(Mux(load, head + 1, head)),
+            s.list_read.en.eq(1),
+            self.read.addr.eq(address),
+            self.read.en.eq(issue),
+        ]
+        m.d.sync += ahead.eq(~done & Mux(load, head + 1 < s.count, head < s.count))
+        list_data = s.list_read.data
+        with m.If(load):
+            m.d.sync += [
+                head.eq(head + 1), loaded.eq(1), current.eq(list_data.window),
+                address.eq(list_data.address if s.address_in_list
+                           else self._window_address(s, list_data.window)),
+                group.eq(0), first_group.eq(1), last_group.eq(groups == 1),
+            ]
+        with m.Elif(entry_done):
+            m.d.sync += loaded.eq(0)
+        with m.Elif(step):
+            m.d.sync += [group.eq(group + 1), first_group.eq(0),
+                         last_group.eq(group == groups - 2), address.eq(address + windows)]
+        s.head, s.loaded, s.draining, s.final_rows = head, loaded, draining, final_rows
+        s.current, s.group, s.first_group, s.last_group = current, group, first_group, last_group
+        s.issue, s.step, s.last_issue, s.done = issue, step, Const(0), done
+        s.address = s.read_address = address
+        s.clear_window = current
 
     def _fetch(self, m, s):
         """The fetch (the read's data out, registered as it is), ``read.done``, and the
@@ -585,7 +680,9 @@ class SparseMaxPool(wiring.Component):
             taken = advance & words_valid & words_last
             m.d.comb += self.read.take.eq(advance)
         m.d.comb += [
-            done.eq(taken | (s.start_list & s.count_is_zero)),
+            # Early evaluation: the last read's words are latched as it is issued, in the
+            # reader's own port, so the accumulators are free from then on.
+            done.eq(s.done if self.early else taken | (s.start_list & s.count_is_zero)),
             self.read.done.eq(done),
         ]
 
@@ -890,6 +987,19 @@ class SparseMaxPool(wiring.Component):
         # cleared once per listed window when its first read is issued (with pool 1 for each
         # of its positions). The three never coincide (a new window comes only while
         # collecting, an issue never then), so the bit written is ``~issuing``.
+        if self.early:
+            # Early evaluation: a first read clears its window's bit also while collecting
+            # (never in the cycle a new window sets one).
+            clear_bit = s.issue & s.first_group
+            m.d.comb += [
+                s.bitmap_write.addr.eq(Mux(s.collecting & ~clear_bit,
+                                           self._bitmap_address(s, decide["window"]),
+                                           self._bitmap_address(s, s.current))),
+                s.bitmap_write.data.eq(~clear_bit),
+                s.bitmap_write.en.eq(s.clearing | s.new_window | clear_bit),
+                self.touched.ready.eq(touched_ready),
+            ]
+            return
         if not s.ram_registers:
             first_group = Signal(init=1)        # group == 0
             s.first_group = first_group
@@ -925,6 +1035,32 @@ class SparseMaxPool(wiring.Component):
             with m.Else():
                 m.d.sync += clear_window.x.eq(clear_window.x + 1)
         s.clear_last = clear_last
+
+    def _early_control(self, m, s):
+        """With early evaluation: the state flags, the final rows and the list's count.
+        Transitions: clear -> collect (reads of final windows alongside) -> drain (the frame's
+        end decided: the rest of the list read) -> collect."""
+        decide, done = s.decide, s.done
+        clear_end = s.clearing & s.clear_last
+        to_drain = s.collecting & decide["valid"] & decide["end"]
+        m.d.sync += [
+            s.clearing.eq(s.clearing & ~s.clear_last),
+            s.collecting.eq((s.collecting & ~to_drain) | clear_end | done),
+            s.draining.eq((s.draining & ~done) | to_drain),
+            s.end_pending.eq((s.end_pending & ~s.end_of_frame_load) | done),
+        ]
+        # Rows below ``final_rows`` are final: a beat's window lies at most ``row_slack`` rows
+        # below any window a later beat touches (its event's row, the kernel's reach, and how
+        # far back in rows a later input event may come).
+        window_y = decide["window"].y
+        with m.If(done):
+            m.d.sync += [s.final_rows.eq(0), s.head.eq(0), s.count.eq(0)]
+        with m.Else():
+            with m.If(decide["valid"] & ~decide["end"] & (window_y > s.final_rows
+                                                         + self.row_slack)):
+                m.d.sync += s.final_rows.eq(window_y - self.row_slack)
+            with m.If(s.new_window | s.listing):
+                m.d.sync += s.count.eq(s.count + 1)
 
     def _control(self, m, s):
         """The state flags' next values, the issue registers and the list's count."""

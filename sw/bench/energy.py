@@ -60,6 +60,7 @@ import numpy as np
 from eventconv.core.model import EventConvModel, taps_in_frame
 
 __all__ = ["ENERGY_PJ", "REFERENCE", "OperationCounts", "count_operations", "touched_windows",
+           "hit_windows",
            "energy_per_frame", "CATEGORIES"]
 
 REFERENCE = ("M. Horowitz, \"Computing's energy problem (and what we can do about it)\", "
@@ -92,8 +93,9 @@ class OperationCounts:
     accumulator_width: int
 
 
-def touched_windows(config, events):
-    """Number of 2 x 2 pool windows holding at least one accumulator that ``events`` update.
+def hit_windows(config, events):
+    """The 2 x 2 pool windows (bool (H/2, W/2)) holding at least one accumulator that
+    ``events`` update.
 
     An event at (y, x) updates the accumulators at (y - ky + K//2, x - kx + K//2), all
     channels, for the in-frame taps: the K x K neighbourhood of (y, x) clipped to the frame.
@@ -105,8 +107,13 @@ def touched_windows(config, events):
     for dy in range(config.kernel_size):
         for dx in range(config.kernel_size):
             hit[dy:dy + h, dx:dx + w] |= fired
-    hit = hit[p:p + h, p:p + w]
-    return int(hit.reshape(h // 2, 2, w // 2, 2).any(axis=(1, 3)).sum())
+    return hit[p:p + h, p:p + w].reshape(h // 2, 2, w // 2, 2).any(axis=(1, 3))
+
+
+def touched_windows(config, events):
+    """Number of 2 x 2 pool windows holding at least one accumulator that ``events`` update
+    (:func:`hit_windows`)."""
+    return int(hit_windows(config, events).sum())
 
 
 def count_operations(config, frames):

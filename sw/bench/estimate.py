@@ -11,7 +11,10 @@ The cycle model, per layer and frame, follows the blocks' docstrings: the detect
 accumulators, which take ``taps in frame x Cout / lanes`` cycles for it, one after another (a
 queue served in scan order, from the event's scan cycle on); the pool's end-of-frame work then
 takes ``max(G, E)`` cycles (G reads: touched 2 x 2 windows x Cout / lanes, x 4 with ``pool`` 1;
-E output events), plus :data:`FIXED` cycles of pipeline. Accumulators in single-port RAM
+E output events), plus :data:`FIXED` cycles of pipeline. Where the pool evaluates early
+(the generic target: :func:`row_slacks`), G and E are those of the windows not yet final at
+the frame's end (the rows from the last touched row minus the slack): the rest is read while
+the frame runs. Accumulators in single-port RAM
 (the iCE40's target) take two cycles per update beat and five per read. So a frame costs
 ``max(scan, accumulators done) + max(G, E) + FIXED``. Layers after the first take their events
 as they come, all counted from the layer's start; the network's frame is the sum of its
@@ -24,16 +27,22 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from eventconv.bench.energy import OperationCounts, energy_per_frame, touched_windows
+from eventconv.bench.energy import (
+    OperationCounts,
+    energy_per_frame,
+    hit_windows,
+    touched_windows,
+)
 from eventconv.core.model import NetworkModel, taps_in_frame
 from eventconv.flow.families import FAMILIES
 from eventconv.flow.resources import check_fits, estimate_resources, totals
 from eventconv.hw.layer.accumulator import AccumulatorUnit
 from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
+from eventconv.hw.layer.layer import output_slack, pool_row_slack
 from eventconv.hw.target import GENERIC
 
 __all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED",
-           "accumulator_timing", "dense_network"]
+           "accumulator_timing", "dense_network", "row_slacks"]
 
 #: Pipeline cycles of a frame besides its work: a dense frame's cycles minus its work.
 FIXED = 32
@@ -45,6 +54,30 @@ class LayerWork:
     counts: OperationCounts
     reads: np.ndarray        # G: the pool's end-of-frame reads
     accumulated: np.ndarray  # the cycle the accumulators finish the frame's events
+    tail_events: np.ndarray  # output events of the windows read after the frame's end
+
+
+def _after_frame(config, result, row_slack):
+    """``(windows, output events)`` the pool takes after the frame's end: all of them, or
+    with early evaluation (``row_slack`` not None) those of the rows not yet final then, the
+    last touched window's row minus the slack and below."""
+    hit = hit_windows(config, result.input_events)
+    if row_slack is None:
+        return int(hit.sum()), int(result.events_out)
+    rows = np.flatnonzero(hit.any(axis=1))
+    final = rows[-1] - row_slack if len(rows) else 0
+    out_rows = result.output_events.y // (2 // config.pool) if result.events_out else []
+    return int(hit[max(final, 0):].sum()), int(np.count_nonzero(np.asarray(out_rows) >= final))
+
+
+def row_slacks(network, target=GENERIC, address_events=False):
+    """Each layer's pool ``row_slack`` as ``target`` builds the engine (None: the pool reads
+    after the frame's end only), as :class:`~eventconv.hw.layer.engine.EventConvEngine`."""
+    slacks, slack = [], None if address_events else 0
+    for config in network.layers:
+        slacks.append(pool_row_slack(config, slack) if target.pool_read_port else None)
+        slack = output_slack(config, slack)
+    return slacks
 
 
 def _accumulated(config, events, first, beat_cycles):
@@ -69,6 +102,7 @@ def network_work(network, frames, target=GENERIC):
     beat_cycles, _ = accumulator_timing(target)
     frames = network.check_frames(frames)
     model = NetworkModel(network)
+    slacks = row_slacks(network, target)
     rows = [[] for _ in network.layers]
     for frame in frames:
         for i, (config, result) in enumerate(zip(network.layers, model.step(frame),
@@ -77,15 +111,16 @@ def network_work(network, frames, target=GENERIC):
             taps = int(taps_in_frame(config)[events.y, events.x].sum())
             rows[i].append((frame.size if i == 0 else 0, result.events_in, result.macs, taps,
                             touched_windows(config, events), result.events_out,
-                            _accumulated(config, events, i == 0, beat_cycles)))
+                            _accumulated(config, events, i == 0, beat_cycles),
+                            *_after_frame(config, result, slacks[i])))
     work = []
     for config, layer_rows in zip(network.layers, rows, strict=True):
-        table = np.array(layer_rows, dtype=np.int64).reshape(-1, 7)
+        table = np.array(layer_rows, dtype=np.int64).reshape(-1, 9)
         counts = OperationCounts(*table[:, :6].T, channels_out=config.channels_out,
                                  accumulator_width=config.accumulator_width)
         groups = config.channels_out // config.lanes
-        reads = counts.windows * groups * (4 if config.pool == 1 else 1)
-        work.append(LayerWork(counts, reads, table[:, 6]))
+        reads = table[:, 7] * groups * (4 if config.pool == 1 else 1)
+        work.append(LayerWork(counts, reads, table[:, 6], table[:, 8]))
     return work
 
 
@@ -105,7 +140,7 @@ def frame_cycles(network, work, target=GENERIC):
     for config, layer in zip(network.layers, work, strict=True):
         scan = -(-layer.counts.samples // config.pixels_per_cycle)
         total = total + (np.maximum(scan, layer.accumulated)
-                         + np.maximum(layer.reads * read_cycles, layer.counts.events_out)
+                         + np.maximum(layer.reads * read_cycles, layer.tail_events)
                          + FIXED)
     return np.asarray(total, dtype=np.float64)
 

@@ -350,9 +350,9 @@ def _network_cycles_text(n):
         "frame 1 dense; every run checked equal to the model) against each layer's work "
         "bound, the larger of its accumulate ops / lanes and its inputs / input rate (layer "
         "0: the frame's pixels, one per clock; a later layer: its input events, one per "
-        "clock). Layers overlap only through the pools' end-of-frame output: layer i + 1 "
-        "takes layer i's events while layer i's pool gives them, after layer i's frame; "
-        "ratio = cycles / busiest bound (median / worst frame).",
+        "clock). The layers overlap: each pool (the generic build's) gives the windows no "
+        "later event can touch while its frame still runs, and layer i + 1 takes them as they "
+        "come; ratio = cycles / busiest bound (median / worst frame).",
         "",
         _table(["mode", "network cycles", "layer bounds", "busiest", "ratio"], rows),
         "",
