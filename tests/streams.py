@@ -94,5 +94,10 @@ def stall_profiles():
     return [(0.0, 0.0), (0.3, 0.3), (0.7, 0.6)]
 
 
+def stall_extremes():
+    """None and heavy only, for the widest test matrices (CI's time)."""
+    return [(0.0, 0.0), (0.7, 0.6)]
+
+
 def make_rng(seed):
     return random.Random(seed)

@@ -30,7 +30,7 @@ from eventconv.hw.layer.layer import output_slack, pool_row_slack
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, WindowStream
 from eventconv.hw.target import GENERIC
-from streams import add_protocol_checkers, make_rng, stall_profiles, stream_put
+from streams import add_protocol_checkers, make_rng, stall_extremes, stream_put
 
 
 class EarlyBench(wiring.Component):
@@ -217,7 +217,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("idle, stall", stall_profiles())
+@pytest.mark.parametrize("idle, stall", stall_extremes())
 @pytest.mark.parametrize("case", CASES)
 def test_early_evaluation_equals_model_and_reads_final_windows_only(case, idle, stall):
     """Events exactly the model's in list order, under stalls; no window read before its last

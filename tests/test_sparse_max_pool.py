@@ -37,7 +37,13 @@ from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.layouts import EventStream, WindowStream, event_layout, window_layout
 from eventconv.hw.target import ECP5, GENERIC, Target
 from eventconv.sim.runner import pack, run_cocotb, unpack
-from streams import add_protocol_checkers, make_rng, stall_profiles, stream_put
+from streams import (
+    add_protocol_checkers,
+    make_rng,
+    stall_extremes,
+    stall_profiles,
+    stream_put,
+)
 
 CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
 # Reads paced as the SPRAM accumulator unit's (the iCE40's target): wait cycles per read.
@@ -510,7 +516,7 @@ def case_plans(case, rng, frames=6):
 
 
 @pytest.mark.parametrize("ram_read_register", [False, True])
-@pytest.mark.parametrize("idle, stall", stall_profiles())
+@pytest.mark.parametrize("idle, stall", stall_extremes())
 @pytest.mark.parametrize("case", CASES)
 def test_events_equal_model_over_frames(case, idle, stall, ram_read_register):
     """The priming frame, then six frames of a random video, against the model: each case's
