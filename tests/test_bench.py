@@ -192,6 +192,7 @@ def test_bench_on_the_model_writes_report_and_plots(tmp_path):
     assert (tmp_path / "output_threshold.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "network_layers.png").read_bytes()[:4] == b"\x89PNG"
     assert results["network"]["network_cycles"] == {"event": None, "dense": None}
+    assert results["pool_modes"] == [] and "## The pool during the frame" not in report
     # The real recordings: the work of the count frames against a dense layer.
     assert "## Real event-camera recordings" in report
     for name in RECORDINGS:
@@ -277,3 +278,10 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     assert set(boards) == set(BOARDS)
     assert boards["icebreaker"]["clock"] == 39.75e6 and "| icebreaker | 64 x 48" in report
     assert "## The boards' own builds" in report
+    # The pool's two ways, each checked run at the defaults (1 lane, 1 pixel per clock).
+    modes = {row["mode"]: row for row in results["pool_modes"]}
+    assert set(modes) == {"during the frame", "after the frame"}
+    assert all(row["config"].lanes == 1 and row["config"].pixels_per_cycle == 1
+               for row in modes.values())
+    assert "## The pool during the frame against after it" in report
+    assert "| during the frame | " in report and "| after the frame | " in report

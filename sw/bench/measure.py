@@ -19,6 +19,7 @@ from eventconv.backends import rtl as rtl_backend
 from eventconv.bench.boards import measure_boards, work_bound
 from eventconv.bench.energy import count_operations, energy_per_frame
 from eventconv.bench.network import NETWORK_CLIP, measure_network
+from eventconv.bench.pool_modes import measure_pool_modes
 from eventconv.bench.recordings import measure_recordings
 from eventconv.bench.runs import run_layer
 from eventconv.core.clip import load_clip
@@ -231,6 +232,7 @@ def run_bench(settings):
     results = {"settings": settings, "frames": frames}
     results["modes"] = measure_modes(settings, frames)
     results["boards"] = measure_boards(settings)
+    results["pool_modes"] = measure_pool_modes(settings)
     results["thresholds"], results["dense_model"] = measure_thresholds(settings, frames)
     results["energy"] = measure_energy(settings, frames)
     results["network"] = measure_network(settings, load_clip(NETWORK_CLIP)[:settings.frames],

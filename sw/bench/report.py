@@ -123,6 +123,7 @@ def write_report(results, out_dir):
     if has_cycles:
         text += _utilisation_section(results)
     text += _boards_section(results)
+    text += _pool_modes_section(results)
     text += _threshold_section(results, has_cycles)
     text += _energy_section(results)
     text += _network_section(results)
@@ -229,6 +230,30 @@ def _boards_section(results):
         "",
         _table(["board", "layer", "clock", "event cycles", "event bound", "event ratio",
                 "dense cycles", "dense ratio", "frames/s event / dense"], rows),
+        "",
+    ]
+
+
+def _pool_modes_section(results):
+    rows = [[r["mode"], f"{r['event_cycles']:.0f}", f"{r['dense_cycles']:.0f}",
+             f"{r['event_per_op']:.3f}", f"{r['dense_per_op']:.3f}", f"{r['ratio']:.3f}"]
+            for r in results.get("pool_modes", [])]
+    if not rows:
+        return []
+    c = results["pool_modes"][0]["config"]
+    return [
+        "## The pool during the frame against after it",
+        "",
+        f"The default layer ({c.width} x {c.height}, K {c.kernel_size}, Cout "
+        f"{c.channels_out}, {c.lanes} lane, {c.pixels_per_cycle} pixel per clock) on "
+        f"{BOARD_CLIP}, the generic build (its pool reads the windows no later event can touch "
+        "while the frame runs) against the same engine whose pool reads every window after "
+        "the frame's end (the board builds' way), side by side, each run checked against the "
+        "golden model. Cycles per frame and per accumulate op over the steady frames; the "
+        "last column is event / dense cycles against event / dense accumulate ops.",
+        "",
+        _table(["pool reads", "event cycles", "dense cycles", "event cycles / op",
+                "dense cycles / op", "(event / dense cycles) / (event / dense ops)"], rows),
         "",
     ]
 
