@@ -146,7 +146,7 @@ class AccumulatorUnit(wiring.Component):
         frame), then the frame's ``end_of_frame``.
     read : In(AccumulatorReadSignature(address_width, accumulator_width, lanes))
         The reader's port into the accumulators, served between a frame's end and its
-        ``done`` pulse.
+        ``done`` pulse (with ``target.pool_read_port`` at any time, through ports of its own).
     upload : In(UploadSignature()) (with ``upload_base``)
         Uploaded weight and bias bytes; write only while no frame runs, then reset (the
         clear writes the new bias, and the engine primes the layers after it).

@@ -15,6 +15,7 @@ from eventconv.sim.formal import (
     accumulator,
     delta_detector,
     fanout,
+    pool_early,
     sparse_max_pool,
     stream_register,
 )
@@ -265,8 +266,31 @@ def _sparse_max_pool_checks():
     return checks
 
 
+#: Early evaluation: (geometry, depth, quick).
+POOL_EARLY = [("6x2", 26, True), ("6x2_groups2", 26, False), ("6x4", 24, False),
+              ("6x2_pool1", 40, False)]
+
+
+def _pool_early_checks():
+    proof = pool_early.EarlyPoolProof
+    common = dict(options=("--nopresat",), script=("memory_map",))
+    checks = [Check(f"pool_early.{geometry}", proof(geometry), "bmc", depth, **common,
+                    quick=quick,
+                    what=f"bounded, depth {depth}, row slack 1: no window read before a "
+                         "later touch in its frame; by done its windows x groups read")
+              for geometry, depth, quick in POOL_EARLY]
+    checks += [Check(f"pool_early.cover.{geometry}", proof(geometry), "cover", depth,
+                     script=("memory_map",), what="a window read while its frame still runs")
+               for geometry, depth, _ in POOL_EARLY]
+    for bug, (what, patch) in pool_early.BUGS.items():
+        checks.append(Check(f"pool_early.bug.{bug}", proof("6x2", patch=patch), "bmc", 26,
+                            **common, expect="FAIL", quick=True,
+                            what=f"bounded, depth 26: {what}"))
+    return checks
+
+
 CHECKS = [*_stream_register_checks(), *_fanout_checks(), *_delta_detector_checks(),
-          *_accumulator_checks(), *_sparse_max_pool_checks()]
+          *_accumulator_checks(), *_sparse_max_pool_checks(), *_pool_early_checks()]
 
 
 def by_name(name):
