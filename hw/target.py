@@ -35,8 +35,9 @@ class Target:
         FPGA whose block RAM has one read and one write port, a replica of each bank), so the
         pool evaluates the windows no later event can touch while the frame still runs,
         instead of all of them after its end (:class:`~eventconv.hw.layer.sparse_max_pool.
-        SparseMaxPool`). The board builds spend neither the RAM (the ULX3S) nor the port (the
-        UP5K's SPRAM has one) on it.
+        SparseMaxPool`). The board builds go without: on the ECP5 it doubles the accumulators'
+        block RAM (PNet's four layers would no longer fit the ULX3S) and the ULX3S default
+        then reached 92-93 MHz of its 125 (README); the UP5K's SPRAM has one port only.
     """
 
     name: str
@@ -44,6 +45,14 @@ class Target:
     multiplier_registers: bool = False
     spram_accumulators: bool = False
     pool_read_port: bool = False
+
+    @property
+    def registered_reader(self):
+        """The pool reads the accumulators through the update pipeline's data registers
+        (``read.take``, :class:`~eventconv.hw.layouts.AccumulatorReadSignature`
+        ``registered``): RAM read registers, and no read port of the pool's own (whose RAM
+        output register is the pool's alone)."""
+        return self.ram_read_register and not self.pool_read_port
 
 
 #: No extra registers, and the pool's own read port: exported Verilog, simulation. The iCE40

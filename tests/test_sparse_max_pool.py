@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,9 @@ CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
 # Reads paced as the SPRAM accumulator unit's (the iCE40's target): wait cycles per read.
 PACED = Target("paced", spram_accumulators=True)
 PACED_WAIT = SpramAccumulatorUnit.READ_CYCLES - 1
+# The ECP5's RAM read registers with the pool reading through the unit's data registers (no
+# read port of its own; the ECP5 target's pool has one: tests/test_pool_early.py).
+REGISTERED_READER = replace(ECP5, pool_read_port=False)
 
 
 class PoolBench(wiring.Component):
@@ -66,7 +70,7 @@ class PoolBench(wiring.Component):
 
     def __init__(self, config, ram_read_register=False, paced=False):
         self.config = c = config
-        target = ECP5 if ram_read_register else PACED if paced else GENERIC
+        target = REGISTERED_READER if ram_read_register else PACED if paced else GENERIC
         self.pool = SparseMaxPool.from_config(c, target=target)
         self.groups = c.channels_out // c.lanes
         self.depth = self.groups * c.height * c.width // 4     # words per bank

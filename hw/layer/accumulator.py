@@ -210,7 +210,7 @@ class AccumulatorUnit(wiring.Component):
         return AccumulatorReadSignature(address_width=self.address_width,
                                         accumulator_width=self.accumulator_width,
                                         lanes=self._config.lanes,
-                                        registered=self.target.ram_read_register)
+                                        registered=self.target.registered_reader)
 
     @classmethod
     def from_config(cls, config, *, lanes=None, target=GENERIC, upload_base=None):
@@ -292,7 +292,7 @@ class AccumulatorUnit(wiring.Component):
         delta = beat.read["delta"] if self.target.multiplier_registers else beat.mult["delta"]
         # With ``ram_read_register`` the memory stage's data registers are the reader's too:
         # during the hold they load when the reader takes, so each RAM output feeds them only.
-        load = Mux(holding, self.read.take, advance) if self.target.ram_read_register \
+        load = Mux(holding, self.read.take, advance) if self.target.registered_reader \
             else advance
         for j in range(c.lanes):
             m.submodules[f"lane_{j}"] = lane = AccumulatorLane(

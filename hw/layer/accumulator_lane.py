@@ -196,8 +196,8 @@ class AccumulatorLane(wiring.Component):
             m.d.comb += [
                 read_port.addr.eq(self.read_addr),
                 read_port.en.eq(self.read_en),
-                self.read_data[q].eq(raw[q] if self.target.ram_read_register
-                                     else pool_ports[q].data if pool_ports
+                self.read_data[q].eq(pool_ports[q].data if pool_ports
+                                     else raw[q] if self.target.ram_read_register
                                      else read_port.data),
                 write_port.addr.eq(self.commit_addr),
                 write_port.data.eq(written[0]),

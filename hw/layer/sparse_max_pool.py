@@ -146,9 +146,10 @@ class SparseMaxPool(wiring.Component):
     collection stage decides (forwarding then covers the windows of the two beats before);
     the list entry into the issue registers with an enable only (the clear counts with its
     own register); the stored values, read a stage earlier, into two registers one after the
-    other; and ``read`` is registered (its ``data`` the accumulator unit's register, loaded
-    with ``read.take``), then registered again beside the pool (the *landed* stage: the
-    RAM's data crosses the chip in a cycle of its own, not into the compare chain). The first
+    other; and, without a read port of the pool's own (``target.registered_reader``),
+    ``read`` is registered (its ``data`` the accumulator unit's register, loaded with
+    ``read.take``), then registered again beside the pool (the *landed* stage: the RAM's
+    data crosses the chip in a cycle of its own, not into the compare chain). The first
     read is then issued in cycle 4 and a frame without listed windows takes 5 cycles; every
     other figure above from the ``end_of_frame`` transfer on ``touched`` to the one on
     ``events`` is two cycles more (``G + 13 + n_last``, ``E + 14``, ``G + E + 14``), and
@@ -297,7 +298,7 @@ class SparseMaxPool(wiring.Component):
             "read": Out(AccumulatorReadSignature(address_width=self.address_width,
                                                  accumulator_width=accumulator_width,
                                                  lanes=lanes,
-                                                 registered=target.ram_read_register,
+                                                 registered=target.registered_reader,
                                                  paced=target.spram_accumulators)),
             "events": Out(EventStream(channels_out, self.height // pool, self.width // pool)),
             "shift": In(5),
@@ -600,7 +601,10 @@ class SparseMaxPool(wiring.Component):
         address = Signal(range(groups * windows))
         final_rows = Signal(range(s.pooled_height + 1))
         draining = Signal()                         # the frame's end has been decided
-        final = draining | (current.y < final_rows)
+        # The loaded window is final, a register: decided as it is loaded, and from then on
+        # as the final rows rise or the frame ends (a cycle late, which is safe), so no
+        # compare sits in front of the read enables.
+        final = Signal()
         # The collection writes the bitmap this cycle: a window's first read, which clears its
         # bit, waits.
         issue = loaded & final & s.advance & ~s.end_pending & ~(first_group & s.new_window)
@@ -624,6 +628,8 @@ class SparseMaxPool(wiring.Component):
         ]
         m.d.sync += ahead.eq(~done & Mux(load, head + 1 < s.count, head < s.count))
         list_data = s.list_read.data
+        m.d.sync += final.eq(Mux(load, draining | (list_data.window.y < final_rows),
+                                 final | draining | (current.y < final_rows)))
         with m.If(load):
             m.d.sync += [
                 head.eq(head + 1), loaded.eq(1), current.eq(list_data.window),
@@ -640,13 +646,15 @@ class SparseMaxPool(wiring.Component):
         s.current, s.group, s.first_group, s.last_group = current, group, first_group, last_group
         s.issue, s.step, s.last_issue, s.done = issue, step, Const(0), done
         s.address = s.read_address = address
-        s.clear_window = current
+        # The clear counts its windows with a register of its own (``current`` is loaded from
+        # the list while it runs).
+        s.clear_window = Signal(s.window_shape)
 
     def _fetch(self, m, s):
         """The fetch (the read's data out, registered as it is), ``read.done``, and the
         accumulator words registered."""
         groups, stored_depth = self.groups, self.stored_depth
-        advance, ram_registers = s.advance, s.ram_registers
+        advance = s.advance
         # Fetch: the read's data is out and registered as it is. From here on the stages
         # carry the stored value's address and, with pool 1, the position.
         fetched_valid, fetched_last = Signal(), Signal()
@@ -675,7 +683,8 @@ class SparseMaxPool(wiring.Component):
         # too. ``taken`` is that moment.
         done = Signal()
         taken = advance & fetched_valid & fetched_last
-        if ram_registers:
+        registered = self.target.registered_reader
+        if registered:
             words_last = Signal()
             taken = advance & words_valid & words_last
             m.d.comb += self.read.take.eq(advance)
@@ -700,7 +709,7 @@ class SparseMaxPool(wiring.Component):
         # compare chain do not share a cycle. With pool 1 the same two levels select the
         # position instead: its column, then its row.
         words = Signal(data.ArrayLayout(s.lane_accumulators, 4))
-        if ram_registers:
+        if registered:
             words = self.read.data
             with m.If(advance):
                 m.d.sync += words_last.eq(fetched_last)
@@ -710,7 +719,7 @@ class SparseMaxPool(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 words_valid.eq(fetched_valid),
-                *([] if ram_registers else [words.eq(self.read.data)]),
+                *([] if registered else [words.eq(self.read.data)]),
                 words_group.eq(fetched_group),
                 words_window.eq(fetched_window),
                 words_address.eq(fetched_address),
@@ -718,7 +727,7 @@ class SparseMaxPool(wiring.Component):
         s.taken, s.fetched_valid, s.words_valid = taken, fetched_valid, words_valid
         s.words = SimpleNamespace(valid=words_valid, data=words, group=words_group,
                                   window=words_window, address=words_address)
-        if ram_registers:
+        if registered:
             s.words = self._landed(m, s)
 
     def _landed(self, m, s):
@@ -992,9 +1001,10 @@ class SparseMaxPool(wiring.Component):
             # (never in the cycle a new window sets one).
             clear_bit = s.issue & s.first_group
             m.d.comb += [
-                s.bitmap_write.addr.eq(Mux(s.collecting & ~clear_bit,
-                                           self._bitmap_address(s, decide["window"]),
-                                           self._bitmap_address(s, s.current))),
+                s.bitmap_write.addr.eq(Mux(s.clearing, self._bitmap_address(s, s.clear_window),
+                                           Mux(s.collecting & ~clear_bit,
+                                               self._bitmap_address(s, decide["window"]),
+                                               self._bitmap_address(s, s.current)))),
                 s.bitmap_write.data.eq(~clear_bit),
                 s.bitmap_write.en.eq(s.clearing | s.new_window | clear_bit),
                 self.touched.ready.eq(touched_ready),

@@ -267,21 +267,26 @@ def _sparse_max_pool_checks():
 
 
 #: Early evaluation: (geometry, depth, quick).
-POOL_EARLY = [("6x2", 26, True), ("6x2_groups2", 26, False), ("6x4", 24, False),
-              ("6x2_pool1", 40, False)]
+POOL_EARLY = [("6x2", "generic", 26, True), ("6x2_groups2", "generic", 26, False),
+              ("6x4", "generic", 24, False), ("6x2_pool1", "generic", 40, False),
+              ("6x2", "ecp5", 28, False), ("6x2_pool1", "ecp5", 42, False)]
 
 
 def _pool_early_checks():
     proof = pool_early.EarlyPoolProof
     common = dict(options=("--nopresat",), script=("memory_map",))
-    checks = [Check(f"pool_early.{geometry}", proof(geometry), "bmc", depth, **common,
-                    quick=quick,
+    def name(geometry, target):
+        return geometry + ("_ecp5" if target == "ecp5" else "")
+
+    checks = [Check(f"pool_early.{name(geometry, target)}", proof(geometry, target=target),
+                    "bmc", depth, **common, quick=quick,
                     what=f"bounded, depth {depth}, row slack 1: no window read before a "
                          "later touch in its frame; by done its windows x groups read")
-              for geometry, depth, quick in POOL_EARLY]
-    checks += [Check(f"pool_early.cover.{geometry}", proof(geometry), "cover", depth,
-                     script=("memory_map",), what="a window read while its frame still runs")
-               for geometry, depth, _ in POOL_EARLY]
+              for geometry, target, depth, quick in POOL_EARLY]
+    checks += [Check(f"pool_early.cover.{name(geometry, target)}",
+                     proof(geometry, target=target), "cover", depth, script=("memory_map",),
+                     what="a window read while its frame still runs")
+               for geometry, target, depth, _ in POOL_EARLY]
     for bug, (what, patch) in pool_early.BUGS.items():
         checks.append(Check(f"pool_early.bug.{bug}", proof("6x2", patch=patch), "bmc", 26,
                             **common, expect="FAIL", quick=True,

@@ -13,11 +13,13 @@ a later touch would have taken a word that later updates change: the frame's res
 miss them.
 """
 
+from dataclasses import replace
+
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Cover, Mux, Signal, Value
 
 from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
-from eventconv.hw.target import GENERIC
+from eventconv.hw.target import ECP5, GENERIC
 from eventconv.sim.formal.harness import (
     Opened,
     assert_stream,
@@ -27,7 +29,10 @@ from eventconv.sim.formal.harness import (
     transfer,
 )
 
-__all__ = ["EarlyPoolProof", "BUGS", "GEOMETRIES"]
+__all__ = ["EarlyPoolProof", "BUGS", "GEOMETRIES", "TARGETS"]
+
+#: "ecp5": the ECP5's RAM registers with the pool's own port (no board builds it yet).
+TARGETS = {"generic": GENERIC, "ecp5": replace(ECP5, name="ecp5-pool-port", pool_read_port=True)}
 
 #: Pools of three window rows (``row_slack`` 1 makes the first row final once the third is
 #: touched).
@@ -51,8 +56,8 @@ class EarlyPoolProof:
     """The proof for a pool of ``geometry`` (a key of :data:`GEOMETRIES`) with ``row_slack``;
     ``patch`` plants a bug (see :data:`BUGS`)."""
 
-    def __init__(self, geometry="6x2", *, row_slack=1, patch=None):
-        self.params = dict(GEOMETRIES[geometry], accumulator_width=4, target=GENERIC,
+    def __init__(self, geometry="6x2", *, target="generic", row_slack=1, patch=None):
+        self.params = dict(GEOMETRIES[geometry], accumulator_width=4, target=TARGETS[target],
                            row_slack=row_slack)
         self.patch = patch
 

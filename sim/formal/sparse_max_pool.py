@@ -37,6 +37,8 @@ reads, events and end of frame. ``shift``, ``output_threshold`` and ``dense`` ar
 between frames.
 """
 
+from dataclasses import replace
+
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Mux, Signal, Value
 from amaranth.lib import data
@@ -72,7 +74,10 @@ GEOMETRIES = {
     "2x2_pool1": dict(height=2, width=2, channels_out=1, lanes=1, pool=1),
     "2x4_pool1": dict(height=2, width=4, channels_out=1, lanes=1, pool=1),
 }
-TARGETS = {"generic": GENERIC, "ecp5": ECP5}
+#: "ecp5": the ECP5's RAM read registers with the pool reading through the accumulator unit's
+#: data registers (``read.take``): its target without a read port of the pool's own.
+TARGETS = {"generic": replace(GENERIC, pool_read_port=False),
+           "ecp5": replace(ECP5, pool_read_port=False)}
 #: What each part states: "frames" (the frame and read handshakes, by induction), "windows"
 #: (events and reads against the windows touched), "latency" (``events.ready`` held high:
 #: the cycle counts).

@@ -38,12 +38,15 @@ class DoesNotFit(ValueError):
 @dataclass(frozen=True)
 class Memory:
     """One memory of the design: ``path`` (submodule names), ``depth`` x ``width`` bits;
-    ``single_port``: a :class:`~eventconv.hw.primitives.single_port_ram.SinglePortRam`."""
+    ``single_port``: a :class:`~eventconv.hw.primitives.single_port_ram.SinglePortRam`;
+    ``read_ports``: a written memory with more becomes that many copies, one per read port
+    (the accumulator banks with the pool's own port)."""
     path: str
     depth: int
     width: int
     writable: bool
     single_port: bool = False
+    read_ports: int = 1
 
     @property
     def stage(self):
@@ -60,7 +63,8 @@ def _walk(fragment, path):
         here = path + (str(name),)
         if isinstance(sub, MemoryInstance):
             yield Memory("/".join(here), sub._data.depth, Shape.cast(sub._data.shape).width,
-                         bool(sub._write_ports), bool(sub._attrs.get(SINGLE_PORT)))
+                         bool(sub._write_ports), bool(sub._attrs.get(SINGLE_PORT)),
+                         max(1, len(sub._read_ports)))
         else:
             yield from _walk(sub, here)
 
@@ -104,7 +108,8 @@ def map_memory(memory, library):
         cost, count = _mapping(memory, (library.distributed_mode,), library.distributed_cost)
         options.append((cost, library.distributed, count))
     _, kind, count = min(options, key=lambda option: option[0])
-    return kind, count
+    copies = memory.read_ports if memory.writable and kind != "logic" else 1
+    return kind, count * copies
 
 
 # Logic cells (iCE40 LUT4 + FF) or LUT4s (ECP5) per stage and per lane: set by hand against
