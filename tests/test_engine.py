@@ -172,12 +172,13 @@ def test_export_is_plain_reproducible_verilog(tmp_path):
     lint = subprocess.run(["verilator", "--lint-only", "-Wno-fatal", "-Wno-WIDTH",
                            str(tmp_path / "a.v")], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stderr
-    # The ECP5 boards' variant: another netlist (the pool's third collection stage, behind
-    # the bitmap's RAM register), and the port table says which.
+    # The ECP5 boards' variant: another netlist (the pool's third collection stage behind the
+    # bitmap's RAM register; it reads through ``read__take``), and the port table says which.
     assert main(["export", "--config", str(cfg), "-o", str(tmp_path / "r.v"),
                  "--target", "ecp5"]) == 0
     registered = (tmp_path / "r.v").read_text()
     assert "third_valid" in registered and "third_valid" not in text
+    assert "read__take" in registered and "read__take" not in text
     assert "target `ecp5`" in (tmp_path / "r.md").read_text()
     assert "target `" not in table
     # YoWASP sees only its working directory: give it a relative path.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eventconv.bench.estimate import estimate, frame_cycles, network_work
+from eventconv.bench.estimate import estimate, frame_cycles, network_work, row_slacks
 from eventconv.cli import main
 from eventconv.core.clip import load_clip
 from eventconv.core.kernels import filter_bank_config
@@ -25,6 +25,8 @@ from eventconv.flow.resources import (
     totals,
 )
 from eventconv.hw.boards import BOARDS, default_config
+from eventconv.hw.layer.engine import EventConvEngine
+from eventconv.hw.target import TARGETS
 
 PNET = Path(__file__).parents[1] / "sw" / "core" / "data" / "pnet_64x48.json"
 ICE40, ECP5 = FAMILIES["ice40"].memory, FAMILIES["ecp5"].memory
@@ -56,6 +58,20 @@ def test_stages_add_up_and_dsps_are_lanes():
     for layer, stage in zip(net.layers, stages[1:], strict=False):
         assert stage.memory_bits >= layer.channels_out * layer.height * layer.width * \
             layer.accumulator_width
+
+
+def test_the_estimates_row_slacks_are_the_engines():
+    """The cycle model's slacks are the pools' the engine builds: early evaluation in every
+    layer of the generic build (PNet: K = 3, 3, 3, 1; pool 2, 1, 1, 1), in none on the ECP5
+    or behind the address-event detector."""
+    net = Network.from_json(PNET)
+    generic = EventConvEngine(net)
+    assert row_slacks(net) == [layer.pool.row_slack for layer in generic.layers] == [1, 2, 4, 5]
+    assert all(layer.pool.early for layer in generic.layers)
+    ecp5 = TARGETS["ecp5"]
+    assert row_slacks(net, ecp5) == [None] * 4
+    for engine in (EventConvEngine(net, target=ecp5), EventConvEngine(net, address_events=True)):
+        assert not any(layer.pool.early for layer in engine.layers)
 
 
 def test_a_network_too_big_for_the_board_is_refused_naming_the_resource():

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +49,9 @@ CYCLE_LIMIT = 20_000   # per output beat: far beyond any stall profile
 # Reads paced as the SPRAM accumulator unit's (the iCE40's target): wait cycles per read.
 PACED = Target("paced", spram_accumulators=True)
 PACED_WAIT = SpramAccumulatorUnit.READ_CYCLES - 1
-# The ECP5's RAM read registers with the pool reading through the unit's data registers (no
-# read port of its own; the ECP5 target's pool has one: tests/test_pool_early.py).
-REGISTERED_READER = replace(ECP5, pool_read_port=False)
+# The ECP5's RAM read registers, the pool reading through the unit's data registers
+# (``target.registered_reader``; with a read port of its own: tests/test_pool_early.py).
+REGISTERED_READER = ECP5
 
 
 class PoolBench(wiring.Component):

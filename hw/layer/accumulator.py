@@ -115,11 +115,12 @@ class AccumulatorUnit(wiring.Component):
         :func:`~eventconv.protocol.upload.upload_width` wide.
     target : :class:`~eventconv.hw.target.Target`
         ``multiplier_registers``: registers on both sides of each multiplier (see above).
-        ``ram_read_register``: ``read`` is registered
-        (:class:`~eventconv.hw.layouts.AccumulatorReadSignature`,
+        ``registered_reader`` (RAM read registers, no port of the reader's own): ``read`` is
+        registered (:class:`~eventconv.hw.layouts.AccumulatorReadSignature`,
         ``registered``): during the hold the memory stage's data registers are the reader's,
         loaded when it holds ``read.take``; so each bank's RAM output feeds one register only
-        (on the ECP5, the RAM's own output register). For the ECP5.
+        (on the ECP5, the RAM's own output register). For the ECP5. ``pool_read_port``: the
+        reader's own ports (see above).
 
     Attributes
     ----------
@@ -290,7 +291,7 @@ class AccumulatorUnit(wiring.Component):
         hits = self._hazards(m, advance, beat, written)
 
         delta = beat.read["delta"] if self.target.multiplier_registers else beat.mult["delta"]
-        # With ``ram_read_register`` the memory stage's data registers are the reader's too:
+        # With ``registered_reader`` the memory stage's data registers are the reader's too:
         # during the hold they load when the reader takes, so each RAM output feeds them only.
         load = Mux(holding, self.read.take, advance) if self.target.registered_reader \
             else advance

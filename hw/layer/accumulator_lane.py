@@ -42,8 +42,10 @@ class AccumulatorLane(wiring.Component):
 
     Latency: a beat whose read is enabled in cycle t, with ``advance`` high from then on, is in
     the commit stage in cycle t+4 and in its bank from t+5. ``read_data`` gives a read enabled
-    in cycle t from t+1; with ``target.ram_read_register``, from the cycle after the first
-    cycle from t+1 on with ``load`` high. Throughput: one beat per cycle with ``advance`` high.
+    in cycle t from t+1; with ``target.ram_read_register`` and no ``pool_read_port``, from the
+    cycle after the first cycle from t+1 on with ``load`` high; with ``target.pool_read_port``
+    it is the reader's own ports' (``pool_en`` in cycle t, from t+1). Throughput: one beat per
+    cycle with ``advance`` high.
 
     Parameters
     ----------
@@ -56,6 +58,8 @@ class AccumulatorLane(wiring.Component):
     target : :class:`~eventconv.hw.target.Target`
         ``multiplier_registers``: see above. ``ram_read_register``: ``read_data`` is the
         banks' data registers of the memory stage, so each RAM output feeds one register.
+        ``pool_read_port``: every bank has a second read port, the reader's; ``read_data``
+        is its data (a register on the RAM's output).
 
     Members
     -------
@@ -68,7 +72,7 @@ class AccumulatorLane(wiring.Component):
         The banks' second read ports, the reader's own, at any time; ``read_data`` is theirs.
     load : In(1)
         Enable of the banks' data registers of the memory stage (``advance``, or the reader's
-        ``take`` while it reads with ``target.ram_read_register``).
+        ``take`` while it reads with ``target.registered_reader``).
     weight_addr : In(range(weight depth))
         The weight ROM's address, read on ``advance``.
     delta : In(DELTA_SHAPE)

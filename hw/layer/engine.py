@@ -9,7 +9,7 @@ from eventconv.core.network import Network
 from eventconv.core.ranges import ConfigError
 from eventconv.hw.layer.address_events import AddressEventDetector, CameraEventStream
 from eventconv.hw.layer.delta_detector import DeltaDetector
-from eventconv.hw.layer.layer import EVENT_QUEUE_DEPTH, EventLayer
+from eventconv.hw.layer.layer import EVENT_QUEUE_DEPTH, EventLayer, input_slacks
 from eventconv.hw.layouts import EventStream, PixelStream, UploadSignature
 from eventconv.hw.primitives.stream_register import StreamRegister
 from eventconv.hw.target import GENERIC, checked_target
@@ -140,14 +140,10 @@ class EventConvEngine(wiring.Component):
             source = {"pixels": In(PixelStream(first.pixels_per_cycle))}
         self.uploadable = bool(uploadable)
         bases = _upload_bases(network) if self.uploadable else [None] * len(network.layers)
-        # The delta detector gives its events in raster order; the address-event detector
-        # in an order of its own (see the pool's ``row_slack``).
-        slack = None if self.address_events else 0
-        self.layers = []
-        for layer, base in zip(network.layers, bases, strict=True):
-            self.layers.append(EventLayer(layer, target=target, upload_base=base,
-                                          input_slack=slack))
-            slack = self.layers[-1].output_slack
+        slacks = input_slacks(network, self.address_events)
+        self.layers = [EventLayer(layer, target=target, upload_base=base, input_slack=slack)
+                       for layer, base, slack in zip(network.layers, bases, slacks,
+                                                     strict=True)]
         #: Cycles after reset before the priming frame starts: the longest clear sequence of
         #: the blocks, plus a margin for their pipelines.
         self.settle_cycles = max(detector_settle,

@@ -45,6 +45,18 @@ def output_slack(config, input_slack):
     return slack if config.pool == 2 else 2 * slack + 1
 
 
+def input_slacks(network, address_events=False):
+    """Each layer's input slack in ``network`` (a :class:`~eventconv.core.network.Network`):
+    the first layer's 0 behind the delta detector (raster order), None behind the
+    address-event detector (an order of its own); each later layer's the output slack of the
+    layer before (:func:`output_slack`)."""
+    slacks, slack = [], None if address_events else 0
+    for config in network.layers:
+        slacks.append(slack)
+        slack = output_slack(config, slack)
+    return slacks
+
+
 def accumulator_unit(config, *, target=GENERIC, upload_base=None):
     """The accumulator unit ``target`` wants for ``config``: in single-port RAM with
     ``target.spram_accumulators``, else in block RAM banks."""

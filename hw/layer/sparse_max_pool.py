@@ -115,7 +115,7 @@ class SparseMaxPool(wiring.Component):
 
         issue       read (window, group[, position]) from the accumulators
         fetch       accumulators out, registered as they are
-        (landed)    with ``target.ram_read_register``: registered again beside the pool
+        (landed)    with ``target.registered_reader``: registered again beside the pool
         pair        each lane's max of the two pairs (pool 1: the position's column) registered
         maximum     each lane's max of four (pool 1: the position) registered; R read
         requantize  the requantized values P and R registered
@@ -157,12 +157,13 @@ class SparseMaxPool(wiring.Component):
     windows), once the last read's data has left the accumulator unit's register.
 
     Early evaluation (``row_slack`` given, with ``target.pool_read_port``: the accumulator
-    unit's banks have a read port of the pool's own). A touched window lies at most
-    ``row_slack`` window rows below any window touched after it (the kernel's reach and the
-    order of the layer's input events: :func:`~eventconv.hw.layer.layer.pool_row_slack`), so
-    once a window of row r has been collected, the rows below ``r - row_slack`` are final: no
-    later beat touches them, and their updates are in the banks (a window shows on
-    ``touched`` only once its updates are written). The list is then a queue read while the
+    unit's banks have a read port of the pool's own). Rows are counted from the top (row 0).
+    No window touched after a window of row r lies in a row before ``r - row_slack`` (the
+    kernel's reach and the order of the layer's input events:
+    :func:`~eventconv.hw.layer.layer.pool_row_slack`), so once a window of row r has been
+    collected, the rows before ``r - row_slack`` are final: no later beat touches them, and
+    their updates are in the banks (a window shows on ``touched`` only once its updates are
+    written). The list is then a queue read while the
     collection goes on: its head is loaded into the issue registers as soon as it is listed
     and read, group by group, once its row is final (``final_rows``, the highest collected
     row minus ``row_slack``), or after the frame's ``end_of_frame`` for the rest. A first
@@ -170,9 +171,10 @@ class SparseMaxPool(wiring.Component):
     port). Events come in the same order as without it. ``read.done`` is pulsed as the last
     read is issued (its words are latched in the pool's own port), or, if every listed
     window was read during the frame, in the cycle after the ``end_of_frame`` beat is
-    decided (2 cycles after its transfer). The end-of-frame work is then that of the reads
-    left at the frame's end, through the same pipeline. A frame's reads still wait for the
-    previous frame's ``end_of_frame`` beat to be loaded on ``events``.
+    decided (2 cycles after its transfer, 3 with ``target.ram_read_register``). The
+    end-of-frame work is then that of the reads left at the frame's end, through the same
+    pipeline. A frame's reads, and its ``done``, still wait for the previous frame's
+    ``end_of_frame`` beat to be loaded on ``events`` (one ``end_of_frame`` per frame).
 
     Reset (priming): after reset a clear sequence writes 0 into every stored value and lists
     every window, in raster order (``py``, then ``px``), as if each had been touched once; its
@@ -239,7 +241,7 @@ class SparseMaxPool(wiring.Component):
         Reads of the accumulators, window address ``(g * H/2 + py) * W/2 + px``, the
         window's ``4 x lanes`` accumulators one cycle after ``en`` (held while ``en`` is low);
         used only between the ``end_of_frame`` transfer on ``touched`` and ``done``, pulsed
-        once per frame.
+        once per frame; with early evaluation also during the frame, for final windows.
     events : Out(EventStream(Cout, H/pool, W/pool))
         Output events ``(o, y, x, delta)``, delta in -255..255, then one ``end_of_frame``
         beat per frame.
@@ -385,9 +387,10 @@ class SparseMaxPool(wiring.Component):
         # stages ahead; the list is read after the frame's last write (an entry is written in
         # the deciding stage at the latest the cycle before the end_of_frame beat gets there,
         # and the first read that counts is on the edge after that; the clear's list writes
-        # meet only reads of entry 0 whose word is read again before it is used); a stored
-        # value is read once per frame (its write back comes later in the pipeline), and the
-        # frames' reads do not overlap.
+        # meet only reads of entry 0 whose word is read again before it is used; with early
+        # evaluation an entry is read only once it is below the count, a cycle after its
+        # write); a stored value is read once per frame (its write back comes later in the
+        # pipeline), and the frames' reads do not overlap.
         ram_registers = s.ram_registers
         unchecked = NO_RW_CHECK if ram_registers else None
         m.submodules.bitmap = bitmap = Memory(shape=1, depth=s.pooled_height << s.x_bits,
@@ -619,7 +622,9 @@ class SparseMaxPool(wiring.Component):
             s.position = position
         entry_done = step & last_group
         load = (~loaded | entry_done) & ahead & ~s.clearing
-        done = draining & ~ahead & (~loaded | entry_done)
+        # Not while the previous frame's end of frame is owed: an empty frame's done would
+        # leave one end_pending for two frames.
+        done = draining & ~s.end_pending & ~ahead & (~loaded | entry_done)
         m.d.comb += [
             s.list_read.addr.eq(Mux(load, head + 1, head)),
             s.list_read.en.eq(1),

@@ -29,10 +29,11 @@ from eventconv.sim.formal.harness import (
     transfer,
 )
 
-__all__ = ["EarlyPoolProof", "BUGS", "GEOMETRIES", "TARGETS"]
+__all__ = ["EarlyPoolProof", "BUGS", "GEOMETRIES", "TARGETS", "ECP5_POOL_PORT"]
 
-#: "ecp5": the ECP5's RAM registers with the pool's own port (no board builds it yet).
-TARGETS = {"generic": GENERIC, "ecp5": replace(ECP5, name="ecp5-pool-port", pool_read_port=True)}
+#: The ECP5's RAM registers with the pool's own port: no board builds it yet (hw/target.py).
+ECP5_POOL_PORT = replace(ECP5, name="ecp5-pool-port", pool_read_port=True)
+TARGETS = {"generic": GENERIC, "ecp5": ECP5_POOL_PORT}
 
 #: Pools of three window rows (``row_slack`` 1 makes the first row final once the third is
 #: touched).
@@ -64,7 +65,7 @@ class EarlyPoolProof:
     def __call__(self):
         block = _Shared(**self.params)
         m, clk = proof_module()
-        m.submodules.dut = Opened(block, patch=self.patch)
+        m.submodules.dut = dut = Opened(block, patch=self.patch)
         touched, events, read = block.touched, block.events, block.read
         window = touched.payload
         free(m, [touched.valid, touched.payload, events.ready])
@@ -99,8 +100,13 @@ class EarlyPoolProof:
                                    "no window read before a later touch in its frame")
         now = reads | Mux(read.en, 1 << read.addr, 0)
         with m.If(read.done):
-            m.d.comb += Assert(now == listed.replicate(groups),
-                               "by done: the frame's windows touched x groups read")
+            m.d.comb += [
+                Assert(now == listed.replicate(groups),
+                       "by done: the frame's windows touched x groups read"),
+                Assert(~dut["end_pending"],
+                       "done only once the frame before's end of frame is loaded (one end "
+                       "of frame per frame)"),
+            ]
         m.d.comb += Cover(read.en & ~ended & (listed != (1 << windows) - 1),
                           "a window read while its frame still runs")
         return m, clk

@@ -37,8 +37,6 @@ reads, events and end of frame. ``shift``, ``output_threshold`` and ``dense`` ar
 between frames.
 """
 
-from dataclasses import replace
-
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Mux, Signal, Value
 from amaranth.lib import data
@@ -74,10 +72,9 @@ GEOMETRIES = {
     "2x2_pool1": dict(height=2, width=2, channels_out=1, lanes=1, pool=1),
     "2x4_pool1": dict(height=2, width=4, channels_out=1, lanes=1, pool=1),
 }
-#: "ecp5": the ECP5's RAM read registers with the pool reading through the accumulator unit's
-#: data registers (``read.take``): its target without a read port of the pool's own.
-TARGETS = {"generic": replace(GENERIC, pool_read_port=False),
-           "ecp5": replace(ECP5, pool_read_port=False)}
+#: The pool without early evaluation (no ``row_slack``): the generic target, and the ECP5's
+#: (RAM read registers, the pool reading through the unit's data registers: ``read.take``).
+TARGETS = {"generic": GENERIC, "ecp5": ECP5}
 #: What each part states: "frames" (the frame and read handshakes, by induction), "windows"
 #: (events and reads against the windows touched), "latency" (``events.ready`` held high:
 #: the cycle counts).
@@ -174,7 +171,7 @@ class SparseMaxPoolProof:
         word = Signal(width, name="ram_word")
         with m.If(read.en | ~holding):
             m.d.sync += word.eq(AnySeq(width))
-        if block.target.ram_read_register:
+        if block.target.registered_reader:
             # The accumulator unit's data register: loaded from the word with ``take``.
             register = Signal(width, name="data_register")
             with m.If(~holding):

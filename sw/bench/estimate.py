@@ -27,18 +27,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from eventconv.bench.energy import (
-    OperationCounts,
-    energy_per_frame,
-    hit_windows,
-    touched_windows,
-)
+from eventconv.bench.energy import OperationCounts, energy_per_frame, hit_windows
 from eventconv.core.model import NetworkModel, taps_in_frame
 from eventconv.flow.families import FAMILIES
 from eventconv.flow.resources import check_fits, estimate_resources, totals
 from eventconv.hw.layer.accumulator import AccumulatorUnit
 from eventconv.hw.layer.accumulator_spram import SpramAccumulatorUnit
-from eventconv.hw.layer.layer import output_slack, pool_row_slack
+from eventconv.hw.layer.layer import input_slacks, pool_row_slack
 from eventconv.hw.target import GENERIC
 
 __all__ = ["LayerWork", "network_work", "frame_cycles", "estimate", "estimate_text", "FIXED",
@@ -57,11 +52,11 @@ class LayerWork:
     tail_events: np.ndarray  # output events of the windows read after the frame's end
 
 
-def _after_frame(config, result, row_slack):
-    """``(windows, output events)`` the pool takes after the frame's end: all of them, or
-    with early evaluation (``row_slack`` not None) those of the rows not yet final then, the
-    last touched window's row minus the slack and below."""
-    hit = hit_windows(config, result.input_events)
+def _after_frame(config, result, hit, row_slack):
+    """``(windows, output events)`` the pool takes after the frame's end, of the windows
+    ``hit`` (bool (H/2, W/2)): all of them, or with early evaluation (``row_slack`` not None)
+    those not yet final then, from the row of the last touched window's minus the slack to
+    the bottom."""
     if row_slack is None:
         return int(hit.sum()), int(result.events_out)
     rows = np.flatnonzero(hit.any(axis=1))
@@ -70,14 +65,11 @@ def _after_frame(config, result, row_slack):
     return int(hit[max(final, 0):].sum()), int(np.count_nonzero(np.asarray(out_rows) >= final))
 
 
-def row_slacks(network, target=GENERIC, address_events=False):
-    """Each layer's pool ``row_slack`` as ``target`` builds the engine (None: the pool reads
-    after the frame's end only), as :class:`~eventconv.hw.layer.engine.EventConvEngine`."""
-    slacks, slack = [], None if address_events else 0
-    for config in network.layers:
-        slacks.append(pool_row_slack(config, slack) if target.pool_read_port else None)
-        slack = output_slack(config, slack)
-    return slacks
+def row_slacks(network, target=GENERIC):
+    """Each layer's pool ``row_slack`` as ``target`` builds the engine behind the delta
+    detector (None: the pool reads after the frame's end only)."""
+    return [pool_row_slack(config, slack) if target.pool_read_port else None
+            for config, slack in zip(network.layers, input_slacks(network), strict=True)]
 
 
 def _accumulated(config, events, first, beat_cycles):
@@ -109,10 +101,11 @@ def network_work(network, frames, target=GENERIC):
                                                  strict=True)):
             events = result.input_events
             taps = int(taps_in_frame(config)[events.y, events.x].sum())
+            hit = hit_windows(config, events)
             rows[i].append((frame.size if i == 0 else 0, result.events_in, result.macs, taps,
-                            touched_windows(config, events), result.events_out,
+                            int(hit.sum()), result.events_out,
                             _accumulated(config, events, i == 0, beat_cycles),
-                            *_after_frame(config, result, slacks[i])))
+                            *_after_frame(config, result, hit, slacks[i])))
     work = []
     for config, layer_rows in zip(network.layers, rows, strict=True):
         table = np.array(layer_rows, dtype=np.int64).reshape(-1, 9)
