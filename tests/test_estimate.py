@@ -42,6 +42,10 @@ ICE40, ECP5 = FAMILIES["ice40"].memory, FAMILIES["ecp5"].memory
     (Memory("a", 63, 25, True), ECP5, ("DP16KD", 1)),            # PNet's last event queue
     (Memory("a", 4096, 8, True), ECP5, ("DP16KD", 2)),
     (Memory("a", 512, 30, True), ECP5, ("DP16KD", 1)),            # 36 wide, one port each way
+    # A bank with the pool's own read port: a copy per read port; a ROM needs none.
+    (Memory("a", 1024, 18, True, read_ports=2), ECP5, ("DP16KD", 2)),
+    (Memory("a", 15, 10, True, read_ports=2), ECP5, ("TRELLIS_RAMW", 6)),
+    (Memory("a", 72, 8, False, read_ports=2), ICE40, ("logic", 576)),
 ])
 def test_memories_map_as_yosys_maps_them(memory, library, expected):
     assert map_memory(memory, library) == expected

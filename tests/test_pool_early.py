@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from test_sparse_max_pool import (
+    accumulator_banks,
     make_config,
     pool_frame,
     positions_of,
     random_video,
     take_beat,
+    wire_pool,
 )
 
 from eventconv.core.model import EventConvModel
@@ -57,25 +58,10 @@ class EarlyBench(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        c = self.config
-        m.submodules.pool = pool = self.pool
-        wiring.connect(m, wiring.flipped(self.touched), pool.touched)
-        wiring.connect(m, pool.events, wiring.flipped(self.events))
-        m.d.comb += [pool.shift.eq(self.shift), pool.output_threshold.eq(self.output_threshold),
-                     pool.dense.eq(self.dense)]
-        for j in range(c.lanes):
-            init = [int(c.bias[g * c.lanes + j]) for g in range(self.groups)
-                    for _ in range(c.height * c.width // 4)]
-            for q in range(4):
-                m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
-                    shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
-                read, write = memory.read_port(), memory.write_port()
-                m.d.comb += [
-                    pool.read.data[q][j].eq(read.data),
-                    read.addr.eq(pool.read.addr), read.en.eq(pool.read.en),
-                    write.addr.eq(self.load_address), write.data.eq(self.load_data[j]),
-                    write.en.eq(self.load_enable & (self.load_bank == q)),
-                ]
+        pool = wire_pool(m, self)
+        for j, q, read in accumulator_banks(m, self):
+            m.d.comb += [pool.read.data[q][j].eq(read.data), read.addr.eq(pool.read.addr),
+                         read.en.eq(pool.read.en)]
         return m
 
 

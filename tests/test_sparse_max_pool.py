@@ -93,12 +93,7 @@ class PoolBench(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        c = self.config
-        m.submodules.pool = pool = self.pool
-        wiring.connect(m, wiring.flipped(self.touched), pool.touched)
-        wiring.connect(m, pool.events, wiring.flipped(self.events))
-        m.d.comb += [pool.shift.eq(self.shift), pool.output_threshold.eq(self.output_threshold),
-                     pool.dense.eq(self.dense)]
+        pool = wire_pool(m, self)
         m.d.sync += self.now.eq(self.now + 1)
 
         end_given = self.touched.valid & self.touched.ready & self.touched.payload.end_of_frame
@@ -126,34 +121,49 @@ class PoolBench(wiring.Component):
         # Outside the hold the real unit's read port follows its own pipeline.
         elsewhere = Signal(range(self.depth))
         m.d.sync += elsewhere.eq(elsewhere + 7)
-        for j in range(c.lanes):
-            init = [int(c.bias[g * c.lanes + j]) for g in range(self.groups)
-                    for _ in range(c.height * c.width // 4)]
-            for q in range(4):
-                m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
-                    shape=signed(self.pool.accumulator_width), depth=self.depth, init=init)
-                read, write = memory.read_port(), memory.write_port()
-                if self.pool.target.ram_read_register:
-                    # The unit's data register: loaded when the pool takes during the hold,
-                    # every cycle (with words from elsewhere) outside it.
-                    register = Signal.like(read.data, name=f"register_{j}_{q}")
-                    with m.If(pool.read.take | ~self.holding):
-                        m.d.sync += register.eq(read.data)
-                    m.d.comb += pool.read.data[q][j].eq(register)
-                else:
-                    m.d.comb += pool.read.data[q][j].eq(read.data)
-                m.d.comb += [
-                    read.addr.eq(pool.read.addr),
-                    read.en.eq(pool.read.en),
-                    write.addr.eq(self.load_address),
-                    write.data.eq(self.load_data[j]),
-                    write.en.eq(self.load_enable & (self.load_bank == q)),
-                ]
-                with m.If(~self.holding):
-                    m.d.comb += [read.addr.eq(elsewhere), read.en.eq(1)]
+        for j, q, read in accumulator_banks(m, self):
+            if self.pool.target.ram_read_register:
+                # The unit's data register: loaded when the pool takes during the hold,
+                # every cycle (with words from elsewhere) outside it.
+                register = Signal.like(read.data, name=f"register_{j}_{q}")
+                with m.If(pool.read.take | ~self.holding):
+                    m.d.sync += register.eq(read.data)
+                m.d.comb += pool.read.data[q][j].eq(register)
+            else:
+                m.d.comb += pool.read.data[q][j].eq(read.data)
+            m.d.comb += [read.addr.eq(pool.read.addr), read.en.eq(pool.read.en)]
+            with m.If(~self.holding):
+                m.d.comb += [read.addr.eq(elsewhere), read.en.eq(1)]
         with m.If(misuse):
             m.d.sync += self.protocol_errors.eq(self.protocol_errors + 1)
         return ResetInserter(self.clear)(m)
+
+
+def wire_pool(m, bench):
+    """The bench's pool as a submodule, its streams and knobs wired to the bench's ports;
+    returns the pool."""
+    m.submodules.pool = pool = bench.pool
+    wiring.connect(m, wiring.flipped(bench.touched), pool.touched)
+    wiring.connect(m, pool.events, wiring.flipped(bench.events))
+    m.d.comb += [pool.shift.eq(bench.shift), pool.output_threshold.eq(bench.output_threshold),
+                 pool.dense.eq(bench.dense)]
+    return pool
+
+
+def accumulator_banks(m, bench):
+    """The accumulator banks behind the bench's pool, starting at the bias and written through
+    the bench's load port; yields ``(lane, bank, read port)`` for the caller to wire."""
+    c = bench.config
+    for j in range(c.lanes):
+        init = [int(c.bias[g * c.lanes + j]) for g in range(bench.groups)
+                for _ in range(c.height * c.width // 4)]
+        for q in range(4):
+            m.submodules[f"accumulators_{j}_{q}"] = memory = Memory(
+                shape=signed(bench.pool.accumulator_width), depth=bench.depth, init=init)
+            write = memory.write_port()
+            m.d.comb += [write.addr.eq(bench.load_address), write.data.eq(bench.load_data[j]),
+                         write.en.eq(bench.load_enable & (bench.load_bank == q))]
+            yield j, q, memory.read_port()
 
 
 # --- Frame plans from the model ------------------------------------------------------------

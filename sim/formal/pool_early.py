@@ -18,7 +18,6 @@ from dataclasses import replace
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import Assert, Assume, Cover, Mux, Signal, Value
 
-from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.target import ECP5, GENERIC
 from eventconv.sim.formal.harness import (
     Opened,
@@ -28,6 +27,7 @@ from eventconv.sim.formal.harness import (
     proof_module,
     transfer,
 )
+from eventconv.sim.formal.sparse_max_pool import Shared
 
 __all__ = ["EarlyPoolProof", "BUGS", "GEOMETRIES", "TARGETS", "ECP5_POOL_PORT"]
 
@@ -45,14 +45,6 @@ GEOMETRIES = {
 }
 
 
-class _Shared(SparseMaxPool):
-    """The pool, keeping the namespace its stages share (``shared``) once elaborated."""
-
-    def _shapes(self):
-        self.shared = super()._shapes()
-        return self.shared
-
-
 class EarlyPoolProof:
     """The proof for a pool of ``geometry`` (a key of :data:`GEOMETRIES`) with ``row_slack``;
     ``patch`` plants a bug (see :data:`BUGS`)."""
@@ -63,7 +55,7 @@ class EarlyPoolProof:
         self.patch = patch
 
     def __call__(self):
-        block = _Shared(**self.params)
+        block = Shared(**self.params)
         m, clk = proof_module()
         m.submodules.dut = dut = Opened(block, patch=self.patch)
         touched, events, read = block.touched, block.events, block.read

@@ -52,7 +52,7 @@ from eventconv.sim.formal.harness import (
     transfer,
 )
 
-__all__ = ["SparseMaxPoolProof", "BUGS", "GEOMETRIES", "PARTS", "TARGETS"]
+__all__ = ["SparseMaxPoolProof", "Shared", "BUGS", "GEOMETRIES", "PARTS", "TARGETS"]
 
 COUNT_WIDTH = 4
 #: Frames outstanding at most (taken on ``touched``, end of frame not yet given on ``events``):
@@ -81,7 +81,7 @@ TARGETS = {"generic": GENERIC, "ecp5": ECP5}
 PARTS = ("frames", "windows", "latency")
 
 
-class _Shared(SparseMaxPool):
+class Shared(SparseMaxPool):
     """The pool, keeping the namespace its stages share (``shared``) once elaborated: some of
     its registers are named ``$signal`` (declared in pairs), so not found by name."""
 
@@ -113,7 +113,7 @@ class SparseMaxPoolProof:
         self.patch = patch
 
     def __call__(self):
-        block = _Shared(**self.params)
+        block = Shared(**self.params)
         m, clk = proof_module()
         m.submodules.dut = dut = Opened(block, patch=self.patch)
         touched, events = block.touched, block.events

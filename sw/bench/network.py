@@ -8,9 +8,11 @@ import time
 import numpy as np
 
 from eventconv.backends import rtl as rtl_backend
+from eventconv.bench.boards import work_bound
 from eventconv.core.model import run_model
 from eventconv.core.nets import load_net
 from eventconv.core.network import Network
+from eventconv.hw.target import GENERIC
 
 __all__ = ["NET", "NETWORK_CLIP", "NETWORK_LANES", "OUTPUT_THRESHOLDS", "network_config",
            "measure_network", "layer_bounds"]
@@ -54,11 +56,9 @@ def layer_bounds(network, out):
     samples / pixels per clock; a later layer: its input events, one per clock)."""
     macs, events_in = np.asarray(out["macs"]), np.asarray(out["events_in"])
     bounds = np.empty(macs.shape, dtype=np.float64)
-    for i, layer in enumerate(network.layers):
-        samples = layer.height * layer.width * layer.channels_in
-        inputs = (np.full(len(macs), samples / layer.pixels_per_cycle) if i == 0
-                  else events_in[:, i])
-        bounds[:, i] = np.maximum(macs[:, i] / layer.lanes, inputs)
+    bounds[:, 0] = work_bound(network.layers[0], macs[:, 0], GENERIC)
+    for i, layer in enumerate(network.layers[1:], start=1):
+        bounds[:, i] = np.maximum(macs[:, i] / layer.lanes, events_in[:, i])
     return bounds
 
 
