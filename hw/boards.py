@@ -109,7 +109,7 @@ BOARDS = {
         frame_size=(48, 64), lanes=2,
         capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
                   "ICESTORM_DSP": 8},
-        uploads=False, seeds=(4, 5, 1, 2, 3)),
+        uploads=False, seeds=(4, 2, 5, 1, 3)),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
         "clk25", 25e6, 125e6, ("led", 0), ("led", 1), "top.lpf", "ulx3s.lpf",

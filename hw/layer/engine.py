@@ -1,6 +1,6 @@
 """The engine: DeltaDetector -> layer 1 -> ... -> layer L, each layer an :class:`EventLayer`."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -243,8 +243,6 @@ class EventConvEngine(wiring.Component):
         is primed and the frame before has left (``frame_busy``, a register); its time is the
         frame's start."""
         self.frame_busy = frame_busy = Signal(init=1)
-        self.now = now = Signal(CYCLE_COUNTER_WIDTH)
-        m.d.sync += now.eq(now + 1)
         source, sink = (self.camera, self.detector.camera) if self.address_events else \
             (self.pixels, self.detector.pixels)
         taken = source.valid & source.ready
@@ -264,13 +262,12 @@ class EventConvEngine(wiring.Component):
             sink.valid.eq(source.valid & ~first_blocked),
             source.ready.eq(sink.ready & ~first_blocked),
         ]
-        # The start time is taken a cycle later, from registers (the link and the figures sit
-        # far apart), so it is one more than the first beat's cycle.
-        self.start_time = start_time = Signal(CYCLE_COUNTER_WIDTH)
+        # The frame's cycles so far, counted from the cycle of its first beat (1 in that
+        # cycle). Frames do not overlap here (``frame_busy``), so one counter serves. It starts
+        # a cycle later, from registers (the link and the figures sit far apart), at 3.
+        self.elapsed = elapsed = Signal(CYCLE_COUNTER_WIDTH)
         start_taken = Signal()
-        m.d.sync += start_taken.eq(first_taken)
-        with m.If(start_taken):
-            m.d.sync += start_time.eq(now)
+        m.d.sync += [start_taken.eq(first_taken), elapsed.eq(Mux(start_taken, 3, elapsed + 1))]
         with m.If(first_taken):
             m.d.sync += frame_busy.eq(1)
 
@@ -291,7 +288,7 @@ class EventConvEngine(wiring.Component):
         with m.If(leaving_end & priming):
             m.d.sync += [priming.eq(0), self.frame_busy.eq(0)]
         with m.Elif(leaving_end):
-            m.d.sync += [self.frame_cycles.eq(self.now - self.start_time + 2),
+            m.d.sync += [self.frame_cycles.eq(self.elapsed),
                          events_out.eq(0), self.frame_busy.eq(0)]
             for index, layer in enumerate(self.layers):
                 m.d.sync += [
