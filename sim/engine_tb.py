@@ -1,8 +1,11 @@
-"""cocotb testbench of the whole engine: a reusable class and the test the CLI runs.
+"""cocotb testbench of the whole engine, in its simulation harness
+(:class:`eventconv.sim.harness.EngineHarness`): a reusable class and the test the CLI runs.
 
-:class:`EngineBench` holds the driver (frames to pixel beats), the monitor (output events until
-end of frame, plus the frame's figures), reset, and the knobs. The ``run_frames`` test streams a
-whole clip and writes every frame's output events and figures; the host side
+:class:`EngineBench` loads each frame's pixel beats (or a window's camera beats) into the
+harness's source, takes each frame's output events and figures from its sink, and sets reset
+and the knobs; the harness's gateware offers and takes the beats, with its random idle cycles
+and backpressure, so Python acts once per frame, not once per clock. The ``run_frames`` test
+streams a whole clip and writes every frame's output events and figures; the host side
 (:mod:`eventconv.backends.rtl`) integrates the events into pooled maps and checks them.
 """
 
@@ -12,12 +15,13 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from eventconv.core.network import Network
 from eventconv.hw.layouts import event_layout, pixel_layout
 from eventconv.sim.case import read_case
-from eventconv.sim.streams import StreamDriver, StreamMonitor, reset, start_clock
+from eventconv.sim.harness import chance
+from eventconv.sim.streams import reset, start_clock
 
 __all__ = ["EngineBench", "pixel_beats", "FieldDecoder"]
 
@@ -57,16 +61,22 @@ class FieldDecoder:
 
 
 class EngineBench:
-    """Driver, monitor, reset and figures of one
-    :class:`~eventconv.hw.layer.engine.EventConvEngine`."""
+    """Source, sink, reset and figures of one
+    :class:`~eventconv.hw.layer.engine.EventConvEngine` in its harness."""
 
     LAYER_FIGURES = ("frame_events_in", "frame_macs", "frame_events_out")
 
     def __init__(self, dut, network, *, seed=0, idle=0.0, stall=0.0, source="pixels"):
         self.dut, self.network = dut, network
         rng = random.Random(seed)
-        self.driver = StreamDriver(dut, source, rng=random.Random(rng.random()), idle=idle)
-        self.monitor = StreamMonitor(dut, "events", rng=random.Random(rng.random()), stall=stall)
+        dut.source_idle.value = chance(idle)
+        dut.sink_stall.value = chance(stall)
+        dut.source_seed.value = rng.getrandbits(32)
+        dut.sink_seed.value = rng.getrandbits(32)
+        for name in ("source_go", "source_count", "source_poke_en", "sink_clear"):
+            getattr(dut, name).value = 0
+        self.source_words = dut.source.words
+        self.sink_words = dut.sink.words
         self.decode = FieldDecoder(event_layout(*network.output_shape))
 
     async def reset(self):
@@ -82,10 +92,29 @@ class EngineBench:
         start_clock(self.dut)
         await reset(self.dut)
 
+    async def send(self, words):
+        """Offer one frame's (or window's) beats: once the source is free, its memory is
+        written (no simulated time passes) and it starts."""
+        clk = self.dut.clk
+        await ReadOnly()
+        if self.dut.source_busy.value:
+            await FallingEdge(self.dut.source_busy)
+        await RisingEdge(clk)
+        for i, word in enumerate(words):
+            self.source_words[i].value = word
+        self.dut.source_count.value = len(words)
+        self.dut.source_go.value = 1
+        await RisingEdge(clk)
+        self.dut.source_go.value = 0
+
     async def send_frames(self, frames):
         """Stream frames (T, Cin, H, W) uint8 into the engine, back to back."""
         for frame in frames:
-            await self.driver.send_all(pixel_beats(frame, self.network.first.pixels_per_cycle))
+            await self.send(pixel_beats(frame, self.network.first.pixels_per_cycle))
+
+    def check_protocol(self):
+        assert not self.dut.sink_protocol_error.value, \
+            "events: valid dropped or payload changed before the beat was taken"
 
     def layer_figure(self, name):
         """A per-layer figure as a list, layer by layer (a port of L equal-width elements)."""
@@ -96,18 +125,31 @@ class EngineBench:
         return [(value >> (width * i)) & ((1 << width) - 1) for i in range(count)]
 
     async def receive_frame(self):
-        """Output events of the next frame, as (o, py, px, delta) tuples, and its figures."""
-        events = []
-        while True:
-            beat = self.decode(await self.monitor.receive())
-            if beat["end_of_frame"]:
-                break
-            events.append((beat["channel"], beat["y"], beat["x"], beat["delta"]))
+        """Output events of the next frame, as (o, py, px, delta) tuples, and its figures (valid
+        from the cycle after its end of frame, when the sink's ``done`` is high)."""
         await ReadOnly()
+        if not self.dut.sink_done.value:
+            await RisingEdge(self.dut.sink_done)
+            await ReadOnly()
+        self.check_protocol()
+        beats = [self.decode(int(self.sink_words[i].value))
+                 for i in range(int(self.dut.sink_count.value))]
+        assert beats[-1]["end_of_frame"] and not any(b["end_of_frame"] for b in beats[:-1])
+        events = [(b["channel"], b["y"], b["x"], b["delta"]) for b in beats[:-1]]
         figures = {name: self.layer_figure(name) for name in self.LAYER_FIGURES}
         figures["frame_cycles"] = int(self.dut.frame_cycles.value)
         await RisingEdge(self.dut.clk)
+        self.dut.sink_clear.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.sink_clear.value = 0
         return events, figures
+
+    async def quiet(self, cycles):
+        """Beats the engine gives within ``cycles`` (should be none), as payload integers."""
+        await ClockCycles(self.dut.clk, cycles)
+        await ReadOnly()
+        self.check_protocol()
+        return [int(self.sink_words[i].value) for i in range(int(self.dut.sink_count.value))]
 
 
 async def run_case(dut, source, send):
@@ -130,7 +172,7 @@ async def run_case(dut, source, send):
             with open(progress, "w") as f:
                 f.write(f"{t + 1} {len(items)}")
     await sender
-    extra = await bench.monitor.quiet(20)
+    extra = await bench.quiet(20)
     with open(os.environ["EVENTCONV_RESULT"], "w") as f:
         json.dump({"frames": results, "extra": extra}, f)
 
@@ -143,7 +185,7 @@ async def run_frames(dut):
 
 async def _send_windows(bench, windows):
     for beats in windows:
-        await bench.driver.send_all(beats)
+        await bench.send(beats)
 
 
 @cocotb.test()

@@ -175,7 +175,7 @@ def frames(count):
 def test_a_truncated_simulation_is_rebuilt(tmp_path):
     expected = rtl.run(CONFIG, frames(2), build_root=tmp_path)
     root = tmp_path / os.environ.get("PYTEST_XDIST_WORKER", "")
-    entry, = (p for p in root.glob("eventconv_engine-*") if p.is_dir())
+    entry, = (p for p in root.glob("eventconv_engine_harness-*") if p.is_dir())
     vvp = entry / "sim.vvp"
     vvp.write_bytes(vvp.read_bytes()[:vvp.stat().st_size // 2])
     again = rtl.run(CONFIG, frames(2), build_root=tmp_path)

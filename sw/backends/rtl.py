@@ -17,9 +17,9 @@ import numpy as np
 from eventconv.backends.integrate import integrate
 from eventconv.core.config import Config
 from eventconv.core.network import Network
-from eventconv.flow.verilog import engine_verilog
 from eventconv.hw.layer.address_events import camera_event_layout
 from eventconv.hw.target import GENERIC
+from eventconv.sim.harness import harness_verilog, power_of_two
 from eventconv.sim.runner import KEEP_ENTRIES, check_simulator, run_cocotb, sigterm_unwinds
 
 __all__ = ["run", "run_events", "default_build_root"]
@@ -115,12 +115,19 @@ def run_events(config, binned, *, simulator="icarus", progress=False, idle=0.0, 
 def _simulate(network, items, count, tmp, *, testcase, simulator, progress, idle, stall, seed,
               build_root, target, address_events=False):
     check_simulator(simulator)
-    verilog = engine_verilog(network, target=target, address_events=address_events)
+    first = network.first
+    words = max(map(len, items["windows"])) if address_events else \
+        first.height * first.width * first.channels_in // first.pixels_per_cycle
+    # A frame gives each output position at most once, then its end of frame.
+    outputs = int(np.prod(network.output_shape)) + 1
+    verilog = harness_verilog(network, target=target, address_events=address_events,
+                              source_depth=power_of_two(words),
+                              sink_depth=power_of_two(outputs))
     progress_path = Path(tmp) / "progress"
     case = {"config": network.to_dict(), **items, "idle": idle, "stall": stall, "seed": seed,
             "progress": str(progress_path)}
     with _Progress(progress_path, count, progress and sys.stderr.isatty()):
-        result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine",
+        result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine_harness",
                             test_module="eventconv.sim.engine_tb", case=case,
                             simulator=simulator, testcase=testcase,
                             build_root=build_root or default_build_root(),

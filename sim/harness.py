@@ -1,0 +1,234 @@
+"""The engine in a simulation harness: its input and output streams driven and taken by
+gateware, so that the cocotb side acts once per frame, not once per clock.
+
+A cocotb coroutine costs microseconds per clock edge it waits for; driving and taking the
+engine's streams beat by beat from Python held Verilator to about 16 thousand cycles a second.
+Here a :class:`StreamSource` offers the words of a memory the testbench writes through the
+simulator (VPI, no simulated time), a :class:`StreamSink` writes the beats it takes into a memory
+the testbench reads back, and each inserts its random idle cycles or backpressure from a
+xorshift generator of its own. The sink checks the stream rule on every beat (``valid`` held,
+payload unchanged until taken) and keeps a sticky ``protocol_error``.
+
+Only for simulation: the memories have an unused write port so that Yosys keeps them.
+"""
+
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from eventconv.flow.verilog import export_verilog
+from eventconv.hw.layer.engine import EventConvEngine
+from eventconv.hw.target import GENERIC
+
+__all__ = ["StreamSource", "StreamSink", "EngineHarness", "harness_verilog", "chance",
+           "power_of_two"]
+
+#: Probabilities are given as a threshold on 8 random bits: ``chance(p)`` of 256.
+CHANCE_BITS = 8
+
+
+def chance(probability):
+    """The threshold of a probability (0 to 1) for :attr:`StreamSource.idle` and
+    :attr:`StreamSink.stall`: a cycle is idle when 8 random bits are below it."""
+    return min(round(probability * (1 << CHANCE_BITS)), (1 << CHANCE_BITS) - 1)
+
+
+def power_of_two(count, least=16):
+    """The smallest power of two at least ``count`` and ``least`` (memory depths: fewer
+    distinct designs to build)."""
+    return max(least, 1 << max(count - 1, 0).bit_length())
+
+
+def _random_below(m, seed, threshold, name):
+    """A xorshift32 generator, loaded from ``seed`` (made odd) in its first cycle after reset;
+    returns a signal that is high when its low 8 bits are below ``threshold``."""
+    state = Signal(32, name=f"{name}_state")
+    seeded = Signal(name=f"{name}_seeded")
+    x1 = Signal(32)
+    x2 = Signal(32)
+    x3 = Signal(32)
+    m.d.comb += [x1.eq(state ^ (state << 13)[:32]), x2.eq(x1 ^ (x1 >> 17)),
+                 x3.eq(x2 ^ (x2 << 5)[:32])]
+    m.d.sync += [state.eq(Mux(seeded, x3, seed | 1)), seeded.eq(1)]
+    below = Signal(name=f"{name}_hit")
+    m.d.comb += below.eq(seeded & (state[:CHANCE_BITS] < threshold))
+    return below
+
+
+class StreamSource(wiring.Component):
+    """Offers ``words[0:count]`` on ``stream`` after each ``go`` pulse, idle on random cycles.
+
+    Members
+    -------
+    stream : ``Out(stream signature)``
+        The beats (``valid`` held until taken).
+    count : ``In``
+        Words to offer, latched on ``go``.
+    go : ``In(1)``
+        Start offering from word 0 (the testbench has written the words).
+    busy : ``Out(1)``
+        Words are left to offer.
+    idle : ``In(8)``, seed : ``In(32)``
+        The chance of an idle cycle before a beat (:func:`chance`), the generator's seed.
+    """
+
+    def __init__(self, signature, depth):
+        self._width = Shape.cast(signature.members["payload"].shape).width
+        self.depth = depth
+        super().__init__({
+            "stream": Out(signature),
+            "count": In(range(depth + 1)),
+            "go": In(1),
+            "busy": Out(1),
+            "idle": In(CHANCE_BITS),
+            "seed": In(32),
+            "poke_addr": In(range(depth)),
+            "poke_data": In(self._width),
+            "poke_en": In(1),
+        })
+        #: The words offered (written by the testbench).
+        self.words = Memory(shape=self._width, depth=depth, init=[])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.words = words = self.words
+        read = words.read_port(domain="comb")
+        poke = words.write_port()
+        m.d.comb += [poke.addr.eq(self.poke_addr), poke.data.eq(self.poke_data),
+                     poke.en.eq(self.poke_en)]
+        position = Signal(range(self.depth + 1))
+        end = Signal(range(self.depth + 1))
+        idle = _random_below(m, self.seed, self.idle, "idle")
+        transfer = self.stream.valid & self.stream.ready
+        m.d.comb += [read.addr.eq(position), self.stream.payload.eq(read.data),
+                     self.busy.eq(position != end)]
+        with m.If(self.go):
+            m.d.sync += [position.eq(0), end.eq(self.count), self.stream.valid.eq(0)]
+        with m.Else():
+            with m.If(transfer):
+                m.d.sync += position.eq(position + 1)
+            with m.If(~self.stream.valid | transfer):
+                more = Mux(transfer, position + 1, position) != end
+                m.d.sync += self.stream.valid.eq(more & ~idle)
+        return m
+
+
+class StreamSink(wiring.Component):
+    """Takes beats into ``words`` until one with its ``end`` bit set, ready low on random
+    cycles; then holds ``done`` (and ``ready`` low) until ``clear``.
+
+    Members
+    -------
+    stream : ``In(stream signature)``
+        The beats taken.
+    done : ``Out(1)``, count : ``Out``
+        An end beat was taken; the beats taken (the end beat included) since ``clear``.
+    clear : ``In(1)``
+        Forget the beats taken: ``count`` 0, ``done`` low.
+    stall : ``In(8)``, seed : ``In(32)``
+        The chance of a cycle without ``ready`` (:func:`chance`), the generator's seed.
+    protocol_error : ``Out(1)``
+        Sticky: ``valid`` dropped, or the payload changed, before a beat was taken.
+    """
+
+    def __init__(self, signature, depth, end_bit):
+        self._width = Shape.cast(signature.members["payload"].shape).width
+        self.depth, self.end_bit = depth, end_bit
+        super().__init__({
+            "stream": In(signature),
+            "done": Out(1),
+            "count": Out(range(depth + 1)),
+            "clear": In(1),
+            "stall": In(CHANCE_BITS),
+            "seed": In(32),
+            "protocol_error": Out(1),
+        })
+        #: The beats taken (read by the testbench).
+        self.words = Memory(shape=self._width, depth=depth, init=[])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.words = words = self.words
+        write = words.write_port()
+        stall = _random_below(m, self.seed, self.stall, "stall")
+        payload = Value.cast(self.stream.payload)
+        m.d.comb += self.stream.ready.eq(~self.done & ~stall & (self.count != self.depth))
+        transfer = self.stream.valid & self.stream.ready
+        m.d.comb += [write.addr.eq(self.count), write.data.eq(payload), write.en.eq(transfer)]
+        with m.If(transfer):
+            m.d.sync += self.count.eq(self.count + 1)
+            with m.If(payload[self.end_bit]):
+                m.d.sync += self.done.eq(1)
+        with m.If(self.clear):
+            m.d.sync += [self.count.eq(0), self.done.eq(0)]
+        # The stream rule, on every beat.
+        waited = Signal()
+        last = Signal.like(payload)
+        m.d.sync += [waited.eq(self.stream.valid & ~self.stream.ready), last.eq(payload)]
+        with m.If(waited & (~self.stream.valid | (payload != last))):
+            m.d.sync += self.protocol_error.eq(1)
+        return m
+
+
+class EngineHarness(wiring.Component):
+    """An :class:`~eventconv.hw.layer.engine.EventConvEngine` between a :class:`StreamSource`
+    (``source_*``: pixels, or camera events) and a :class:`StreamSink` (``sink_*``: its
+    events, each frame's up to its end of frame); the engine's knobs and figures are ports of
+    the same names."""
+
+    KNOBS = ("threshold", "dense", "shift", "output_threshold", "step")
+    FIGURES = ("frame_events_in", "frame_macs", "frame_events_out", "frame_cycles")
+
+    def __init__(self, engine, *, source_depth, sink_depth):
+        self.engine = engine
+        input_name = "camera" if engine.address_events else "pixels"
+        self._input = getattr(engine, input_name)
+        engine_members = engine.signature.members
+        self.source = StreamSource(stream.Signature(self._input.payload.shape()), source_depth)
+        end_bit = engine.events.payload.shape()["end_of_frame"].offset
+        self.sink = StreamSink(stream.Signature(engine.events.payload.shape()), sink_depth,
+                               end_bit)
+        members = {}
+        for name in self.KNOBS:
+            if name in engine_members:
+                members[name] = In(engine_members[name].shape, init=engine_members[name].init)
+        for name in self.FIGURES:
+            members[name] = Out(engine_members[name].shape)
+        for name in ("count", "go", "idle", "seed", "poke_addr", "poke_data", "poke_en"):
+            members[f"source_{name}"] = In(self.source.signature.members[name].shape)
+        members["source_busy"] = Out(1)
+        for name in ("clear", "stall", "seed"):
+            members[f"sink_{name}"] = In(self.sink.signature.members[name].shape)
+        for name in ("done", "count", "protocol_error"):
+            members[f"sink_{name}"] = Out(self.sink.signature.members[name].shape)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        m.submodules.source = source = self.source
+        m.submodules.sink = sink = self.sink
+        wiring.connect(m, source.stream, self._input)
+        wiring.connect(m, engine.events, sink.stream)
+        for name in self.KNOBS:
+            if hasattr(self, name):
+                m.d.comb += getattr(engine, name).eq(getattr(self, name))
+        for name in self.FIGURES:
+            m.d.comb += getattr(self, name).eq(getattr(engine, name))
+        for name in ("count", "go", "idle", "seed", "poke_addr", "poke_data", "poke_en"):
+            m.d.comb += getattr(source, name).eq(getattr(self, f"source_{name}"))
+        m.d.comb += self.source_busy.eq(source.busy)
+        for name in ("clear", "stall", "seed"):
+            m.d.comb += getattr(sink, name).eq(getattr(self, f"sink_{name}"))
+        for name in ("done", "count", "protocol_error"):
+            m.d.comb += getattr(self, f"sink_{name}").eq(getattr(sink, name))
+        return m
+
+
+def harness_verilog(network, name="eventconv_engine_harness", *, target=GENERIC,
+                    address_events=False, source_depth, sink_depth):
+    """Verilog of the engine of ``network`` in an :class:`EngineHarness`."""
+    engine = EventConvEngine(network, target=target, address_events=address_events)
+    return export_verilog(EngineHarness(engine, source_depth=source_depth,
+                                        sink_depth=sink_depth), name)
