@@ -14,6 +14,7 @@ from eventconv.hw.layouts import event_layout
 from eventconv.sim.formal import (
     accumulator,
     delta_detector,
+    engine,
     fanout,
     pool_early,
     sparse_max_pool,
@@ -294,8 +295,65 @@ def _pool_early_checks():
     return checks
 
 
+#: Bounded depths of the engine's checks (steps 0 to depth - 1). One layer, 2 x 2: the clears
+#: take 20 cycles, the priming frame's end of frame leaves at step 46 at the earliest, a first
+#: pixel is taken at step 47 and a frame's last beat at step 50; that frame's end of frame is
+#: out at step 73 (no events) or 82 (an event; the cover check's steps), and the drain bound
+#: (33 cycles of ready from step 51) falls at step 84: 85 reaches past both. Two layers: the
+#: priming frame leaves at step 76, the first frame's end of frame (no events) is out at step
+#: 120 at the earliest, so 122 reaches past it (with events, past step 140: some twice the
+#: solver time, as each step costs more the deeper it is).
+ENGINE_DEPTH = 85
+ENGINE_LAYERS2_DEPTH = 122
+
+
+def _engine_checks():
+    # The stream rule on events closes by induction alone (the output register holds a beat
+    # not taken; priming only falls). The ends of frame and the events' causes are bounded:
+    # an induction would need invariants over every block of the chain, ends of frame inside
+    # the layers' 64-entry event queues among them. ``memory_map``: the small memories as
+    # flip-flops (about 2.5 times faster at depth 86 than smtbmc's arrays).
+    proof = engine.EngineProof
+    common = dict(options=("--nopresat",), script=("memory_map",))
+    depth, depth2 = ENGINE_DEPTH, ENGINE_LAYERS2_DEPTH
+    checks = [
+        Check("engine.protocol", proof("2x2", parts=()), "prove", 1, quick=True,
+              script=("memory_map",),
+              what="induction, depth 1: protocol on events (valid and payload held until "
+                   "taken), any ready pattern"),
+        Check("engine.protocol_layers2", proof("2x2_layers2", parts=()), "prove", 1,
+              script=("memory_map",), what="the same, two layers"),
+        Check("engine.frames", proof("2x2"), "bmc", depth, **common,
+              what=f"bounded, depth {depth}, 2 x 2, one layer: protocol on events; no end of "
+                   "frame out without an input frame's last beat, one frame in flight at "
+                   f"most, its end of frame out within {engine.DRAIN['2x2']} cycles of ready "
+                   "(so one out per frame); an event only in a frame a sample of which fired "
+                   "(SPEC step 1), inside the output map, each (channel, y, x) once a frame"),
+        Check("engine.layers2", proof("2x2_layers2"), "bmc", depth2, **common,
+              what=f"bounded, depth {depth2}, two layers (the link between them): the same "
+                   "but the drain bound, through the priming frame (its reset map over the "
+                   "link) and a first frame without events"),
+        Check("engine.cover", proof("2x2"), "cover", depth, script=("memory_map",),
+              what="an event out, and a frame's end of frame after its events"),
+    ]
+    # (network, depth) that shows each bug, past the step where it fails: the priming frame's
+    # doubled end of frame out, step 47 (two layers, 78); a first frame's beat not taken, 74;
+    # the drain bound broken, 84; the priming frame's event shown, 46; an event out of a frame
+    # whose samples did not fire, 82.
+    shown_by = {"valid_drops": ("2x2", 76), "eof_twice": ("2x2", 50),
+                "eof_dropped": ("2x2", depth), "priming_shown": ("2x2", 50),
+                "detector_dense": ("2x2", 84), "link_eof_twice": ("2x2_layers2", 80)}
+    for bug, (what, patch) in engine.BUGS.items():
+        network, bug_depth = shown_by[bug]
+        checks.append(Check(
+            f"engine.bug.{bug}", proof(network, patch=patch), "bmc", bug_depth, **common,
+            expect="FAIL", quick=bug == "eof_twice", what=f"bounded, depth {bug_depth}: {what}"))
+    return checks
+
+
 CHECKS = [*_stream_register_checks(), *_fanout_checks(), *_delta_detector_checks(),
-          *_accumulator_checks(), *_sparse_max_pool_checks(), *_pool_early_checks()]
+          *_accumulator_checks(), *_sparse_max_pool_checks(), *_pool_early_checks(),
+          *_engine_checks()]
 
 
 def by_name(name):

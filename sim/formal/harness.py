@@ -64,6 +64,11 @@ class Opened(Elaboratable):
                            f"{type(self.block).__name__}")
         return matches[0]
 
+    def block_at(self, path):
+        """The block (elaboratable) whose fragment sits at the submodule path ``path`` (names as
+        given to ``m.submodules``, joined by "/"): one a block makes in its ``elaborate``."""
+        return self._fragments[tuple(path.split("/"))].origins[0]
+
     def elaborate(self, platform):
         return self.fragment
 
