@@ -15,7 +15,7 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
 
 from eventconv.core.network import Network
 from eventconv.hw.layouts import event_layout, pixel_layout
@@ -66,7 +66,7 @@ class EngineBench:
 
     LAYER_FIGURES = ("frame_events_in", "frame_macs", "frame_events_out")
 
-    def __init__(self, dut, network, *, seed=0, idle=0.0, stall=0.0, source="pixels"):
+    def __init__(self, dut, network, *, seed=0, idle=0.0, stall=0.0):
         self.dut, self.network = dut, network
         rng = random.Random(seed)
         dut.source_idle.value = chance(idle)
@@ -128,9 +128,11 @@ class EngineBench:
         """Output events of the next frame, as (o, py, px, delta) tuples, and its figures (valid
         from the cycle after its end of frame, when the sink's ``done`` is high)."""
         await ReadOnly()
-        if not self.dut.sink_done.value:
-            await RisingEdge(self.dut.sink_done)
+        if not (self.dut.sink_done.value or self.dut.sink_overflow.value):
+            await First(RisingEdge(self.dut.sink_done), RisingEdge(self.dut.sink_overflow))
             await ReadOnly()
+        assert not self.dut.sink_overflow.value, \
+            f"a frame gave more than the sink's {len(self.sink_words)} beats"
         self.check_protocol()
         beats = [self.decode(int(self.sink_words[i].value))
                  for i in range(int(self.dut.sink_count.value))]
@@ -160,7 +162,7 @@ async def run_case(dut, source, send):
     items = case["windows"] if source == "camera" else \
         network.check_frames(np.load(case["frames"]))
     bench = EngineBench(dut, network, seed=case.get("seed", 0), idle=case.get("idle", 0.0),
-                        stall=case.get("stall", 0.0), source=source)
+                        stall=case.get("stall", 0.0))
     await bench.reset()
     sender = cocotb.start_soon(send(bench, items))
     results = []

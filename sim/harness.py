@@ -30,8 +30,12 @@ CHANCE_BITS = 8
 
 def chance(probability):
     """The threshold of a probability (0 to 1) for :attr:`StreamSource.idle` and
-    :attr:`StreamSink.stall`: a cycle is idle when 8 random bits are below it."""
-    return min(round(probability * (1 << CHANCE_BITS)), (1 << CHANCE_BITS) - 1)
+    :attr:`StreamSink.stall`: a cycle is idle when 8 random bits are below it. So it moves in
+    steps of 1/256, from 0 (never) up to 255/256; any probability above 0 gives at least 1."""
+    if not 0 <= probability <= 1:
+        raise ValueError(f"probability must be in 0..1, not {probability!r}")
+    threshold = min(round(probability * (1 << CHANCE_BITS)), (1 << CHANCE_BITS) - 1)
+    return max(threshold, 1) if probability > 0 else 0
 
 
 def power_of_two(count, least=16):
@@ -41,8 +45,9 @@ def power_of_two(count, least=16):
 
 
 def _random_below(m, seed, threshold, name):
-    """A xorshift32 generator, loaded from ``seed`` (made odd) in its first cycle after reset;
-    returns a signal that is high when its low 8 bits are below ``threshold``."""
+    """A xorshift32 generator, loaded from ``seed`` (0, which xorshift never leaves, stands
+    for a fixed odd word) in its first cycle after reset; returns a signal that is high when
+    its low 8 bits are below ``threshold``."""
     state = Signal(32, name=f"{name}_state")
     seeded = Signal(name=f"{name}_seeded")
     x1 = Signal(32)
@@ -50,7 +55,8 @@ def _random_below(m, seed, threshold, name):
     x3 = Signal(32)
     m.d.comb += [x1.eq(state ^ (state << 13)[:32]), x2.eq(x1 ^ (x1 >> 17)),
                  x3.eq(x2 ^ (x2 << 5)[:32])]
-    m.d.sync += [state.eq(Mux(seeded, x3, seed | 1)), seeded.eq(1)]
+    m.d.sync += [state.eq(Mux(seeded, x3, Mux(seed == 0, 0x9E3779B9, seed))),
+                 seeded.eq(1)]
     below = Signal(name=f"{name}_hit")
     m.d.comb += below.eq(seeded & (state[:CHANCE_BITS] < threshold))
     return below
@@ -130,6 +136,9 @@ class StreamSink(wiring.Component):
         The chance of a cycle without ``ready`` (:func:`chance`), the generator's seed.
     protocol_error : ``Out(1)``
         Sticky: ``valid`` dropped, or the payload changed, before a beat was taken.
+    overflow : ``Out(1)``
+        Sticky: a beat was offered with ``words`` full (it waits: nothing is lost, but the
+        frame cannot end; the testbench fails on it rather than waiting for ``done``).
     """
 
     def __init__(self, signature, depth, end_bit):
@@ -143,6 +152,7 @@ class StreamSink(wiring.Component):
             "stall": In(CHANCE_BITS),
             "seed": In(32),
             "protocol_error": Out(1),
+            "overflow": Out(1),
         })
         #: The beats taken (read by the testbench).
         self.words = Memory(shape=self._width, depth=depth, init=[])
@@ -160,6 +170,8 @@ class StreamSink(wiring.Component):
             m.d.sync += self.count.eq(self.count + 1)
             with m.If(payload[self.end_bit]):
                 m.d.sync += self.done.eq(1)
+        with m.If(self.stream.valid & ~self.done & (self.count == self.depth)):
+            m.d.sync += self.overflow.eq(1)
         with m.If(self.clear):
             m.d.sync += [self.count.eq(0), self.done.eq(0)]
         # The stream rule, on every beat.
@@ -200,7 +212,7 @@ class EngineHarness(wiring.Component):
         members["source_busy"] = Out(1)
         for name in ("clear", "stall", "seed"):
             members[f"sink_{name}"] = In(self.sink.signature.members[name].shape)
-        for name in ("done", "count", "protocol_error"):
+        for name in ("done", "count", "protocol_error", "overflow"):
             members[f"sink_{name}"] = Out(self.sink.signature.members[name].shape)
         super().__init__(members)
 
@@ -221,7 +233,7 @@ class EngineHarness(wiring.Component):
         m.d.comb += self.source_busy.eq(source.busy)
         for name in ("clear", "stall", "seed"):
             m.d.comb += getattr(sink, name).eq(getattr(self, f"sink_{name}"))
-        for name in ("done", "count", "protocol_error"):
+        for name in ("done", "count", "protocol_error", "overflow"):
             m.d.comb += getattr(self, f"sink_{name}").eq(getattr(sink, name))
         return m
 

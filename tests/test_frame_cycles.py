@@ -14,14 +14,19 @@ def test_frame_cycles_count_from_first_pixel_to_end_of_frame():
     dut = EventConvEngine(config)
     frames = np.random.default_rng(3).integers(0, 256, size=(4, 4, 4), dtype=np.uint8)
     rng = make_rng(5)
-    now = {"cycle": 0, "first": []}
+    now = {"cycle": 0, "first": [], "end": []}
     seen = []
 
     async def clock(ctx):
-        async for _, _, valid, ready, first in ctx.tick().sample(
-                dut.pixels.valid, dut.pixels.ready, dut.pixels.payload.first):
-            if valid and ready and first:
+        # The cycles of the transfers: a frame's first pixel, and its end of frame.
+        async for _, _, *sample in ctx.tick().sample(
+                dut.pixels.valid, dut.pixels.ready, dut.pixels.payload.first,
+                dut.events.valid, dut.events.ready, dut.events.payload.end_of_frame):
+            pixel_valid, pixel_ready, first, event_valid, event_ready, end = sample
+            if pixel_valid and pixel_ready and first:
                 now["first"].append(now["cycle"])
+            if event_valid and event_ready and end:
+                now["end"].append(now["cycle"])
             now["cycle"] += 1
 
     async def source(ctx):
@@ -39,12 +44,11 @@ def test_frame_cycles_count_from_first_pixel_to_end_of_frame():
             _, _, valid, end = await ctx.tick().sample(dut.events.valid,
                                                        dut.events.payload.end_of_frame)
             if valid and ready and end:
-                # Read a cycle later: the figures are valid from the cycle after the beat.
-                given = now["cycle"] - 1
+                # The figures are valid from the cycle after the beat.
                 await ctx.tick()
-                seen.append((given, ctx.get(dut.frame_cycles)))
+                seen.append(ctx.get(dut.frame_cycles))
 
     simulate(dut, [clock, source, sink], deadline_cycles=20_000)
-    assert len(seen) == len(frames) == len(now["first"])
-    for (given, cycles), first in zip(seen, now["first"], strict=True):
-        assert cycles == given - first + 1
+    assert len(seen) == len(frames) == len(now["first"]) == len(now["end"])
+    for cycles, first, end in zip(seen, now["first"], now["end"], strict=True):
+        assert cycles == end - first + 1

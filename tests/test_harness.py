@@ -15,8 +15,70 @@ SIGNATURE = stream.Signature(END_BIT + 1)
 
 
 def test_chance_and_depths():
-    assert (chance(0), chance(0.5), chance(1)) == (0, 128, 255)
+    assert (chance(0), chance(0.001), chance(0.5), chance(1)) == (0, 1, 128, 255)
     assert (power_of_two(1), power_of_two(17), power_of_two(64)) == (16, 32, 64)
+    with pytest.raises(ValueError, match="probability"):
+        chance(1.5)
+
+
+def loopback(words, *, idle=0.0, stall=0.0, seeds=(12345, 999), sink_depth=256):
+    """One frame through a source and a sink; returns (per cycle (valid, ready) while the
+    source is busy, the sink's flags and words)."""
+    m = Module()
+    m.submodules.source = source = StreamSource(SIGNATURE, 256)
+    m.submodules.sink = sink = StreamSink(SIGNATURE, sink_depth, END_BIT)
+    wiring.connect(m, source.stream, sink.stream)
+    out = {"trace": []}
+
+    async def bench(ctx):
+        ctx.set(source.idle, chance(idle))
+        ctx.set(sink.stall, chance(stall))
+        ctx.set(source.seed, seeds[0])
+        ctx.set(sink.seed, seeds[1])
+        for i, word in enumerate(words):
+            ctx.set(source.poke_addr, i)
+            ctx.set(source.poke_data, word)
+            ctx.set(source.poke_en, 1)
+            await ctx.tick()
+        ctx.set(source.poke_en, 0)
+        ctx.set(source.count, len(words))
+        ctx.set(source.go, 1)
+        await ctx.tick()
+        ctx.set(source.go, 0)
+        for _ in range(4 * len(words) + 100):
+            _, _, busy, valid, ready, done = await ctx.tick().sample(
+                source.busy, source.stream.valid, source.stream.ready, sink.done)
+            if busy:
+                out["trace"].append((valid, ready))
+        out.update(done=ctx.get(sink.done), overflow=ctx.get(sink.overflow),
+                   error=ctx.get(sink.protocol_error), count=ctx.get(sink.count),
+                   words=[ctx.get(sink.words.data[i]) for i in range(ctx.get(sink.count))])
+
+    simulate(m, [bench])
+    return out
+
+
+FRAME = [*range(200), 1 << END_BIT]
+
+
+def test_idle_and_stall_come_at_their_chance_and_vary_with_the_seed():
+    calm = loopback(FRAME)
+    # Idle 0 and stall 0: a beat every cycle, from the first cycle the source is busy.
+    assert calm["trace"][1:] == [(1, 1)] * len(FRAME)
+    runs = [loopback(FRAME, idle=0.5, stall=0.5, seeds=(seed, seed + 7)) for seed in (2, 3)]
+    for run in runs:
+        assert run["words"] == FRAME and not run["error"]
+        # Per beat, p / (1 - p) = 1 cycle each way on average (200 beats: about 0.1 spread).
+        idle = sum(not valid for valid, _ in run["trace"][1:]) / len(FRAME)
+        stalled = sum(valid and not ready for valid, ready in run["trace"]) / len(FRAME)
+        assert 0.7 < idle < 1.3 and 0.7 < stalled < 1.3
+    assert runs[0]["trace"] != runs[1]["trace"]
+
+
+def test_a_frame_longer_than_the_sink_is_flagged_not_lost():
+    run = loopback(FRAME[-20:], sink_depth=16)
+    assert run["overflow"] and not run["done"] and run["count"] == 16
+    assert run["words"] == FRAME[-20:-4]
 
 
 @pytest.mark.parametrize("idle, stall", [(0, 0), (0.5, 0), (0, 0.5), (0.7, 0.7)])
