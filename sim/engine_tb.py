@@ -1,12 +1,13 @@
 """cocotb testbench of the whole engine, in its simulation harness
 (:class:`eventconv.sim.harness.EngineHarness`): a reusable class and the test the CLI runs.
 
-:class:`EngineBench` loads each frame's pixel beats (or a window's camera beats) into the
-harness's source, takes each frame's output events and figures from its sink, and sets reset
-and the knobs; the harness's gateware offers and takes the beats, with its random idle cycles
-and backpressure, so Python acts once per frame, not once per clock. The ``run_frames`` test
-streams a whole clip and writes every frame's output events and figures; the host side
-(:mod:`eventconv.backends.rtl`) integrates the events into pooled maps and checks them.
+:class:`EngineBench` streams the frames' pixel beats (or the windows' camera beats) through the
+harness's source ring, takes each frame's output events and figures from its sink, and sets
+reset and the knobs; the harness's gateware offers and takes the beats, with its random idle
+cycles and backpressure, so Python acts once per frame or half ring, not once per clock. The
+``run_frames`` test streams a whole clip and writes every frame's output events and figures;
+the host side (:mod:`eventconv.backends.rtl`) integrates the events into pooled maps and
+checks them.
 """
 
 import json
@@ -15,7 +16,7 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge
 
 from eventconv.core.network import Network
 from eventconv.hw.layouts import event_layout, pixel_layout
@@ -73,8 +74,9 @@ class EngineBench:
         dut.sink_stall.value = chance(stall)
         dut.source_seed.value = rng.getrandbits(32)
         dut.sink_seed.value = rng.getrandbits(32)
-        for name in ("source_go", "source_count", "source_poke_en", "sink_clear"):
+        for name in ("source_end", "source_poke_en", "sink_clear"):
             getattr(dut, name).value = 0
+        self.written = 0       # words written into the source's ring, modulo twice its size
         self.source_words = dut.source.words
         self.sink_words = dut.sink.words
         self.decode = FieldDecoder(event_layout(*network.output_shape))
@@ -93,19 +95,24 @@ class EngineBench:
         await reset(self.dut)
 
     async def send(self, words):
-        """Offer one frame's (or window's) beats: once the source is free, its memory is
-        written (no simulated time passes) and it starts."""
-        clk = self.dut.clk
-        await ReadOnly()
-        if self.dut.source_busy.value:
-            await FallingEdge(self.dut.source_busy)
-        await RisingEdge(clk)
-        for i, word in enumerate(words):
-            self.source_words[i].value = word
-        self.dut.source_count.value = len(words)
-        self.dut.source_go.value = 1
-        await RisingEdge(clk)
-        self.dut.source_go.value = 0
+        """Stream beats into the engine: written into the source's ring as room frees up
+        (no simulated time passes for the writes), after those sent before."""
+        depth = len(self.source_words)
+        sent = 0
+        while sent < len(words):
+            await ReadOnly()
+            # ``waiting`` may lag a beat taken at this edge: the room is at least this.
+            room = depth - int(self.dut.source_waiting.value)
+            if room < depth // 2:
+                await RisingEdge(self.dut.source_low)
+                continue
+            await RisingEdge(self.dut.clk)
+            count = min(room, len(words) - sent)
+            for k in range(count):
+                self.source_words[(self.written + k) % depth].value = words[sent + k]
+            self.written = (self.written + count) % (2 * depth)
+            self.dut.source_end.value = self.written
+            sent += count
 
     async def send_frames(self, frames):
         """Stream frames (T, Cin, H, W) uint8 into the engine, back to back."""

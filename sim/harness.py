@@ -1,13 +1,14 @@
 """The engine in a simulation harness: its input and output streams driven and taken by
-gateware, so that the cocotb side acts once per frame, not once per clock.
+gateware, so that the cocotb side acts once per frame (or per half ring of input), not once
+per clock.
 
 A cocotb coroutine costs microseconds per clock edge it waits for; driving and taking the
 engine's streams beat by beat from Python held Verilator to about 16 thousand cycles a second.
-Here a :class:`StreamSource` offers the words of a memory the testbench writes through the
-simulator (VPI, no simulated time), a :class:`StreamSink` writes the beats it takes into a memory
-the testbench reads back, and each inserts its random idle cycles or backpressure from a
-xorshift generator of its own. The sink checks the stream rule on every beat (``valid`` held,
-payload unchanged until taken) and keeps a sticky ``protocol_error``.
+Here a :class:`StreamSource` offers the words of a ring memory the testbench keeps filled
+through the simulator (VPI, no simulated time), a :class:`StreamSink` writes the beats it
+takes into a memory the testbench reads back, and each inserts its random idle cycles or
+backpressure from a xorshift generator of its own. The sink checks the stream rule on every
+beat (``valid`` held, payload unchanged until taken) and keeps a sticky ``protocol_error``.
 
 Only for simulation: the memories have an unused write port so that Yosys keeps them.
 """
@@ -22,7 +23,7 @@ from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.target import GENERIC
 
 __all__ = ["StreamSource", "StreamSink", "EngineHarness", "harness_verilog", "chance",
-           "power_of_two"]
+           "power_of_two", "SOURCE_DEPTH"]
 
 #: Probabilities are given as a threshold on 8 random bits: ``chance(p)`` of 256.
 CHANCE_BITS = 8
@@ -63,30 +64,33 @@ def _random_below(m, seed, threshold, name):
 
 
 class StreamSource(wiring.Component):
-    """Offers ``words[0:count]`` on ``stream`` after each ``go`` pulse, idle on random cycles.
+    """Offers the words of a ring memory on ``stream``, in order, idle on random cycles: the
+    testbench writes words ahead of ``position`` and moves ``end`` past them, so a clip of any
+    length streams through a memory of fixed size without a gap.
 
     Members
     -------
     stream : ``Out(stream signature)``
         The beats (``valid`` held until taken).
-    count : ``In``
-        Words to offer, latched on ``go``.
-    go : ``In(1)``
-        Start offering from word 0 (the testbench has written the words).
-    busy : ``Out(1)``
-        Words are left to offer.
+    end : ``In(range(2 * depth))``
+        Words written so far, modulo ``2 * depth``: word n is at ``n % depth``.
+    waiting : ``Out(range(depth + 1))``
+        Words written and not yet taken (``end`` minus the position, modulo ``2 * depth``).
+    low : ``Out(1)``
+        ``waiting`` is at most half the memory: room for half of it again.
     idle : ``In(8)``, seed : ``In(32)``
         The chance of an idle cycle before a beat (:func:`chance`), the generator's seed.
     """
 
     def __init__(self, signature, depth):
+        assert depth & (depth - 1) == 0, "a power of two"
         self._width = Shape.cast(signature.members["payload"].shape).width
         self.depth = depth
         super().__init__({
             "stream": Out(signature),
-            "count": In(range(depth + 1)),
-            "go": In(1),
-            "busy": Out(1),
+            "end": In(range(2 * depth)),
+            "waiting": Out(range(depth + 1)),
+            "low": Out(1),
             "idle": In(CHANCE_BITS),
             "seed": In(32),
             "poke_addr": In(range(depth)),
@@ -103,20 +107,17 @@ class StreamSource(wiring.Component):
         poke = words.write_port()
         m.d.comb += [poke.addr.eq(self.poke_addr), poke.data.eq(self.poke_data),
                      poke.en.eq(self.poke_en)]
-        position = Signal(range(self.depth + 1))
-        end = Signal(range(self.depth + 1))
+        position = Signal(range(2 * self.depth))     # wraps with ``end``
         idle = _random_below(m, self.seed, self.idle, "idle")
         transfer = self.stream.valid & self.stream.ready
-        m.d.comb += [read.addr.eq(position), self.stream.payload.eq(read.data),
-                     self.busy.eq(position != end)]
-        with m.If(self.go):
-            m.d.sync += [position.eq(0), end.eq(self.count), self.stream.valid.eq(0)]
-        with m.Else():
-            with m.If(transfer):
-                m.d.sync += position.eq(position + 1)
-            with m.If(~self.stream.valid | transfer):
-                more = Mux(transfer, position + 1, position) != end
-                m.d.sync += self.stream.valid.eq(more & ~idle)
+        m.d.comb += [read.addr.eq(position[:-1]), self.stream.payload.eq(read.data),
+                     self.waiting.eq((self.end - position)[:len(position)]),
+                     self.low.eq(self.waiting <= self.depth // 2)]
+        with m.If(transfer):
+            m.d.sync += position.eq(position + 1)
+        with m.If(~self.stream.valid | transfer):
+            more = Mux(transfer, position + 1, position)[:len(position)] != self.end
+            m.d.sync += self.stream.valid.eq(more & ~idle)
         return m
 
 
@@ -207,9 +208,10 @@ class EngineHarness(wiring.Component):
                 members[name] = In(engine_members[name].shape, init=engine_members[name].init)
         for name in self.FIGURES:
             members[name] = Out(engine_members[name].shape)
-        for name in ("count", "go", "idle", "seed", "poke_addr", "poke_data", "poke_en"):
+        for name in ("end", "idle", "seed", "poke_addr", "poke_data", "poke_en"):
             members[f"source_{name}"] = In(self.source.signature.members[name].shape)
-        members["source_busy"] = Out(1)
+        for name in ("waiting", "low"):
+            members[f"source_{name}"] = Out(self.source.signature.members[name].shape)
         for name in ("clear", "stall", "seed"):
             members[f"sink_{name}"] = In(self.sink.signature.members[name].shape)
         for name in ("done", "count", "protocol_error", "overflow"):
@@ -228,9 +230,10 @@ class EngineHarness(wiring.Component):
                 m.d.comb += getattr(engine, name).eq(getattr(self, name))
         for name in self.FIGURES:
             m.d.comb += getattr(self, name).eq(getattr(engine, name))
-        for name in ("count", "go", "idle", "seed", "poke_addr", "poke_data", "poke_en"):
+        for name in ("end", "idle", "seed", "poke_addr", "poke_data", "poke_en"):
             m.d.comb += getattr(source, name).eq(getattr(self, f"source_{name}"))
-        m.d.comb += self.source_busy.eq(source.busy)
+        for name in ("waiting", "low"):
+            m.d.comb += getattr(self, f"source_{name}").eq(getattr(source, name))
         for name in ("clear", "stall", "seed"):
             m.d.comb += getattr(sink, name).eq(getattr(self, f"sink_{name}"))
         for name in ("done", "count", "protocol_error", "overflow"):
@@ -238,8 +241,13 @@ class EngineHarness(wiring.Component):
         return m
 
 
+#: Words of the harness's source ring: any number of frames or windows of any size stream
+#: through it.
+SOURCE_DEPTH = 2048
+
+
 def harness_verilog(network, name="eventconv_engine_harness", *, target=GENERIC,
-                    address_events=False, source_depth, sink_depth):
+                    address_events=False, source_depth=SOURCE_DEPTH, sink_depth):
     """Verilog of the engine of ``network`` in an :class:`EngineHarness`."""
     engine = EventConvEngine(network, target=target, address_events=address_events)
     return export_verilog(EngineHarness(engine, source_depth=source_depth,

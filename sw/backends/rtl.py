@@ -115,13 +115,9 @@ def run_events(config, binned, *, simulator="icarus", progress=False, idle=0.0, 
 def _simulate(network, items, count, tmp, *, testcase, simulator, progress, idle, stall, seed,
               build_root, target, address_events=False):
     check_simulator(simulator)
-    first = network.first
-    words = max(map(len, items["windows"])) if address_events else \
-        first.height * first.width * first.channels_in // first.pixels_per_cycle
     # A frame gives each output position at most once, then its end of frame.
     outputs = int(np.prod(network.output_shape)) + 1
     verilog = harness_verilog(network, target=target, address_events=address_events,
-                              source_depth=power_of_two(words),
                               sink_depth=power_of_two(outputs))
     progress_path = Path(tmp) / "progress"
     case = {"config": network.to_dict(), **items, "idle": idle, "stall": stall, "seed": seed,
