@@ -41,6 +41,7 @@ from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.sim.formal.harness import (
     Counter,
     Opened,
+    assert_once_a_frame,
     assert_stream,
     assume_stream,
     free,
@@ -199,15 +200,7 @@ class EngineProof:
                 Assert((out.channel < channels) & (out.y < rows) & (out.x < columns),
                        "event inside the output map"),
             ]
-        emitted = Signal(channels * rows * columns, name="emitted")
-        bit = (out.channel * rows + out.y) * columns + out.x
-        with m.If(v["eof_out"]):
-            m.d.sync += emitted.eq(0)
-        with m.Elif(data_out):
-            m.d.sync += emitted.eq(emitted | (1 << bit))
-        with m.If(data_out):
-            m.d.comb += Assert(~emitted.bit_select(bit, 1),
-                               "each (channel, y, x) at most once a frame")
+        emitted = assert_once_a_frame(m, events, v["eof_out"], (channels, rows, columns))
         m.d.comb += [
             Cover(data_out, "an event out"),
             Cover(v["eof_out"] & (emitted != 0), "a frame's end of frame after its events"),

@@ -16,7 +16,7 @@ from amaranth.hdl import Assert, Assume, ClockDomain, Elaboratable, Fragment, Mo
 from amaranth.hdl._ast import SignalSet
 
 __all__ = ["Opened", "free", "past", "proof_module", "assume_stream", "assert_stream",
-           "transfer", "Counter"]
+           "transfer", "Counter", "assert_once_a_frame"]
 
 
 class Opened(Elaboratable):
@@ -123,6 +123,25 @@ def assert_stream(m, stream, name):
     with m.If(waiting):
         m.d.comb += [Assert(valid, f"{name}: valid dropped before ready"),
                      Assert(stable, f"{name}: payload changed before ready")]
+
+
+def assert_once_a_frame(m, events, frame_end, shape):
+    """Each (channel, y, x) of an event stream (``shape``: channels, rows, columns) is given at
+    most once between ends of frame (``frame_end``: an end of frame given). Returns the
+    bitmap of those given this frame."""
+    out = events.payload
+    channels, rows, columns = shape
+    emitted = Signal(channels * rows * columns, name="emitted")
+    bit = (out.channel * rows + out.y) * columns + out.x
+    data_out = transfer(events) & ~out.end_of_frame
+    with m.If(frame_end):
+        m.d.sync += emitted.eq(0)
+    with m.Elif(data_out):
+        m.d.sync += emitted.eq(emitted | (1 << bit))
+    with m.If(data_out):
+        m.d.comb += Assert(~emitted.bit_select(bit, 1),
+                           "each (channel, y, x) at most once a frame")
+    return emitted
 
 
 def quiet_cycles(m, when, limit):

@@ -45,6 +45,7 @@ from eventconv.hw.layer.sparse_max_pool import SparseMaxPool
 from eventconv.hw.target import ECP5, GENERIC
 from eventconv.sim.formal.harness import (
     Opened,
+    assert_once_a_frame,
     assert_stream,
     assume_stream,
     free,
@@ -285,16 +286,9 @@ class SparseMaxPoolProof:
                 Assert(current.bit_select(wy * (block.width // 2) + wx, 1),
                        "an event only for a window touched in its frame (the first: all)"),
             ]
-        emitted = Signal(block.channels_out * rows * columns, name="emitted")
-        bit = (out.channel * rows + out.y) * columns + out.x
+        emitted = assert_once_a_frame(m, events, v["eof_out"],
+                                      (block.channels_out, rows, columns))
         data_out = transfer(events) & ~out.end_of_frame
-        with m.If(v["eof_out"]):
-            m.d.sync += emitted.eq(0)
-        with m.Elif(data_out):
-            m.d.sync += emitted.eq(emitted | (1 << bit))
-        with m.If(data_out):
-            m.d.comb += Assert(~emitted.bit_select(bit, 1),
-                               "each (channel, y, x) at most once per frame")
         m.d.comb += [Cover(data_out & (v["given"] == 1), "an event of the second frame"),
                      Cover(v["eof_out"] & (v["given"] == 1) & (emitted != 0),
                            "the second frame's end of frame after its events")]
