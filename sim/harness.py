@@ -22,8 +22,8 @@ from eventconv.flow.verilog import export_verilog
 from eventconv.hw.layer.engine import EventConvEngine
 from eventconv.hw.target import GENERIC
 
-__all__ = ["StreamSource", "StreamSink", "EngineHarness", "harness_verilog", "chance",
-           "power_of_two", "SOURCE_DEPTH"]
+__all__ = ["StreamSource", "StreamSink", "EngineHarness", "harness_verilog", "harness_public",
+           "chance", "power_of_two", "SOURCE_DEPTH"]
 
 #: Probabilities are given as a threshold on 8 random bits: ``chance(p)`` of 256.
 CHANCE_BITS = 8
@@ -244,6 +244,12 @@ class EngineHarness(wiring.Component):
 #: Words of the harness's source ring: any number of frames or windows of any size stream
 #: through it.
 SOURCE_DEPTH = 2048
+
+
+def harness_public(name="eventconv_engine_harness"):
+    """What the testbench reaches in the harness's Verilog (``run_cocotb``'s ``public``): the
+    top's ports and the source's and sink's ``words``; Verilator may optimise the rest."""
+    return ((name, "*"), ("*", "words"))
 
 
 def harness_verilog(network, name="eventconv_engine_harness", *, target=GENERIC,

@@ -22,8 +22,10 @@ import pytest
 
 from eventconv.backends import rtl
 from eventconv.core.kernels import filter_bank_config
+from eventconv.core.model import run_model
 from eventconv.sim import runner
-from eventconv.sim.runner import SimulationFailed, build_dir_for, run_cocotb
+from eventconv.sim.harness import harness_public
+from eventconv.sim.runner import SimulationFailed, build_dir_for, run_cocotb, verilator_public
 
 EVENTCONV = str(Path(sys.executable).parent / "eventconv")
 
@@ -213,3 +215,17 @@ def test_sigterm_during_a_run_leaves_no_temporary_folder(tmp_path):
     assert not list(temp.glob("eventconv-*"))
     assert not list((tmp_path / "cache").rglob("case-*.json"))
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_verilator_keeps_public_only_what_the_testbench_reaches(tmp_path):
+    # Without cocotb's --public-flat-rw Verilator may optimise the engine's signals away; the
+    # testbench must still reach the harness's ports and memories (else the run fails).
+    expected = run_model(CONFIG, frames(3))
+    result = rtl.run(CONFIG, frames(3), simulator="verilator", build_root=tmp_path)
+    for key in expected:
+        np.testing.assert_array_equal(result[key], expected[key])
+    root = tmp_path / os.environ.get("PYTEST_XDIST_WORKER", "")
+    entry, = (p for p in root.glob("eventconv_engine_harness-verilator-*") if p.is_dir())
+    assert (entry / "public.vlt").read_text() == verilator_public(harness_public())
+    assert build_dir_for(root, "t", "v", "verilator") != build_dir_for(
+        root, "t", "v", "verilator", harness_public())

@@ -19,7 +19,7 @@ from eventconv.core.config import Config
 from eventconv.core.network import Network
 from eventconv.hw.layer.address_events import camera_event_layout
 from eventconv.hw.target import GENERIC
-from eventconv.sim.harness import harness_verilog, power_of_two
+from eventconv.sim.harness import harness_public, harness_verilog, power_of_two
 from eventconv.sim.runner import KEEP_ENTRIES, check_simulator, run_cocotb, sigterm_unwinds
 
 __all__ = ["run", "run_events", "default_build_root"]
@@ -126,6 +126,7 @@ def _simulate(network, items, count, tmp, *, testcase, simulator, progress, idle
         result = run_cocotb(verilog_text=verilog, toplevel="eventconv_engine_harness",
                             test_module="eventconv.sim.engine_tb", case=case,
                             simulator=simulator, testcase=testcase,
+                            public=harness_public(),
                             build_root=build_root or default_build_root(),
                             # The user's cache keeps its most recent entries only.
                             keep=None if build_root else KEEP_ENTRIES)
