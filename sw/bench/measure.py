@@ -60,7 +60,7 @@ class Settings:
     # simulator -> mode -> (frames of the short, of the long timed run). Event mode's short
     # run has 2 frames so that the difference holds steady frames only.
     speed_runs: dict = field(default_factory=lambda: {
-        "verilator": {"event": (2, 60), "dense": (1, 3)},
+        "verilator": {"event": (2, 300), "dense": (1, 12)},
         "icarus": {"event": (2, 12)}})
     repeats: int = 3
     command: str = "python -m eventconv.bench"
@@ -195,14 +195,16 @@ def measure_speed(settings, frames):
     ``settings.speed_runs``) are timed ``repeats`` times each: the difference of the medians
     gives the marginal rate (frames per second once running, on frames after the first, which
     in event mode is the all-events frame from the zero reference); the short run shows the
-    fixed cost of one call (Verilog export, simulator start, frame 0).
+    fixed cost of one call (Verilog export, simulator start, frame 0). Runs longer than the
+    clip play it forwards and backwards in turn.
     """
     _, height, width = frames.shape
+    longest = max(n for modes in settings.speed_runs.values() for _, n in modes.values())
+    frames = np.resize(np.concatenate([frames, frames[::-1]]), (longest, height, width))
     rows = []
     for simulator, modes in settings.speed_runs.items():
         for mode, (short_count, long_count) in modes.items():
             config = layer_config(settings, height=height, width=width, mode=mode)
-            long_count = min(long_count, len(frames))
 
             def run(count, simulator=simulator, config=config):
                 rtl_backend.run(config, frames[:count], simulator=simulator,
