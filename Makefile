@@ -49,10 +49,11 @@ formal: install
 	$(BIN)/python -m eventconv.sim.formal
 
 # Soak: 10,000 frames of the real clip through the simulated 4-layer network (Verilator, random
-# stalls, eventconv.bench.soak), then the host link (tests/test_link_faults.py, tests/test_fuzz.py
+# stalls, eventconv.bench.soak; chunks of 500 as tasks on a local Dask cluster of 2 workers,
+# --workers N to change), then the host link (tests/test_link_faults.py, tests/test_fuzz.py
 # with EVENTCONV_SOAK=1): 10,000 frames through the Python board and EVENTCONV_SOAK_FRAMES
 # (default 1000) through the co-simulated board (Verilator), at 1 % byte loss and 1 % bit flips
-# both ways, and ~20x the fuzzing examples. Hours: see README.
+# both ways, and ~20x the fuzzing examples. About an hour on 2 cores: see README.
 soak: install
 	$(BIN)/python -m eventconv.bench.soak --frames 10000
 	EVENTCONV_SOAK=1 $(BIN)/pytest -q -s tests/test_link_faults.py tests/test_fuzz.py

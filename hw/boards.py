@@ -4,7 +4,7 @@ build flow, the timing tool and the Makefile (``eventconv boards``).
 ==========  =================  ==========  =======  ========================  ==========  =======
 board       device             oscillator  clock    USB serial (FPGA rx, tx)  LEDs        uploads
 ==========  =================  ==========  =======  ========================  ==========  =======
-icebreaker  iCE40UP5K-SG48     12 MHz      40 MHz   FT2232H channel B: 6, 9   green, red  no
+icebreaker  iCE40UP5K-SG48     12 MHz      42 MHz   FT2232H channel B: 6, 9   green, red  no
 ulx3s-85f   LFE5U-85F-6BG381C  25 MHz      125 MHz  FT231X: M1, L4            LED 0, 1    yes
 ==========  =================  ==========  =======  ========================  ==========  =======
 
@@ -57,6 +57,8 @@ class BoardSpec:
         nextpnr seeds 1-5 in the order a build tries them until one meets the clock: the one
         that met it in the last measured build first (README), so a build takes one place
         and route where it can.
+    nextpnr_options : tuple
+        Further nextpnr options of the board's builds (its placer, for one).
     """
 
     name: str
@@ -74,6 +76,7 @@ class BoardSpec:
     capacity: dict
     uploads: bool = True
     seeds: tuple = (1, 2, 3, 4, 5)
+    nextpnr_options: tuple = ()
 
     @property
     def target(self):
@@ -105,11 +108,11 @@ class BoardSpec:
 BOARDS = {
     "icebreaker": BoardSpec(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
-        "clk12", 12e6, 40e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
+        "clk12", 12e6, 42e6, ("led_g", 0), ("led_r", 0), "top.pcf", "icebreaker.pcf",
         frame_size=(48, 64), lanes=2,
         capacity={"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4,
                   "ICESTORM_DSP": 8},
-        uploads=False, seeds=(4, 2, 5, 1, 3)),
+        uploads=False, seeds=(4, 2, 5, 1, 3), nextpnr_options=("--placer", "static")),
     "ulx3s-85f": BoardSpec(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
         "clk25", 25e6, 125e6, ("led", 0), ("led", 1), "top.lpf", "ulx3s.lpf",

@@ -276,7 +276,7 @@ def test_rtl_report_path_with_a_fake_simulator(tmp_path, monkeypatch):
     # The boards' own builds, each with its family's target and the PLL's clock.
     boards = {row["board"]: row for row in results["boards"]}
     assert set(boards) == set(BOARDS)
-    assert boards["icebreaker"]["clock"] == 39.75e6 and "| icebreaker | 64 x 48" in report
+    assert boards["icebreaker"]["clock"] == 42e6 and "| icebreaker | 64 x 48" in report
     assert "## The boards' own builds" in report
     # The pool's two ways, each checked run at the defaults (1 lane, 1 pixel per clock).
     modes = {row["mode"]: row for row in results["pool_modes"]}

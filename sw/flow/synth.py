@@ -155,7 +155,8 @@ def _build_trying_seeds(top, platform, flow, build_dir, board, seeds=None):
     absorbed, skipped, tried = [], {}, []
     seeds = seeds or BOARDS[board].seeds
     # nextpnr gets --timing-allow-fail: the report, not nextpnr, judges.
-    options = {"nextpnr_opts": f"--timing-allow-fail --seed {seeds[0]}"}
+    options = {"nextpnr_opts": " ".join(["--timing-allow-fail", f"--seed {seeds[0]}",
+                                         *BOARDS[board].nextpnr_options])}
     if flow.synth_options:
         options["synth_opts"] = flow.synth_options
     for attempt, seed in enumerate(seeds):
