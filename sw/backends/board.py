@@ -16,7 +16,7 @@ from eventconv.sim.runner import check_simulator
 SIMULATED_PORT = "sim"
 #: A serial port's timeout (seconds without the answer or output awaited) and the driver's
 #: retries (:class:`~eventconv.host.link.BoardLink`): a port that never answers ends the run
-#: after (RETRIES + 1) * TIMEOUT.
+#: after (RETRIES + 1) * TIMEOUT, a board silent mid-run after STALLS_PER_RETRY times that.
 TIMEOUT, RETRIES = 1.0, 10
 
 __all__ = ["run", "integrate", "SIMULATED_PORT", "TIMEOUT", "RETRIES"]

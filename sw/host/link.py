@@ -37,10 +37,17 @@ from eventconv.protocol.constants import (
 from eventconv.protocol.slip import SlipDecoder
 from eventconv.protocol.upload import shape_digest, upload_images
 
-__all__ = ["BoardLink", "priming_frames"]
+__all__ = ["BoardLink", "priming_frames", "RUNS_PER_RETRY", "STALLS_PER_RETRY"]
 
 #: Runs of one frame allowed per retry: each run adds the events that arrived whole.
 RUNS_PER_RETRY = 3
+#: Resynchronisations in a row without progress, and tries of one SYNC, allowed per retry.
+#: A long run resynchronises thousands of times, and at the rates the link is meant to
+#: survive (1 % of bytes lost and 1 % flipped each way) about half the resynchronisations make
+#: no progress (the first packet after SYNC or its answer damaged) and a third of the SYNC
+#: tries get no answer whole: 11 in a row then came once in a few thousand and ended 8 of 40
+#: soak runs of 250 frames; 33 in a row (about 1e-11 and 1e-15) do not.
+STALLS_PER_RETRY = 3
 #: Error codes of a packet damaged on its way to the board.
 DAMAGE_CODES = (ErrorCode.CRC, ErrorCode.FRAMING, ErrorCode.TIMEOUT, ErrorCode.OVERRUN)
 
@@ -130,9 +137,11 @@ class BoardLink:
         resynchronised. Good packets meanwhile (the board's output) extend the wait, up to a
         bound of a few frames' output.
     retries : int
-        Resends of a command; resynchronisations in a row without progress; board resets
-        recovered from. One more gives up with a one-line :class:`LinkError`, as does a frame
-        run more than ``RUNS_PER_RETRY * (retries + 1)`` times (its output damaged each time).
+        Resends of a command; board resets recovered from. One more gives up with a one-line
+        :class:`LinkError`, as do ``STALLS_PER_RETRY * (retries + 1)`` resynchronisations in a
+        row without progress or tries of one SYNC (so a board silent mid-run ends it after
+        that many ``timeout``), and a frame run more than ``RUNS_PER_RETRY * (retries + 1)``
+        times (its output damaged each time).
     report : callable, optional
         Called with a one-line note when the run recovers from something the user should know
         of (a board reset).
@@ -236,15 +245,16 @@ class BoardLink:
                                                          for name, n in codes.items()))
         return "; ".join(parts) or "no damaged packets, no errors answered"
 
-    def request(self, kind, fields, want, *, accept=None):
+    def request(self, kind, fields, want, *, accept=None, tries=None):
         """Send a command and return the value of its answer (the first packet of type
         ``want`` that ``accept(value)`` approves). Output packets meanwhile go to the run.
 
         The command is sent again after ``timeout`` without its answer (good packets extend
         the wait, up to a bound), and at once after an ERROR for INFO, CONFIG and WEIGHTS
-        (nothing else is in flight then); after ``retries`` resends, :class:`LinkError`."""
+        (nothing else is in flight then); after ``tries`` sends (default ``retries + 1``),
+        :class:`LinkError`."""
         started = self._clock()
-        tries = self.retries + 1
+        tries = self.retries + 1 if tries is None else tries
         for _ in range(tries):
             self.send(kind, fields)
             deadline = self._clock() + self.timeout
@@ -354,7 +364,8 @@ class BoardLink:
         self._token = (self._token + 1) & 0xFF
         token = self._token
         value = self.request(Command.SYNC, bytes((token,)), Reply.SYNC,
-                             accept=lambda v: v["byte"] == token)
+                             accept=lambda v: v["byte"] == token,
+                             tries=STALLS_PER_RETRY * (self.retries + 1))
         return value["frame"], value["offset"]
 
     # -- frames -----------------------------------------------------------------------------
@@ -696,7 +707,7 @@ class _Run:
                 quiet_since_sync = False
                 continue
             stalls = stalls + 1 if self.moves == moves_at_sync else 0
-            if stalls > link.retries:
+            if stalls >= STALLS_PER_RETRY * (link.retries + 1):
                 raise LinkError(f"the board makes no progress (frame {self.done} of "
                                 f"{self.total} done, {stalls} resynchronisations without "
                                 f"progress); {link._diagnosis()}")
