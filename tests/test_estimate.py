@@ -30,6 +30,8 @@ from eventconv.hw.target import TARGETS
 
 PNET = Path(__file__).parents[1] / "sw" / "core" / "data" / "pnet_64x48.json"
 ICE40, ECP5 = FAMILIES["ice40"].memory, FAMILIES["ecp5"].memory
+# Engines are built here to read their parameters, not to be elaborated.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
 @pytest.mark.parametrize("memory, library, expected", [
