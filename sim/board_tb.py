@@ -88,7 +88,9 @@ class BoardSimulation(ByteTransport):
                 self.result = run_cocotb(
                     verilog_text=verilog, toplevel="eventconv_board",
                     test_module="eventconv.sim.board_tb", case=case, simulator=simulator,
-                    build_root=build_root, extra_sources=models)
+                    build_root=build_root, extra_sources=models,
+                    # The testbench drives the clock and the serial lines only.
+                    public=[("eventconv_board", "*")])
             except BaseException as e:   # noqa: B036 - handed to the caller in close()
                 self.failure = e
                 try:   # unblock accept() if the simulation never connected
