@@ -53,7 +53,7 @@ formal: install
 # --workers N to change), then the host link (tests/test_link_faults.py, tests/test_fuzz.py
 # with EVENTCONV_SOAK=1): 10,000 frames through the Python board and EVENTCONV_SOAK_FRAMES
 # (default 1000) through the co-simulated board (Verilator), at 1 % byte loss and 1 % bit flips
-# both ways, and ~20x the fuzzing examples. About an hour on 2 cores: see README.
+# both ways, and ~20x the fuzzing examples. About 1.5 hours on 2 cores: see README.
 soak: install
 	$(BIN)/python -m eventconv.bench.soak --frames 10000
 	EVENTCONV_SOAK=1 $(BIN)/pytest -q -s tests/test_link_faults.py tests/test_fuzz.py
