@@ -212,8 +212,8 @@ def _build(runner, folder, toplevel, verilog_text, extra_sources, simulator, qui
     log = folder / "build.log"
     build_args = list(BUILD_ARGS[simulator])
     if public:
-        # cocotb asks for --public-flat-rw; a later --no- takes it back (measured: 1.3 x faster
-        # on the one-layer engine, more on the network), and the file names what stays.
+        # cocotb asks for --public-flat-rw, which keeps Verilator from optimising any signal
+        # away; a later --no- takes it back, and the file names what stays (README: speed).
         config = folder / "public.vlt"
         config.write_text(verilator_public(public))
         build_args += ["--no-public-flat-rw", str(config)]

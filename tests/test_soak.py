@@ -4,7 +4,7 @@ processes, and a frame counts as mismatched when any of its arrays differs from 
 import numpy as np
 
 from eventconv.bench.soak import mismatched_frames, soak, soak_frames
-from eventconv.core.clip import load_clip
+from eventconv.core.clip import load_clip, played_back_and_forth
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
 
@@ -30,6 +30,8 @@ def test_soak_frames_play_the_clip_back_and_forth():
     loop = [0, 1, 2, 2, 1, 0]
     start = loop.index(played[0])
     assert played == [loop[(start + i) % 6] for i in range(9)]
+    # From the first frame (the speed bench's longer-than-the-clip runs).
+    assert played_back_and_forth(clip, 7)[:, 0, 0].tolist() == [0, 1, 2, 2, 1, 0, 0]
 
 
 def test_soak_chunks_run_on_a_local_cluster_equal_to_the_model():

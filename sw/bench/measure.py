@@ -22,7 +22,7 @@ from eventconv.bench.network import NETWORK_CLIP, measure_network
 from eventconv.bench.pool_modes import measure_pool_modes
 from eventconv.bench.recordings import measure_recordings
 from eventconv.bench.runs import run_layer
-from eventconv.core.clip import load_clip
+from eventconv.core.clip import load_clip, played_back_and_forth
 from eventconv.core.kernels import filter_bank_config
 from eventconv.core.model import run_model
 from eventconv.flow.resources import estimate_resources
@@ -200,7 +200,7 @@ def measure_speed(settings, frames):
     """
     _, height, width = frames.shape
     longest = max(n for modes in settings.speed_runs.values() for _, n in modes.values())
-    frames = np.resize(np.concatenate([frames, frames[::-1]]), (longest, height, width))
+    frames = played_back_and_forth(frames, longest)
     rows = []
     for simulator, modes in settings.speed_runs.items():
         for mode, (short_count, long_count) in modes.items():

@@ -16,8 +16,9 @@ import time
 import numpy as np
 
 from eventconv.backends import rtl as rtl_backend
+from eventconv.bench.cluster import dask_client
 from eventconv.bench.network import network_config
-from eventconv.core.clip import load_clip
+from eventconv.core.clip import load_clip, played_back_and_forth
 from eventconv.core.config import Config
 from eventconv.core.model import run_model
 from eventconv.hw.boards import BOARDS, default_config
@@ -29,9 +30,7 @@ CHUNK = 500
 
 def soak_frames(clip, count, rng):
     """``count`` frames of ``clip`` played forwards and backwards, from a random start."""
-    loop = np.concatenate([clip, clip[::-1]])
-    start = int(rng.integers(len(loop)))
-    return np.resize(np.roll(loop, -start, axis=0), (count, *clip.shape[1:]))
+    return played_back_and_forth(clip, count, int(rng.integers(2 * len(clip))))
 
 
 def mismatched_frames(result, model, count):
@@ -59,33 +58,24 @@ def soak(config, count, *, idle=0.3, stall=0.3, seed=0, simulator="verilator", c
     """Run ``count`` frames of ``clip`` (None: the bundled real clip) in chunks of ``chunk``,
     each a Dask task; returns the frames that mismatched. ``scheduler``: a running scheduler's
     address; None starts a LocalCluster of ``workers`` processes here."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
     rng = np.random.default_rng(seed)
     clip = load_clip("vtest_64x48") if clip is None else clip
     starts = range(0, count, chunk)
     chunks = [soak_frames(clip, min(chunk, count - done), rng) for done in starts]
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-    try:
-        with Client(cluster if cluster is not None else scheduler) as client:
-            futures = {client.submit(soak_chunk, config, frames, idle=idle, stall=stall,
-                                     seed=seed * 1000 + number, simulator=simulator,
-                                     pure=False): (done, len(frames))
-                       for number, (done, frames) in enumerate(zip(starts, chunks, strict=True))}
-            mismatched = 0
-            for future in as_completed(futures):
-                bad, seconds = future.result()
-                done, length = futures[future]
-                mismatched += bad
-                log(f"soak: frames {done}..{done + length - 1}: {bad} mismatched "
-                    f"({seconds:.0f} s)")
-            return mismatched
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with dask_client(scheduler, workers) as client:
+        futures = {client.submit(soak_chunk, config, frames, idle=idle, stall=stall,
+                                 seed=seed * 1000 + number, simulator=simulator,
+                                 pure=False): (done, len(frames))
+                   for number, (done, frames) in enumerate(zip(starts, chunks, strict=True))}
+        mismatched = 0
+        for future in as_completed(futures):
+            bad, seconds = future.result()
+            done, length = futures[future]
+            mismatched += bad
+            log(f"soak: frames {done}..{done + length - 1}: {bad} mismatched ({seconds:.0f} s)")
+        return mismatched
 
 
 def design(name):

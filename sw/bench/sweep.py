@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eventconv.bench.cluster import dask_client
 from eventconv.bench.estimate import dense_network, frame_cycles, network_work
 from eventconv.core import ranges
 from eventconv.core.clip import load_clip
@@ -215,27 +216,18 @@ def run_sweep(spec, scheduler=None, workers=2, progress=None):
     ``scheduler``: the address of a running ``dask.distributed`` scheduler; None starts a
     LocalCluster of ``workers`` single-threaded processes here (the tasks hold the GIL).
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
     dense_output = _output(run_model(dense_network(spec.network), spec.frames)).astype(np.int64)
     points = sweep_points(spec)
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-    else:
-        cluster = None
-    try:
-        with Client(cluster if cluster is not None else scheduler) as client:
-            shared = client.scatter([spec.network, spec.frames, dense_output], broadcast=True)
-            futures = [client.submit(run_point, *shared, point, spec.synth, pure=False)
-                       for point in points]
-            for done, _ in enumerate(as_completed(futures), 1):
-                if progress is not None:
-                    progress(done, len(futures))
-            return client.gather(futures)
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with dask_client(scheduler, workers) as client:
+        shared = client.scatter([spec.network, spec.frames, dense_output], broadcast=True)
+        futures = [client.submit(run_point, *shared, point, spec.synth, pure=False)
+                   for point in points]
+        for done, _ in enumerate(as_completed(futures), 1):
+            if progress is not None:
+                progress(done, len(futures))
+        return client.gather(futures)
 
 
 def pareto(rows, objectives=("cycles", "error", "logic")):

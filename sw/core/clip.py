@@ -29,6 +29,13 @@ def load_clip(name="vtest_64x48"):
     return np.load(DATA / f"{name}.npy")
 
 
+def played_back_and_forth(clip, count, start=0):
+    """``count`` frames of ``clip`` played forwards then backwards in turn, from frame
+    ``start`` of that loop: any number of frames of real motion, a jump at each turn."""
+    loop = np.concatenate([clip, clip[::-1]])
+    return np.resize(np.roll(loop, -start, axis=0), (count, *clip.shape[1:]))
+
+
 def _downscale(gray, height, width):
     h, w = gray.shape
     block = min(h // height, w // width)

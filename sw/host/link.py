@@ -41,12 +41,10 @@ __all__ = ["BoardLink", "priming_frames", "RUNS_PER_RETRY", "STALLS_PER_RETRY"]
 
 #: Runs of one frame allowed per retry: each run adds the events that arrived whole.
 RUNS_PER_RETRY = 3
-#: Resynchronisations in a row without progress, and tries of one SYNC, allowed per retry.
-#: A long run resynchronises thousands of times, and at the rates the link is meant to
-#: survive (1 % of bytes lost and 1 % flipped each way) about half the resynchronisations make
-#: no progress (the first packet after SYNC or its answer damaged) and a third of the SYNC
-#: tries get no answer whole: 11 in a row then came once in a few thousand and ended 8 of 40
-#: soak runs of 250 frames; 33 in a row (about 1e-11 and 1e-15) do not.
+#: Resynchronisations in a row without progress, and tries of one SYNC, allowed per retry. A
+#: long run resynchronises thousands of times, and at the rates the link is meant to survive
+#: many of them fail by chance (the first packet after SYNC, or an answer, damaged), so a
+#: limit of ``retries + 1`` in a row is reached by chance (README: reliability).
 STALLS_PER_RETRY = 3
 #: Error codes of a packet damaged on its way to the board.
 DAMAGE_CODES = (ErrorCode.CRC, ErrorCode.FRAMING, ErrorCode.TIMEOUT, ErrorCode.OVERRUN)
